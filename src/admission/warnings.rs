@@ -1,0 +1,129 @@
+//! Human sentences at the edge: the denial message and the warning list,
+//! cut to what the API server passes on (256 bytes each, 4 KiB in all).
+
+use super::{Action, Outcome, ReviewSubject};
+
+/// The API server truncates each warning past this many bytes.
+pub const MAX_WARNING_BYTES: usize = 256;
+/// ...and drops warnings past this many bytes in all.
+pub const MAX_WARNINGS_TOTAL_BYTES: usize = 4096;
+
+/// One message naming every finding that denies, or `None` if none does.
+pub fn denial_message(subject: &ReviewSubject<'_>, outcomes: &[Outcome]) -> Option<String> {
+    let denied: Vec<&Outcome> = outcomes.iter().filter(|o| o.action == Action::Deny).collect();
+    if denied.is_empty() {
+        return None;
+    }
+    let n = denied.len();
+    let mut message = format!(
+        "statefulset {}/{} has {} problem{}:",
+        subject.object.namespace,
+        subject.object.name,
+        n,
+        if n == 1 { "" } else { "s" }
+    );
+    for o in denied {
+        message.push_str("\n- ");
+        message.push_str(&o.finding.to_string());
+    }
+    Some(message)
+}
+
+/// Warnings for every finding that warns, then the notices, most important
+/// first, each and all within the API server's limits.
+pub fn warning_list(outcomes: &[Outcome], notices: &[String]) -> Vec<String> {
+    let texts = outcomes
+        .iter()
+        .filter_map(|o| match &o.action {
+            Action::Warn(reason) => Some(format!(
+                "{}{}: {}",
+                o.finding.summary(),
+                reason.note(),
+                o.finding.fix
+            )),
+            _ => None,
+        })
+        .chain(notices.iter().cloned());
+    fit_warnings(texts)
+}
+
+/// Cuts each warning to [`MAX_WARNING_BYTES`] and keeps the list within
+/// [`MAX_WARNINGS_TOTAL_BYTES`], saying how many were left out.
+pub fn fit_warnings(texts: impl IntoIterator<Item = String>) -> Vec<String> {
+    // Room kept for the closing "N more" line.
+    const RESERVE: usize = 64;
+    let all: Vec<String> = texts.into_iter().map(|t| truncate(&t, MAX_WARNING_BYTES)).collect();
+    let mut kept = Vec::new();
+    let mut total = 0;
+    for (i, text) in all.iter().enumerate() {
+        let rest = all.len() - i - 1;
+        let budget = if rest == 0 {
+            MAX_WARNINGS_TOTAL_BYTES
+        } else {
+            MAX_WARNINGS_TOTAL_BYTES - RESERVE
+        };
+        if total + text.len() > budget {
+            kept.push(format!(
+                "... and {} more sts-guard warnings (run sts-guard check for all)",
+                all.len() - i
+            ));
+            break;
+        }
+        total += text.len();
+        kept.push(text.clone());
+    }
+    kept
+}
+
+/// Single line, at most `max` bytes, cut on a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() <= max {
+        return line;
+    }
+    const ELLIPSIS: &str = "...";
+    let mut end = max - ELLIPSIS.len();
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &line[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_warnings_are_cut_on_char_boundaries() {
+        let w = truncate(&"é".repeat(300), MAX_WARNING_BYTES);
+        assert!(w.len() <= MAX_WARNING_BYTES);
+        assert!(w.ends_with("..."));
+    }
+
+    #[test]
+    fn control_characters_become_spaces() {
+        assert_eq!(truncate("a\nb\tc", 10), "a b c");
+    }
+
+    #[test]
+    fn the_list_stays_under_four_kib_and_says_what_it_dropped() {
+        let many = (0..100).map(|i| format!("{i:03} {}", "x".repeat(200)));
+        let kept = fit_warnings(many);
+        let total: usize = kept.iter().map(String::len).sum();
+        assert!(total <= MAX_WARNINGS_TOTAL_BYTES, "{total}");
+        assert!(kept[0].starts_with("000"), "most important first");
+        let last = kept.last().unwrap();
+        assert!(last.contains("more sts-guard warnings"), "{last}");
+        let dropped: usize = last.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(kept.len() - 1 + dropped, 100);
+    }
+
+    #[test]
+    fn a_short_list_is_kept_whole() {
+        let kept = fit_warnings(vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(kept, vec!["a", "b"]);
+    }
+}

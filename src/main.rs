@@ -1,0 +1,163 @@
+//! Command line only: parse flags, call into the library.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use sts_guard::server::{self, Limits, ServeConfig};
+
+#[derive(Parser)]
+#[command(name = "sts-guard", version, about = "Keeps StatefulSets healthy by construction")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "STS_GUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve AdmissionReview v1 over TLS: POST /validate, POST /mutate, GET /healthz, GET /readyz.
+    Serve(ServeArgs),
+    /// Write a CA and a serving certificate: ca.crt, tls.crt, tls.key.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Serving certificate (PEM chain); re-read when it changes.
+    #[arg(long, env = "STS_GUARD_CERT")]
+    cert: PathBuf,
+    /// Private key of the serving certificate (PEM); re-read when it changes.
+    #[arg(long, env = "STS_GUARD_KEY")]
+    key: PathBuf,
+    /// Address of the TLS webhook listener.
+    #[arg(long, env = "STS_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Address of the plain-HTTP Prometheus listener (GET /metrics); "off" disables it.
+    #[arg(long, env = "STS_GUARD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: String,
+    /// Policy file (YAML); re-read when it changes. Without one every rule is enforced.
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only serve clients presenting a certificate signed by this CA (the API server's).
+    #[arg(long, env = "STS_GUARD_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// Take Services from these manifests instead of the cluster (benchmarks, demos).
+    #[arg(long, env = "STS_GUARD_SERVICES_FROM", value_delimiter = ',')]
+    services_from: Option<Vec<PathBuf>>,
+    /// Deadline of the API lookup made when a Service is not in the watch cache.
+    #[arg(long, env = "STS_GUARD_LOOKUP_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    lookup_timeout: Duration,
+    /// How often the certificate and policy files are checked for changes.
+    #[arg(long, env = "STS_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    reload_interval: Duration,
+    /// After SIGTERM, keep serving (not ready) this long so endpoints drop this pod.
+    #[arg(long, env = "STS_GUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    shutdown_delay: Duration,
+    /// Then wait at most this long for in-flight requests.
+    #[arg(long, env = "STS_GUARD_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+    /// Close connections whose request headers take longer than this.
+    #[arg(long, env = "STS_GUARD_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Refuse connections beyond this many.
+    #[arg(long, env = "STS_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// Folder to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, env = "STS_GUARD_CERTS_OUT")]
+    out: PathBuf,
+    /// DNS name of the serving certificate (repeatable).
+    #[arg(long, env = "STS_GUARD_CERTS_DNS", value_delimiter = ',')]
+    dns: Vec<String>,
+    /// IP address of the serving certificate (repeatable).
+    #[arg(long, env = "STS_GUARD_CERTS_IP", value_delimiter = ',')]
+    ip: Vec<IpAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Certs(args) => match sts_guard::cli::certs::run(&args.out, &args.dns, &args.ip) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    let metrics_listen = match args.metrics_listen.as_str() {
+        "off" | "" => None,
+        addr => match addr.parse() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("error: --metrics-listen {addr:?}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        metrics_listen,
+        cert: args.cert,
+        key: args.key,
+        client_ca: args.client_ca,
+        policy: args.config,
+        services_from: args.services_from,
+        lookup_timeout: args.lookup_timeout,
+        reload_interval: args.reload_interval,
+        shutdown_delay: args.shutdown_delay,
+        shutdown_timeout: args.shutdown_timeout,
+        limits: Limits {
+            header_read_timeout: args.header_read_timeout,
+            max_connections: args.max_connections,
+            ..Limits::default()
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "serve failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

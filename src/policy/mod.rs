@@ -1,0 +1,329 @@
+//! The policy file: how findings are enforced, per rule and per namespace,
+//! who is exempt, and which mutations are on by default.
+//!
+//! Precedence for the mode of a rule in a namespace, most specific first:
+//! `namespaces.<ns>.rules.<rule>`, `namespaces.<ns>.mode`, `rules.<rule>`, `mode`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::rules::{RuleId, RuleSettings};
+
+/// What a finding does to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny the request.
+    #[default]
+    Enforce,
+    /// Allow it; kubectl prints `Warning: ...`.
+    Warn,
+    /// Allow it silently; log and count.
+    Audit,
+}
+
+impl Mode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// Mutation defaults; `None` means "not set here, ask the next level".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MutationDefaults {
+    pub parallel: Option<bool>,
+    pub startup_probe: Option<bool>,
+    #[serde(default, with = "opt_duration")]
+    pub startup_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sidecars {
+    pub require_probes: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespacePolicy {
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub rules: BTreeMap<RuleId, Mode>,
+    #[serde(default)]
+    pub mutations: MutationDefaults,
+    pub allow_owner_exemptions: Option<bool>,
+}
+
+/// A named exemption owned by the platform team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Exemption {
+    pub namespace: String,
+    /// Omitted: every StatefulSet of the namespace.
+    pub name: Option<String>,
+    /// Omitted or empty: every rule.
+    #[serde(default)]
+    pub rules: Vec<RuleId>,
+    /// Why; required so every exemption can be justified later.
+    pub reason: String,
+}
+
+/// The policy file as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub rules: BTreeMap<RuleId, Mode>,
+    #[serde(default)]
+    pub sidecars: Sidecars,
+    #[serde(default)]
+    pub allow_owner_exemptions: bool,
+    #[serde(default)]
+    pub mutations: MutationDefaults,
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, NamespacePolicy>,
+    #[serde(default)]
+    pub exemptions: Vec<Exemption>,
+}
+
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid policy file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid policy file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Startup probes allow this long before the container is restarted, unless
+/// the policy or `sts-guard.io/startup-timeout` says otherwise.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Mutations in effect for one namespace before annotations are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveMutations {
+    pub parallel: bool,
+    pub startup_probe: bool,
+    pub startup_timeout: Duration,
+}
+
+/// Why a rule does not apply to an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExemptBy {
+    Policy { reason: String },
+    Owner,
+}
+
+impl Policy {
+    pub fn from_yaml(text: &str, path: &str) -> Result<Policy, PolicyError> {
+        if text.trim().is_empty() {
+            return Ok(Policy::default());
+        }
+        let policy: Policy = serde_saphyr::from_str(text).map_err(|e| PolicyError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        policy.validate(path)?;
+        Ok(policy)
+    }
+
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Policy::from_yaml(&text, &shown)
+    }
+
+    fn validate(&self, path: &str) -> Result<(), PolicyError> {
+        let invalid = |message: String| PolicyError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        for (i, e) in self.exemptions.iter().enumerate() {
+            if e.namespace.is_empty() {
+                return Err(invalid(format!("exemptions[{i}]: namespace is empty")));
+            }
+            if e.reason.trim().is_empty() {
+                return Err(invalid(format!(
+                    "exemptions[{i}]: reason is empty; say why {} is exempt",
+                    e.namespace
+                )));
+            }
+        }
+        let timeouts = std::iter::once(&self.mutations)
+            .chain(self.namespaces.values().map(|n| &n.mutations))
+            .filter_map(|m| m.startup_timeout);
+        for t in timeouts {
+            if t.is_zero() {
+                return Err(invalid("mutations.startupTimeout must be positive".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mode of `rule` in `namespace`.
+    pub fn mode(&self, namespace: &str, rule: RuleId) -> Mode {
+        let ns = self.namespaces.get(namespace);
+        ns.and_then(|n| n.rules.get(&rule).copied())
+            .or_else(|| ns.and_then(|n| n.mode))
+            .or_else(|| self.rules.get(&rule).copied())
+            .unwrap_or(self.mode)
+    }
+
+    pub fn rule_settings(&self) -> RuleSettings {
+        RuleSettings {
+            sidecars_require_probes: self.sidecars.require_probes.unwrap_or(true),
+        }
+    }
+
+    pub fn owner_exemptions_allowed(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(namespace)
+            .and_then(|n| n.allow_owner_exemptions)
+            .unwrap_or(self.allow_owner_exemptions)
+    }
+
+    /// The policy-file exemption covering `rule` for `namespace/name`, if any.
+    pub fn exemption(&self, namespace: &str, name: &str, rule: RuleId) -> Option<&Exemption> {
+        self.exemptions.iter().find(|e| {
+            e.namespace == namespace
+                && e.name.as_deref().is_none_or(|n| n == name)
+                && (e.rules.is_empty() || e.rules.contains(&rule))
+        })
+    }
+
+    pub fn mutations(&self, namespace: &str) -> EffectiveMutations {
+        let ns = self.namespaces.get(namespace).map(|n| &n.mutations);
+        let global = &self.mutations;
+        EffectiveMutations {
+            parallel: ns
+                .and_then(|m| m.parallel)
+                .or(global.parallel)
+                .unwrap_or(false),
+            startup_probe: ns
+                .and_then(|m| m.startup_probe)
+                .or(global.startup_probe)
+                .unwrap_or(false),
+            startup_timeout: ns
+                .and_then(|m| m.startup_timeout)
+                .or(global.startup_timeout)
+                .unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+        }
+    }
+}
+
+/// Durations written the way people write them: `90s`, `5m`, `1h30m`.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+mode: warn
+rules:
+  headless-service: audit
+sidecars:
+  requireProbes: false
+mutations:
+  startupTimeout: 2m
+namespaces:
+  shop:
+    mode: enforce
+    rules: { liveness-probe: audit }
+    mutations: { parallel: true }
+exemptions:
+  - namespace: batch
+    name: queue-worker
+    rules: [headless-service]
+    reason: runs without a Service on purpose
+"#;
+
+    #[test]
+    fn modes_follow_precedence() {
+        let p = Policy::from_yaml(EXAMPLE, "t").unwrap();
+        assert_eq!(p.mode("shop", RuleId::LivenessProbe), Mode::Audit);
+        assert_eq!(p.mode("shop", RuleId::HeadlessService), Mode::Enforce);
+        assert_eq!(p.mode("other", RuleId::HeadlessService), Mode::Audit);
+        assert_eq!(p.mode("other", RuleId::ReadinessProbe), Mode::Warn);
+        assert!(!p.rule_settings().sidecars_require_probes);
+    }
+
+    #[test]
+    fn mutation_defaults_merge() {
+        let p = Policy::from_yaml(EXAMPLE, "t").unwrap();
+        let shop = p.mutations("shop");
+        assert!(shop.parallel && !shop.startup_probe);
+        assert_eq!(shop.startup_timeout, Duration::from_secs(120));
+        assert!(!p.mutations("other").parallel);
+    }
+
+    #[test]
+    fn exemptions_match_name_and_rule() {
+        let p = Policy::from_yaml(EXAMPLE, "t").unwrap();
+        assert!(
+            p.exemption("batch", "queue-worker", RuleId::HeadlessService)
+                .is_some()
+        );
+        assert!(
+            p.exemption("batch", "queue-worker", RuleId::LivenessProbe)
+                .is_none()
+        );
+        assert!(p.exemption("batch", "other", RuleId::HeadlessService).is_none());
+    }
+
+    #[test]
+    fn empty_file_enforces_everything() {
+        let p = Policy::from_yaml("", "t").unwrap();
+        assert_eq!(p.mode("any", RuleId::HeadlessService), Mode::Enforce);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        for bad in [
+            "mode: enforcing",
+            "moed: warn",
+            "rules: { liveness: warn }",
+            "exemptions: [{ namespace: a, reason: '' }]",
+            "mutations: { startupTimeout: soon }",
+            "mode: [",
+        ] {
+            let err = Policy::from_yaml(bad, "policy.yaml").unwrap_err();
+            assert!(err.to_string().contains("policy.yaml"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Prometheus metrics. Every finding is counted under its rule id.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::admission::{Decision, Endpoint};
+use crate::lookup::LookupPath;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    /// allowed | warned | mutated | denied | invalid
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub endpoint: &'static str,
+    pub rule: &'static str,
+    /// deny | warn | audit | exempt
+    pub action: &'static str,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabels {
+    pub path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub what: &'static str,
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    findings: Family<FindingLabels, Counter>,
+    duration: Family<EndpointLabels, Histogram>,
+    lookups: Family<PathLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("sts_guard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "AdmissionReview requests by endpoint and decision",
+            requests.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "rule_findings",
+            "Rule findings by rule id and what was done with them",
+            findings.clone(),
+        );
+        let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            // 50 µs .. ~3.3 s
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.00005, 2.0, 17,
+            ))
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Time from a decoded body to an encoded answer",
+            duration.clone(),
+        );
+        let lookups = Family::<PathLabels, Counter>::default();
+        registry.register(
+            "service_lookups",
+            "Service lookups by where they were answered (cache, api, api-error, static)",
+            lookups.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads of the policy file and TLS certificate",
+            reloads.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            requests,
+            findings,
+            duration,
+            lookups,
+            reloads,
+        })
+    }
+
+    pub fn record(&self, endpoint: Endpoint, namespace: &str, decision: &Decision, seconds: f64) {
+        let label = if !decision.allowed() {
+            "denied"
+        } else if decision.patch.is_some() {
+            "mutated"
+        } else if !decision.warnings.is_empty() {
+            "warned"
+        } else {
+            "allowed"
+        };
+        self.request(endpoint, label);
+        for o in &decision.outcomes {
+            self.findings
+                .get_or_create(&FindingLabels {
+                    endpoint: endpoint.as_str(),
+                    rule: o.finding.rule.as_str(),
+                    action: o.action.label(),
+                    namespace: namespace.to_string(),
+                })
+                .inc();
+        }
+        self.duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn request(&self, endpoint: Endpoint, decision: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.as_str(),
+                decision,
+            })
+            .inc();
+    }
+
+    pub fn lookup(&self, path: LookupPath) {
+        self.lookups
+            .get_or_create(&PathLabels {
+                path: path.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn reload(&self, what: &'static str, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                what,
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

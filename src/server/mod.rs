@@ -1,0 +1,300 @@
+//! `sts-guard serve`: the TLS listener, health, metrics, reloads and
+//! graceful shutdown around the pure review.
+
+pub mod metrics;
+pub mod routes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::lookup::{ClusterServices, ServiceSource};
+use crate::policy::Policy;
+use crate::reload::watch_files;
+use metrics::Metrics;
+use routes::App;
+
+/// Limits on what a client can hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Headers must arrive within this after a request starts.
+    pub header_read_timeout: Duration,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Connections beyond this are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Everything `serve` needs, from flags.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+    /// Offline Services instead of a cluster (benchmarks, demos).
+    pub services_from: Option<Vec<PathBuf>>,
+    pub lookup_timeout: Duration,
+    pub reload_interval: Duration,
+    pub shutdown_delay: Duration,
+    pub shutdown_timeout: Duration,
+    pub limits: Limits,
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let metrics = Metrics::new();
+
+    let policy = match &config.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    let services = match &config.services_from {
+        Some(paths) => {
+            let manifests = crate::cli::input::read_inputs(paths, None)
+                .context("reading --services-from")?;
+            ServiceSource::Static(Arc::new(manifests.services))
+        }
+        None => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
+            ServiceSource::Cluster(ClusterServices::start(client, config.lookup_timeout))
+        }
+    };
+    let app = App::new(policy, services, metrics.clone());
+
+    let cert = tls::ReloadingCert::load(&config.cert, &config.key)?;
+    let tls_config = tls::server_config(cert.clone(), config.client_ca.as_deref())?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config));
+
+    spawn_reloaders(&config, &app, &cert, &metrics);
+
+    if let Some(addr) = config.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics listener {addr}"))?;
+        tracing::info!(%addr, "metrics listening (plain HTTP)");
+        let metrics = metrics.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "webhook listening (TLS)");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shutdown_app = app.clone();
+    let delay = config.shutdown_delay;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        // Not ready at once, so endpoints stop sending new connections here;
+        // keep serving for `delay` while that propagates.
+        shutdown_app.accepting.store(false, Ordering::Release);
+        tracing::info!(delay = ?delay, "shutdown: not ready; draining");
+        tokio::time::sleep(delay).await;
+        let _ = stop_tx.send(true);
+    });
+
+    accept_loop(
+        listener,
+        acceptor,
+        routes::router(app),
+        config.limits.clone(),
+        stop_rx,
+        config.shutdown_timeout,
+    )
+    .await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn spawn_reloaders(
+    config: &ServeConfig,
+    app: &Arc<App>,
+    cert: &Arc<tls::ReloadingCert>,
+    metrics: &Arc<Metrics>,
+) {
+    let interval = config.reload_interval;
+    {
+        let cert = cert.clone();
+        let swap = cert.clone();
+        let m = metrics.clone();
+        let paths = vec![config.cert.clone(), config.key.clone()];
+        tokio::spawn(watch_files(
+            "certificate",
+            paths,
+            interval,
+            move |files| {
+                let r = cert.parse(files);
+                if r.is_err() {
+                    m.reload("certificate", false);
+                }
+                r
+            },
+            {
+                let m = metrics.clone();
+                move |key| {
+                    swap.swap(key);
+                    m.reload("certificate", true);
+                }
+            },
+        ));
+    }
+    if let Some(path) = config.policy.clone() {
+        let shown = path.display().to_string();
+        let app = app.clone();
+        let m = metrics.clone();
+        let m2 = metrics.clone();
+        tokio::spawn(watch_files(
+            "policy",
+            vec![path],
+            interval,
+            move |files| {
+                let text = String::from_utf8_lossy(&files[0]);
+                let r = Policy::from_yaml(&text, &shown);
+                if r.is_err() {
+                    m.reload("policy", false);
+                }
+                r
+            },
+            move |policy| {
+                app.policy.store(Arc::new(policy));
+                m2.reload("policy", true);
+            },
+        ));
+    }
+}
+
+/// Accepts TLS connections until told to stop, then lets in-flight requests
+/// finish (idle keep-alive connections are closed at once) for at most
+/// `grace`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: axum::Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let service = TowerToHyperService::new(router);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(grace = ?grace, "grace period over; closing remaining connections"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

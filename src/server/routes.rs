@@ -1,0 +1,327 @@
+//! The HTTP edge: decode, look the Service up, call the pure review, encode.
+//!
+//! Bad input, decided explicitly:
+//! - body over [`MAX_BODY_BYTES`] → 413;
+//! - not JSON, not an `admission.k8s.io/v1` `AdmissionReview`, or no
+//!   `request` → 400 with a one-line reason (there is no uid to echo);
+//! - a request for another kind → allowed, uid echoed (not ours to judge;
+//!   only a misconfigured webhook sends one);
+//! - a StatefulSet request whose object does not parse → denied with the
+//!   reason and code 400, uid echoed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::{DynamicObject, Status};
+use serde::Deserialize;
+
+use super::metrics::Metrics;
+use crate::admission::{Context, Decision, Endpoint, ObjectRef, review};
+use crate::lookup::{Resolved, ServiceSource};
+use crate::policy::Policy;
+
+/// The API server accepts objects up to 3 MiB and an UPDATE review carries
+/// two of them plus the envelope; 8 MiB leaves room for JSON escaping.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// A request, body included, must be read and answered within this (408
+/// otherwise), so a client trickling its body cannot hold a connection; the
+/// API server gives up at the webhook's `timeoutSeconds` (≤ 10 s) anyway.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of the server.
+pub struct App {
+    pub policy: ArcSwap<Policy>,
+    pub services: ServiceSource,
+    pub metrics: Arc<Metrics>,
+    /// False once shutdown began.
+    pub accepting: AtomicBool,
+}
+
+impl App {
+    pub fn new(policy: Policy, services: ServiceSource, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(App {
+            policy: ArcSwap::from_pointee(policy),
+            services,
+            metrics,
+            accepting: AtomicBool::new(true),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.accepting.load(Ordering::Acquire) && self.services.is_synced()
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() {
+        (StatusCode::OK, "ok").into_response()
+    } else if !app.accepting.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "service cache not synced").into_response()
+    }
+}
+
+async fn validate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    handle(&app, Endpoint::Validate, &body).await
+}
+
+async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    handle(&app, Endpoint::Mutate, &body).await
+}
+
+async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
+    let started = Instant::now();
+    let request = match decode(body) {
+        Ok(request) => request,
+        Err(Rejection::BadRequest(reason)) => {
+            app.metrics.request(endpoint, "invalid");
+            tracing::info!(endpoint = endpoint.as_str(), reason, "bad request");
+            return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
+        }
+        Err(Rejection::Answer(response, outcome)) => {
+            app.metrics.request(endpoint, outcome);
+            tracing::info!(endpoint = endpoint.as_str(), uid = %response.uid, outcome, message = %response.result.message, "answered without review");
+            return json(&response.into_review());
+        }
+    };
+    let services = match (&endpoint, request.object.as_ref()) {
+        (Endpoint::Validate, Some(sts)) => {
+            let object = ObjectRef::of(&request, sts);
+            match sts.spec.as_ref().and_then(|s| s.service_name.as_deref()) {
+                Some(name) if !name.is_empty() => {
+                    let (resolved, path) = app.services.resolve(object.namespace, name).await;
+                    app.metrics.lookup(path);
+                    resolved
+                }
+                _ => Resolved::none(),
+            }
+        }
+        _ => Resolved::none(),
+    };
+    let policy = app.policy.load();
+    let decision = review(
+        &request,
+        endpoint,
+        &Context {
+            policy: &policy,
+            services: &services,
+        },
+    );
+    let namespace = request.namespace.as_deref().unwrap_or("");
+    log_decision(endpoint, &request, &decision);
+    let response = json(&decision.clone().into_response(&request).into_review());
+    app.metrics.record(
+        endpoint,
+        namespace,
+        &decision,
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+fn log_decision(endpoint: Endpoint, request: &AdmissionRequest<StatefulSet>, decision: &Decision) {
+    let rules: Vec<String> = decision
+        .outcomes
+        .iter()
+        .map(|o| format!("{}:{}", o.finding.rule, o.action.label()))
+        .collect();
+    let interesting = !decision.outcomes.is_empty() || decision.patch.is_some();
+    // Object contents never go to the log: ids, names and rule ids only.
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                endpoint = endpoint.as_str(),
+                uid = %request.uid,
+                namespace = request.namespace.as_deref().unwrap_or(""),
+                name = %request.name,
+                operation = ?request.operation,
+                dry_run = request.dry_run,
+                allowed = decision.allowed(),
+                mutations = ?decision.mutations,
+                findings = ?rules,
+                "reviewed"
+            )
+        };
+    }
+    if interesting {
+        event!(tracing::Level::INFO);
+    } else {
+        event!(tracing::Level::DEBUG);
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode response: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Why a body was not reviewed.
+#[derive(Debug)]
+pub enum Rejection {
+    /// No request to answer: HTTP 400 with this reason.
+    BadRequest(String),
+    /// A request we answer without review (uid echoed), with its metric label.
+    Answer(Box<AdmissionResponse>, &'static str),
+}
+
+const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+const REVIEW_KIND: &str = "AdmissionReview";
+
+/// Decodes an AdmissionReview of a StatefulSet. The fast path decodes the
+/// typed review once; only a body that fails it is looked at again to
+/// recover the uid and say precisely what is wrong.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<StatefulSet>, Rejection> {
+    if let Ok(review) = serde_json::from_slice::<AdmissionReview<StatefulSet>>(body) {
+        check_envelope(&review.types.api_version, &review.types.kind)?;
+        let request: AdmissionRequest<StatefulSet> = review
+            .try_into()
+            .map_err(|_| Rejection::BadRequest("AdmissionReview has no request".into()))?;
+        if !is_statefulset(&request.kind.group, &request.kind.version, &request.kind.kind) {
+            return Err(not_ours(&request.uid, &request.kind.kind));
+        }
+        return Ok(request);
+    }
+    Err(diagnose(body))
+}
+
+fn check_envelope(api_version: &str, kind: &str) -> Result<(), Rejection> {
+    if api_version != REVIEW_API_VERSION || kind != REVIEW_KIND {
+        return Err(Rejection::BadRequest(format!(
+            "expected apiVersion {REVIEW_API_VERSION} kind {REVIEW_KIND}, got apiVersion {api_version:?} kind {kind:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn is_statefulset(group: &str, version: &str, kind: &str) -> bool {
+    group == "apps" && version == "v1" && kind == "StatefulSet"
+}
+
+/// Explains a body the typed decode refused.
+fn diagnose(body: &[u8]) -> Rejection {
+    // Just enough of the envelope to find the uid and the kind.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Envelope {
+        #[serde(default)]
+        api_version: String,
+        #[serde(default)]
+        kind: String,
+        request: Option<RequestHead>,
+    }
+    #[derive(Deserialize)]
+    struct RequestHead {
+        uid: String,
+        kind: Option<Gvk>,
+    }
+    #[derive(Deserialize)]
+    struct Gvk {
+        #[serde(default)]
+        group: String,
+        #[serde(default)]
+        version: String,
+        #[serde(default)]
+        kind: String,
+    }
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) => return Rejection::BadRequest(format!("body is not an AdmissionReview: {e}")),
+    };
+    if let Err(rejection) = check_envelope(&envelope.api_version, &envelope.kind) {
+        return rejection;
+    }
+    let Some(head) = envelope.request else {
+        return Rejection::BadRequest("AdmissionReview has no request".into());
+    };
+    let kind = head.kind.unwrap_or(Gvk {
+        group: String::new(),
+        version: String::new(),
+        kind: String::new(),
+    });
+    if !is_statefulset(&kind.group, &kind.version, &kind.kind) {
+        return not_ours(&head.uid, &kind.kind);
+    }
+    // Ours, but the typed decode failed: say where.
+    let reason = match serde_json::from_slice::<AdmissionReview<StatefulSet>>(body) {
+        Err(e) => format!("request.object is not a valid apps/v1 StatefulSet: {e}"),
+        Ok(_) => "request could not be decoded".to_string(),
+    };
+    Rejection::Answer(Box::new(denied(&head.uid, reason, 400, "BadRequest")), "invalid")
+}
+
+/// Another kind: allowed, so a misconfigured webhook cannot block it.
+fn not_ours(uid: &str, kind: &str) -> Rejection {
+    let mut response = empty_response(uid);
+    response.allowed = true;
+    response.result.message = format!("sts-guard reviews apps/v1 StatefulSets only; {kind:?} allowed unchecked");
+    Rejection::Answer(Box::new(response), "not-statefulset")
+}
+
+fn denied(uid: &str, reason: String, code: u16, status_reason: &str) -> AdmissionResponse {
+    let mut response = empty_response(uid).deny(reason);
+    response.result.code = code;
+    response.result.reason = status_reason.into();
+    response
+}
+
+/// A response carrying the uid of a request we could not fully decode.
+/// kube's `AdmissionResponse::invalid` leaves the uid empty, which the API
+/// server rejects; this keeps it.
+fn empty_response(uid: &str) -> AdmissionResponse {
+    let request: AdmissionRequest<DynamicObject> = AdmissionRequest {
+        types: kube::core::TypeMeta {
+            api_version: REVIEW_API_VERSION.into(),
+            kind: REVIEW_KIND.into(),
+        },
+        uid: uid.to_string(),
+        ..blank_request()
+    };
+    let mut response = AdmissionResponse::from(&request);
+    response.result = Status::default();
+    response
+}
+
+fn blank_request() -> AdmissionRequest<DynamicObject> {
+    // The smallest valid request, so the struct update above stays readable.
+    serde_json::from_value(serde_json::json!({
+        "uid": "",
+        "kind": {"group": "", "version": "", "kind": ""},
+        "resource": {"group": "", "version": "", "resource": ""},
+        "name": "",
+        "operation": "CREATE",
+        "userInfo": {},
+    }))
+    .expect("static request is valid")
+}
