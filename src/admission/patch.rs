@@ -45,7 +45,10 @@ pub fn mutate(subject: &ReviewSubject<'_>, policy: &Policy) -> Decision {
             .and_then(|s| s.pod_management_policy.as_deref());
         if current != Some("Parallel") {
             if subject.operation == Operation::Create {
-                ops.push(add(&["spec", "podManagementPolicy"], Value::from("Parallel")));
+                ops.push(add(
+                    &["spec", "podManagementPolicy"],
+                    Value::from("Parallel"),
+                ));
                 mutations.push("parallel");
             } else {
                 // The field is immutable: patching it would fail every update.
@@ -65,7 +68,7 @@ pub fn mutate(subject: &ReviewSubject<'_>, policy: &Policy) -> Decision {
     }
 
     Decision {
-        patch: (!ops.is_empty()).then(|| Patch(ops)),
+        patch: (!ops.is_empty()).then_some(Patch(ops)),
         mutations,
         warnings: fit_warnings(notices),
         ..Decision::default()
@@ -86,7 +89,9 @@ fn requested_mutations(
             "true" => true,
             "false" => false,
             _ => {
-                notices.push(format!("{key}: {v:?} is not \"true\" or \"false\"; ignored"));
+                notices.push(format!(
+                    "{key}: {v:?} is not \"true\" or \"false\"; ignored"
+                ));
                 default
             }
         },

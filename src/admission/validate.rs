@@ -44,9 +44,7 @@ pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
     let outcomes: Vec<Outcome> = findings
         .into_iter()
         .map(|finding| {
-            let action = if let Some(e) =
-                policy.exemption(ns, subject.object.name, finding.rule)
-            {
+            let action = if let Some(e) = policy.exemption(ns, subject.object.name, finding.rule) {
                 Action::Exempt(e.reason.clone())
             } else if owner_exempt.contains(&finding.rule) {
                 Action::Exempt(format!("{EXEMPT_ANNOTATION} annotation"))

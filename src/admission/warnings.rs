@@ -10,7 +10,10 @@ pub const MAX_WARNINGS_TOTAL_BYTES: usize = 4096;
 
 /// One message naming every finding that denies, or `None` if none does.
 pub fn denial_message(subject: &ReviewSubject<'_>, outcomes: &[Outcome]) -> Option<String> {
-    let denied: Vec<&Outcome> = outcomes.iter().filter(|o| o.action == Action::Deny).collect();
+    let denied: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.action == Action::Deny)
+        .collect();
     if denied.is_empty() {
         return None;
     }
@@ -52,7 +55,10 @@ pub fn warning_list(outcomes: &[Outcome], notices: &[String]) -> Vec<String> {
 pub fn fit_warnings(texts: impl IntoIterator<Item = String>) -> Vec<String> {
     // Room kept for the closing "N more" line.
     const RESERVE: usize = 64;
-    let all: Vec<String> = texts.into_iter().map(|t| truncate(&t, MAX_WARNING_BYTES)).collect();
+    let all: Vec<String> = texts
+        .into_iter()
+        .map(|t| truncate(&t, MAX_WARNING_BYTES))
+        .collect();
     let mut kept = Vec::new();
     let mut total = 0;
     for (i, text) in all.iter().enumerate() {

@@ -6,7 +6,6 @@ mod manifests;
 
 use std::sync::Arc;
 
-
 pub use cluster::ClusterServices;
 pub use manifests::ManifestServices;
 

@@ -303,7 +303,10 @@ exemptions:
             p.exemption("batch", "queue-worker", RuleId::LivenessProbe)
                 .is_none()
         );
-        assert!(p.exemption("batch", "other", RuleId::HeadlessService).is_none());
+        assert!(
+            p.exemption("batch", "other", RuleId::HeadlessService)
+                .is_none()
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
             return finding(
                 FindingKind::ServiceMissing,
                 format!("{service_name:?} names no Service in namespace {ns:?}"),
-                format!("create a headless Service {service_name:?} (clusterIP: None) selecting the pod labels"),
+                format!(
+                    "create a headless Service {service_name:?} (clusterIP: None) selecting the pod labels"
+                ),
             );
         }
         ServiceState::Unknown(why) => {

@@ -164,7 +164,10 @@ impl fmt::Display for Finding {
 
 /// Runs every rule.
 pub fn evaluate(subject: &Subject<'_>) -> Vec<Finding> {
-    RULES.iter().flat_map(|rule| (rule.check)(subject)).collect()
+    RULES
+        .iter()
+        .flat_map(|rule| (rule.check)(subject))
+        .collect()
 }
 
 /// A container that can and should carry probes.
@@ -181,10 +184,7 @@ pub fn probed_containers<'a>(
     sts: &'a StatefulSet,
     settings: RuleSettings,
 ) -> impl Iterator<Item = ProbedContainer<'a>> {
-    let pod = sts
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref());
+    let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
     let regular = pod
         .into_iter()
         .flat_map(|p| p.containers.iter().enumerate())
@@ -230,6 +230,3 @@ fn require_probe(
         })
         .collect()
 }
-
-#[cfg(test)]
-pub(crate) mod tests;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -50,6 +51,8 @@ pub struct Metrics {
     duration: Family<EndpointLabels, Histogram>,
     lookups: Family<PathLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    /// Requests whose head was read and whose answer is not yet written.
+    pub in_flight: Gauge,
 }
 
 impl Metrics {
@@ -90,7 +93,14 @@ impl Metrics {
             "Reloads of the policy file and TLS certificate",
             reloads.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Requests being read or answered",
+            in_flight.clone(),
+        );
         Arc::new(Metrics {
+            in_flight,
             registry,
             requests,
             findings,

@@ -74,8 +74,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let services = match &config.services_from {
         Some(paths) => {
-            let manifests = crate::cli::input::read_inputs(paths, None)
-                .context("reading --services-from")?;
+            let manifests =
+                crate::cli::input::read_inputs(paths, None).context("reading --services-from")?;
             ServiceSource::Static(Arc::new(manifests.services))
         }
         None => {
@@ -234,7 +234,7 @@ pub async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing");
@@ -248,18 +248,18 @@ pub async fn accept_loop(
         let limits = limits.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -274,7 +274,9 @@ pub async fn accept_loop(
     drop(listener);
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(grace = ?grace, "grace period over; closing remaining connections"),
+        Err(_) => {
+            tracing::warn!(grace = ?grace, "grace period over; closing remaining connections")
+        }
     }
 }
 

@@ -69,11 +69,28 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            count_in_flight,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .with_state(app)
+}
+
+/// Counts a request from its head to its answer (graceful shutdown waits
+/// for exactly these).
+async fn count_in_flight(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    app.metrics.in_flight.inc();
+    let response = next.run(request).await;
+    app.metrics.in_flight.dec();
+    response
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -208,7 +225,11 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<StatefulSet>, Rejection> {
         let request: AdmissionRequest<StatefulSet> = review
             .try_into()
             .map_err(|_| Rejection::BadRequest("AdmissionReview has no request".into()))?;
-        if !is_statefulset(&request.kind.group, &request.kind.version, &request.kind.kind) {
+        if !is_statefulset(
+            &request.kind.group,
+            &request.kind.version,
+            &request.kind.kind,
+        ) {
             return Err(not_ours(&request.uid, &request.kind.kind));
         }
         return Ok(request);
@@ -278,14 +299,18 @@ fn diagnose(body: &[u8]) -> Rejection {
         Err(e) => format!("request.object is not a valid apps/v1 StatefulSet: {e}"),
         Ok(_) => "request could not be decoded".to_string(),
     };
-    Rejection::Answer(Box::new(denied(&head.uid, reason, 400, "BadRequest")), "invalid")
+    Rejection::Answer(
+        Box::new(denied(&head.uid, reason, 400, "BadRequest")),
+        "invalid",
+    )
 }
 
 /// Another kind: allowed, so a misconfigured webhook cannot block it.
 fn not_ours(uid: &str, kind: &str) -> Rejection {
     let mut response = empty_response(uid);
     response.allowed = true;
-    response.result.message = format!("sts-guard reviews apps/v1 StatefulSets only; {kind:?} allowed unchecked");
+    response.result.message =
+        format!("sts-guard reviews apps/v1 StatefulSets only; {kind:?} allowed unchecked");
     Rejection::Answer(Box::new(response), "not-statefulset")
 }
 
