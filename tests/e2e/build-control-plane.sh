@@ -57,6 +57,28 @@ tmp_api="$bin_dir/.kube-apiserver.tmp.$$"
 tmp_etcd="$bin_dir/.etcd.tmp.$$"
 trap 'rm -f "$tmp_api" "$tmp_etcd"' EXIT
 
+# `go build` runs in its own process group (setsid) in the background, so
+# that a signal to this script can stop the whole compile instead of leaving
+# it running orphaned (bash would otherwise wait for it before the trap).
+build_pgid=""
+on_signal() {
+  [[ -n "$build_pgid" ]] && kill -TERM -- "-$build_pgid" 2>/dev/null
+  exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+trap 'on_signal 129' HUP
+go_build() { # <module dir> <go build args...>
+  local dir="$1"
+  shift
+  (cd "$dir" && exec setsid go build "$@") &
+  build_pgid=$!
+  local rc=0
+  wait "$build_pgid" || rc=$?
+  build_pgid=""
+  return "$rc"
+}
+
 export CGO_ENABLED=0
 # readonly: build exactly the committed go.mod/go.sum, never rewrite them.
 # buildvcs=false: the wrapper lives in this repo; no git stamping wanted.
@@ -74,8 +96,8 @@ if [[ ! -x "$bin_dir/kube-apiserver" ]]; then
   done
   log "building kube-apiserver $k8s_version (cold build takes many minutes)"
   start=$SECONDS
-  (cd "$here/apiserver" &&
-    go build -trimpath -ldflags="-s -w$ver_ldflags" -o "$tmp_api" k8s.io/kubernetes/cmd/kube-apiserver)
+  go_build "$here/apiserver" -trimpath -ldflags="-s -w$ver_ldflags" -o "$tmp_api" \
+    k8s.io/kubernetes/cmd/kube-apiserver
   mv -f "$tmp_api" "$bin_dir/kube-apiserver"
   log "kube-apiserver built in $((SECONDS - start))s"
 fi
@@ -83,8 +105,7 @@ fi
 if [[ ! -x "$bin_dir/etcd" ]]; then
   log "building etcd $etcd_version"
   start=$SECONDS
-  (cd "$here/etcd" &&
-    go build -trimpath -ldflags="-s -w" -o "$tmp_etcd" go.etcd.io/etcd/server/v3)
+  go_build "$here/etcd" -trimpath -ldflags="-s -w" -o "$tmp_etcd" go.etcd.io/etcd/server/v3
   mv -f "$tmp_etcd" "$bin_dir/etcd"
   log "etcd built in $((SECONDS - start))s"
 fi

@@ -19,6 +19,9 @@
 #   cp_start <workdir> [extra kube-apiserver flags...]
 #   cp_stop                        idempotent; safe in an EXIT trap
 #   cp_dump_logs [lines]           tail of every <workdir>/logs/*.log, to stderr
+#   cp_spawn <name> <cmd...>       run a helper (e.g. the webhook) in the
+#                                  background, log in logs/<name>.log, stopped
+#                                  by cp_stop; its PID in CP_LAST_PID
 #   cp_issue_serving_cert <outdir> <san>...
 #                                  ca.crt/tls.crt/tls.key signed by the
 #                                  control plane's CA (san: 127.0.0.1, localhost, ...)
@@ -283,10 +286,10 @@ _cp_start_watchdog() {
     while kill -0 "$owner" 2>/dev/null; do sleep 1; done
     if [[ -f "$pidfile" ]]; then
       # shellcheck disable=SC2046 # word splitting of the PID list is wanted
-      kill -TERM $(awk '{print $1}' "$pidfile") 2>/dev/null
+      kill -TERM $(awk '{print $1}' "$pidfile") 2>/dev/null || true
       sleep 5
       # shellcheck disable=SC2046
-      kill -KILL $(awk '{print $1}' "$pidfile") 2>/dev/null
+      kill -KILL $(awk '{print $1}' "$pidfile") 2>/dev/null || true
     fi
   ) </dev/null >/dev/null 2>&1 &
   echo "$!" >"$CP_WORKDIR/watchdog.pid"
@@ -330,6 +333,9 @@ _cp_start_once() {
   #  --enable-admission-plugins: on top of the defaults; named explicitly
   #    because the tests rely on them.
   #  --cert-dir: never write generated certs outside the workdir.
+  #  --endpoint-reconciler-type=none: the "kubernetes" Service endpoints
+  #    would point at 127.0.0.1, which Endpoints validation rejects (an
+  #    error logged every few seconds); nothing here needs them.
   _cp_spawn api_pid "$w/logs/kube-apiserver.log" "$CP_BIN_DIR/kube-apiserver" \
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \
@@ -346,6 +352,7 @@ _cp_start_once() {
     --service-cluster-ip-range=10.0.0.0/24 \
     --enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook \
     --allow-privileged=true \
+    --endpoint-reconciler-type=none \
     --profiling=false \
     "$@"
 
@@ -432,7 +439,8 @@ cp_start() {
   return 1
 }
 
-# cp_stop: stops everything cp_start started (apiserver first, then etcd).
+# cp_stop: stops everything cp_start and cp_spawn started, newest first
+# (helpers, then the apiserver, then etcd).
 # Idempotent; always returns 0, so it is safe in an EXIT trap.
 cp_stop() {
   [[ -n "${CP_WORKDIR:-}" ]] || return 0
@@ -443,6 +451,7 @@ cp_stop() {
   fi
   [[ -f "$pidfile" ]] || return 0
   # Reverse start order: the apiserver shuts down cleanly while etcd is up.
+  # Name is the basename of the program; unused here.
   while read -r pid name; do
     [[ -n "$pid" ]] && pids=("$pid" "${pids[@]}")
   done <"$pidfile"
@@ -458,6 +467,21 @@ cp_stop() {
   done
   rm -f "$pidfile"
   return 0
+}
+
+# cp_spawn <name> <cmd...>
+# Starts a helper process of the test (the webhook under test, a stub...)
+# in the background, output in $CP_WORKDIR/logs/<name>.log, and registers it
+# so that cp_stop (and the watchdog) stop it too, before the control plane.
+# Sets CP_LAST_PID. Needs a started control plane.
+cp_spawn() {
+  if (($# < 2)) || [[ -z "${CP_WORKDIR:-}" || ! -f "$CP_WORKDIR/pids" ]]; then
+    echo "usage: cp_spawn <name> <cmd...> (after cp_start)" >&2
+    return 2
+  fi
+  local name="$1"
+  shift
+  _cp_spawn CP_LAST_PID "$CP_WORKDIR/logs/$name.log" "$@"
 }
 
 # cp_dump_logs [lines]: the last <lines> (default 60) lines of every log in
