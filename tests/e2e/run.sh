@@ -9,6 +9,8 @@
 # Environment: STS_GUARD_BIN (default: cargo build, target/debug/sts-guard),
 # CP_BIN_DIR (prebuilt kube-apiserver + etcd), STS_GUARD_E2E_CACHE.
 set -uo pipefail
+# `manifest | apply NS` must set rc/out/err in this shell, not a subshell.
+shopt -s lastpipe
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -91,12 +93,19 @@ register_webhooks() {
     python3 -c '
 import json, sys
 url, ca = sys.argv[1], sys.argv[2]
-doc = json.load(sys.stdin)
-for cfg in doc.get("items", [doc]):
+# kubectl prints one JSON object per document, back to back.
+text, decoder, docs, at = sys.stdin.read(), json.JSONDecoder(), [], 0
+while text[at:].strip():
+    doc, end = decoder.raw_decode(text, at)
+    docs.append(doc)
+    at = end
+    while at < len(text) and text[at].isspace():
+        at += 1
+for cfg in docs:
     for hook in cfg["webhooks"]:
         path = hook["clientConfig"]["service"]["path"]
         hook["clientConfig"] = {"url": url + path, "caBundle": ca}
-print(json.dumps(doc))
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
 ' "https://127.0.0.1:$webhook_port" "$ca_b64" >"$work/webhooks.json" || return 1
   kubectl apply -f "$work/webhooks.json" >/dev/null || return 1
   # The API server picks new configurations up asynchronously: wait until a
