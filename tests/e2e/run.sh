@@ -251,7 +251,8 @@ if [[ "$mode" == keep ]]; then
   show kubectl apply -n demo -f "$repo/examples/no-headless-service.yaml"
   show kubectl apply -n demo-warn -f "$repo/examples/missing-probes.yaml"
   show kubectl apply -n demo -f "$repo/examples/mutated.yaml"
-  show kubectl get sts -n demo queue -o jsonpath='{.spec.podManagementPolicy}{"\n"}{.spec.template.spec.containers[0].startupProbe}{"\n"}'
+  show kubectl get sts -n demo queue -o jsonpath='{.spec.podManagementPolicy}{"\n"}'
+  show kubectl get sts -n demo queue -o jsonpath='{.spec.template.spec.containers[0].startupProbe}{"\n"}'
   cat <<EOF
 
 sts-guard is running with a real kube-apiserver. In another shell:
