@@ -1,4 +1,57 @@
 //! Front doors other than `serve`: `check`, `audit`, `certs`.
 
+pub mod audit;
 pub mod certs;
+pub mod check;
 pub mod input;
+pub mod report;
+pub mod review;
+mod sarif;
+mod text;
+
+use std::error::Error;
+use std::io::{self, BufWriter, Write};
+
+use report::{Format, Report};
+
+/// Exit code of `check` and `audit` when the input or the cluster cannot be
+/// read, or the flags make no sense (clap uses 2 for usage errors too).
+pub const EXIT_ERROR: u8 = 2;
+
+/// Writes the report to stdout, or the error to stderr, and returns the exit
+/// code: 0 when nothing would be denied, 1 when something would, 2 on error.
+pub fn finish<E: Error>(result: Result<Report, E>, format: Format) -> u8 {
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {}", with_causes(&e));
+            return EXIT_ERROR;
+        }
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    match report.write(format, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => report.exit_code(),
+        // `check ... | head`: the reader has seen enough; the verdict stands.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => report.exit_code(),
+        Err(e) => {
+            eprintln!("error: writing the report: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// The error and the causes its message does not already include
+/// (`client error (Connect): tcp connect error: Connection refused`).
+fn with_causes(e: &dyn Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}

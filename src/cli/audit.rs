@@ -1,0 +1,199 @@
+//! `sts-guard audit`: the webhook's answer for every StatefulSet already in
+//! a live cluster ("would this be admitted if created today?").
+//!
+//! Services are listed first (one map, like `check`'s manifests), then
+//! StatefulSets page by page, each page reviewed and dropped, so memory
+//! follows the size of the report rather than of the cluster.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::ListParams;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use super::report::{Body, Command, ObjectReport, Origin, Report};
+use super::review::review;
+use crate::lookup::ManifestServices;
+use crate::policy::{Policy, PolicyError};
+
+/// Objects per list call, as kubectl's `--chunk-size`: big enough to be
+/// quick, small enough that one page of a large cluster is not one huge
+/// response.
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
+pub struct AuditOptions {
+    /// One namespace, or every namespace when `None`.
+    pub namespace: Option<String>,
+    /// The policy file `serve` takes; `None` enforces every rule.
+    pub policy: Option<PathBuf>,
+    /// Objects per list call ([`DEFAULT_PAGE_SIZE`]).
+    pub page_size: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("cannot configure a cluster client (KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
+    Config(kube::Error),
+    #[error(
+        "listing {what} took longer than the API server keeps a list open; run the audit again"
+    )]
+    Expired { what: &'static str },
+    #[error("cannot list {what}: {source}")]
+    List {
+        what: &'static str,
+        source: kube::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the audit on a runtime of its own (the rest of the CLI is sync).
+pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AuditError::Runtime)?
+        .block_on(audit(options))
+}
+
+pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
+    let policy = match &options.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    // kube's rustls needs a process-wide provider; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .map_err(AuditError::Config)?;
+    let progress = Progress::new();
+
+    let mut services = ManifestServices::default();
+    let service_api: Api<Service> = api(&client, options.namespace.as_deref());
+    list_pages(
+        &service_api,
+        "Services",
+        options.page_size,
+        &progress,
+        |page| {
+            for mut svc in page {
+                // Only spec.clusterIP and spec.selector are read.
+                svc.metadata.managed_fields = None;
+                svc.metadata.annotations = None;
+                svc.status = None;
+                let ns = svc.metadata.namespace.clone().unwrap_or_default();
+                services.insert(svc, &ns);
+            }
+        },
+    )
+    .await?;
+
+    let mut objects = Vec::new();
+    let sts_api: Api<StatefulSet> = api(&client, options.namespace.as_deref());
+    list_pages(
+        &sts_api,
+        "StatefulSets",
+        options.page_size,
+        &progress,
+        |page| {
+            for sts in page {
+                let namespace = sts.metadata.namespace.clone().unwrap_or_default();
+                let review = review(&sts, &namespace, &policy, &services);
+                objects.push(ObjectReport {
+                    name: sts.metadata.name.clone().unwrap_or_default(),
+                    namespace,
+                    origin: Origin::Cluster,
+                    body: Body::Reviewed(review),
+                });
+            }
+        },
+    )
+    .await?;
+    drop(progress);
+
+    objects.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(Report {
+        command: Command::Audit,
+        objects,
+    })
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Lists every object, `page_size` at a time, following continue tokens.
+async fn list_pages<K>(
+    api: &Api<K>,
+    what: &'static str,
+    page_size: u32,
+    progress: &Progress,
+    mut on_page: impl FnMut(Vec<K>),
+) -> Result<(), AuditError>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = ListParams::default().limit(page_size.max(1));
+    let mut seen = 0;
+    loop {
+        let list = api.list(&params).await.map_err(|source| match &source {
+            // 410 Gone: the continue token expired mid-listing.
+            kube::Error::Api(status) if status.code == 410 => AuditError::Expired { what },
+            _ => AuditError::List { what, source },
+        })?;
+        seen += list.items.len();
+        progress.show(what, seen);
+        let next = list.metadata.continue_.filter(|token| !token.is_empty());
+        on_page(list.items);
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// A counter on stderr for people watching a large cluster being listed;
+/// silent when stderr is a file or a pipe (CI logs, scripts).
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, what: &str, seen: usize) {
+        if self.on {
+            let mut err = std::io::stderr().lock();
+            // \r and "erase line": the counter overwrites itself.
+            let _ = write!(err, "\r\x1b[Klisted {seen} {what}");
+            let _ = err.flush();
+        }
+    }
+}
+
+impl Drop for Progress {
+    /// Clears the counter, also when listing failed, before the report or
+    /// the error is printed.
+    fn drop(&mut self) {
+        if self.on {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! What `check` and `audit` found, one entry per StatefulSet, and the three
+//! ways of writing it: text for people, JSON for machines, SARIF for CI.
+//!
+//! The JSON is a public interface (docs/check-audit.md lists it): fields
+//! may be added, never renamed or removed, without bumping `schemaVersion`.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::input::Source;
+use super::review::Review;
+use crate::admission::{Action, Outcome, WarnReason};
+
+/// Bump when a field of the JSON report changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    Check,
+    Audit,
+}
+
+impl Command {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Command::Check => "check",
+            Command::Audit => "audit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Sarif,
+}
+
+/// Where an object was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(Source),
+    Cluster,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(source) => source.fmt(f),
+            Origin::Cluster => f.write_str("cluster"),
+        }
+    }
+}
+
+/// What came of one object.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Reviewed(Review),
+    /// The object does not decode as a StatefulSet: the API server would
+    /// refuse it, so it counts as denied.
+    Invalid(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectReport {
+    pub namespace: String,
+    pub name: String,
+    pub origin: Origin,
+    pub body: Body,
+}
+
+/// The overall answer for one object; the four are disjoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// At least one finding denies.
+    Denied,
+    /// Not a StatefulSet the API server would accept.
+    Invalid,
+    /// Admitted, with `Warning:` lines from kubectl.
+    Warned,
+    /// Admitted silently (audit-mode and exempt findings only, or none).
+    Ok,
+}
+
+impl ObjectReport {
+    pub fn verdict(&self) -> Verdict {
+        let review = match &self.body {
+            Body::Invalid(_) => return Verdict::Invalid,
+            Body::Reviewed(r) => r,
+        };
+        if review.outcomes.iter().any(|o| o.action == Action::Deny) {
+            Verdict::Denied
+        } else if !review.notes.is_empty()
+            || review
+                .outcomes
+                .iter()
+                .any(|o| matches!(o.action, Action::Warn(_)))
+        {
+            Verdict::Warned
+        } else {
+            Verdict::Ok
+        }
+    }
+
+    /// `shop/web`
+    pub fn display_name(&self) -> String {
+        let name = if self.name.is_empty() {
+            "<unnamed>"
+        } else {
+            &self.name
+        };
+        format!("{}/{name}", self.namespace)
+    }
+
+    pub fn outcomes(&self) -> &[Outcome] {
+        match &self.body {
+            Body::Reviewed(r) => &r.outcomes,
+            Body::Invalid(_) => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub command: Command,
+    pub objects: Vec<ObjectReport>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// `denied + warned + ok`.
+    pub checked: usize,
+    /// Would be refused: verdict `denied` or `invalid`.
+    pub denied: usize,
+    /// Of those, the ones that are not valid StatefulSets at all.
+    pub invalid: usize,
+    pub warned: usize,
+    pub ok: usize,
+    /// Objects the mutating webhook would change.
+    pub mutated: usize,
+    pub findings: FindingCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FindingCounts {
+    pub deny: usize,
+    pub warn: usize,
+    pub audit: usize,
+    pub exempt: usize,
+}
+
+impl Report {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            checked: self.objects.len(),
+            ..Summary::default()
+        };
+        for object in &self.objects {
+            match object.verdict() {
+                Verdict::Denied => s.denied += 1,
+                Verdict::Invalid => {
+                    s.denied += 1;
+                    s.invalid += 1;
+                }
+                Verdict::Warned => s.warned += 1,
+                Verdict::Ok => s.ok += 1,
+            }
+            if let Body::Reviewed(r) = &object.body
+                && r.patch.is_some()
+            {
+                s.mutated += 1;
+            }
+            for o in object.outcomes() {
+                match o.action {
+                    Action::Deny => s.findings.deny += 1,
+                    Action::Warn(_) => s.findings.warn += 1,
+                    Action::Audit => s.findings.audit += 1,
+                    Action::Exempt(_) => s.findings.exempt += 1,
+                }
+            }
+        }
+        s
+    }
+
+    /// 1 when anything would be denied (or could not be read as a
+    /// StatefulSet), else 0. Exit 2 is for errors, decided by the caller.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.summary().denied > 0)
+    }
+
+    pub fn write(&self, format: Format, out: &mut impl Write) -> io::Result<()> {
+        match format {
+            Format::Text => super::text::write(self, out),
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, &json_report(self))?;
+                writeln!(out)
+            }
+            Format::Sarif => super::sarif::write(self, out),
+        }
+    }
+}
+
+/// The container a finding is about, read from its location
+/// (`spec.template.spec.containers[0] "app"`); `None` for object-level ones.
+pub fn container_of(location: &str) -> Option<&str> {
+    let start = location.find('"')?;
+    let end = location.rfind('"')?;
+    (end > start).then(|| &location[start + 1..end])
+}
+
+/// Stable code of why a finding was not enforced (`warn-mode`,
+/// `dry-run-service-missing`, ...), or the exemption's reason.
+pub fn action_reason(action: &Action) -> Option<String> {
+    match action {
+        Action::Deny => None,
+        Action::Warn(reason) => Some(warn_reason_code(*reason)),
+        Action::Audit => Some("audit-mode".into()),
+        Action::Exempt(why) => Some(why.clone()),
+    }
+}
+
+fn warn_reason_code(reason: WarnReason) -> String {
+    // Serde's kebab-case name is the stable code the webhook logs too.
+    match serde_json::to_value(reason) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{reason:?}"),
+    }
+}
+
+// The JSON document, schema version 1. Borrowed views of the report so
+// nothing is copied on the way out.
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonReport<'a> {
+    schema_version: u32,
+    command: Command,
+    tool: JsonTool,
+    summary: Summary,
+    objects: Vec<JsonObject<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonTool {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonObject<'a> {
+    kind: &'static str,
+    namespace: &'a str,
+    name: &'a str,
+    source: JsonSource<'a>,
+    verdict: Verdict,
+    /// Why the object could not be reviewed (verdict `invalid` only).
+    error: Option<&'a str>,
+    findings: Vec<JsonFinding<'a>>,
+    mutations: &'a [&'static str],
+    patch: Option<&'a json_patch::Patch>,
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum JsonSource<'a> {
+    File {
+        file: &'a str,
+        document: usize,
+        line: u64,
+        item: Option<usize>,
+    },
+    Cluster,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    rule: &'static str,
+    location: &'a str,
+    container: Option<&'a str>,
+    problem: &'a str,
+    fix: &'a str,
+    /// `[rule] location problem`, as the webhook words it.
+    message: String,
+    action: &'static str,
+    reason: Option<String>,
+}
+
+fn json_report(report: &Report) -> JsonReport<'_> {
+    JsonReport {
+        schema_version: SCHEMA_VERSION,
+        command: report.command,
+        tool: JsonTool {
+            name: "sts-guard",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        summary: report.summary(),
+        objects: report.objects.iter().map(json_object).collect(),
+    }
+}
+
+fn json_object(o: &ObjectReport) -> JsonObject<'_> {
+    let source = match &o.origin {
+        Origin::File(s) => JsonSource::File {
+            file: &s.file,
+            document: s.document,
+            line: s.line,
+            item: s.item,
+        },
+        Origin::Cluster => JsonSource::Cluster,
+    };
+    let (error, mutations, patch, notes): (_, &[&'static str], _, &[String]) = match &o.body {
+        Body::Invalid(message) => (Some(message.as_str()), &[], None, &[]),
+        Body::Reviewed(r) => (None, &r.mutations, r.patch.as_ref(), &r.notes),
+    };
+    JsonObject {
+        kind: "StatefulSet",
+        namespace: &o.namespace,
+        name: &o.name,
+        source,
+        verdict: o.verdict(),
+        error,
+        findings: o
+            .outcomes()
+            .iter()
+            .map(|out| JsonFinding {
+                rule: out.finding.rule.as_str(),
+                location: &out.finding.location,
+                container: container_of(&out.finding.location),
+                problem: &out.finding.problem,
+                fix: &out.finding.fix,
+                message: out.finding.summary(),
+                action: out.action.label(),
+                reason: action_reason(&out.action),
+            })
+            .collect(),
+        mutations,
+        patch,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_are_read_from_locations() {
+        assert_eq!(
+            container_of(r#"spec.template.spec.initContainers[1] "proxy""#),
+            Some("proxy")
+        );
+        assert_eq!(container_of("spec.serviceName"), None);
+    }
+
+    #[test]
+    fn warn_reasons_have_kebab_codes() {
+        assert_eq!(warn_reason_code(WarnReason::WarnMode), "warn-mode");
+        assert_eq!(
+            warn_reason_code(WarnReason::DryRunServiceMissing),
+            "dry-run-service-missing"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! One StatefulSet through both webhooks, the way the API server would run
+//! them on a CREATE: mutating first, then validating the mutated object.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::core::admission::Operation;
+use thiserror::Error;
+
+use crate::admission::{
+    self, ANNOTATION_PREFIX, Context, Decision, ObjectRef, Outcome, ReviewSubject,
+};
+use crate::policy::Policy;
+use crate::rules::ServiceLookup;
+
+/// What both webhooks would say about one StatefulSet.
+#[derive(Debug, Clone, Default)]
+pub struct Review {
+    /// Every finding of the validating webhook and what it does.
+    pub outcomes: Vec<Outcome>,
+    /// Names of the mutations the mutating webhook would apply.
+    pub mutations: Vec<&'static str>,
+    pub patch: Option<json_patch::Patch>,
+    /// Notices about the object's sts-guard annotations (ignored values,
+    /// exemptions the policy does not allow).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Error)]
+enum PatchError {
+    #[error("cannot encode the object: {0}")]
+    Encode(serde_json::Error),
+    #[error("the patch does not apply: {0}")]
+    Apply(json_patch::PatchError),
+    #[error("the patched object does not decode: {0}")]
+    Decode(serde_json::Error),
+}
+
+/// Reviews `sts` as a CREATE (not dry-run) in `namespace`.
+pub fn review(
+    sts: &StatefulSet,
+    namespace: &str,
+    policy: &Policy,
+    services: &dyn ServiceLookup,
+) -> Review {
+    let name = sts
+        .metadata
+        .name
+        .as_deref()
+        .or(sts.metadata.generate_name.as_deref())
+        .unwrap_or("");
+    let subject = |sts| ReviewSubject {
+        object: ObjectRef { namespace, name },
+        sts,
+        old: None,
+        operation: Operation::Create,
+        dry_run: false,
+    };
+    let mutated = admission::patch::mutate(&subject(sts), policy);
+    let mut notes = notices(&mutated.warnings);
+
+    let patched = match &mutated.patch {
+        Some(patch) => match apply(sts, patch) {
+            Ok(patched) => Some(patched),
+            Err(e) => {
+                // A core bug, not the user's: say so and validate what we have.
+                notes.push(format!(
+                    "mutate.sts-guard.io: {e}; validated the object as written"
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let ctx = Context { policy, services };
+    let validated: Decision = admission::validate(&subject(patched.as_ref().unwrap_or(sts)), &ctx);
+    notes.extend(notices(&validated.warnings));
+
+    Review {
+        outcomes: validated.outcomes,
+        mutations: mutated.mutations,
+        patch: mutated.patch,
+        notes,
+    }
+}
+
+fn apply(sts: &StatefulSet, patch: &json_patch::Patch) -> Result<StatefulSet, PatchError> {
+    let mut doc = serde_json::to_value(sts).map_err(PatchError::Encode)?;
+    json_patch::patch(&mut doc, patch).map_err(PatchError::Apply)?;
+    serde_json::from_value(doc).map_err(PatchError::Decode)
+}
+
+/// The warnings that are not findings: every finding is already in the
+/// outcomes, and the notices are the ones about `sts-guard.io/` annotations.
+fn notices(warnings: &[String]) -> Vec<String> {
+    warnings
+        .iter()
+        .filter(|w| w.starts_with(ANNOTATION_PREFIX))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Action;
+    use crate::rules::NoServices;
+    use serde_json::json;
+
+    fn sts(annotations: serde_json::Value) -> StatefulSet {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "web", "annotations": annotations},
+            "spec": {
+                "serviceName": "web",
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{
+                        "name": "app",
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}
+                    }]}
+                }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn mutations_are_listed_and_validation_still_runs() {
+        let r = review(
+            &sts(json!({"sts-guard.io/parallel": "true", "sts-guard.io/startup-probe": "true"})),
+            "shop",
+            &Policy::default(),
+            &NoServices,
+        );
+        assert_eq!(r.mutations, vec!["parallel", "startup-probe"]);
+        assert_eq!(r.patch.as_ref().map(|p| p.0.len()), Some(2));
+        let denied: Vec<_> = r
+            .outcomes
+            .iter()
+            .filter(|o| o.action == Action::Deny)
+            .map(|o| o.finding.rule.as_str())
+            .collect();
+        assert_eq!(denied, vec!["readiness-probe", "headless-service"]);
+    }
+
+    #[test]
+    fn annotation_notices_become_notes() {
+        let r = review(
+            &sts(json!({"sts-guard.io/parallel": "yes", "sts-guard.io/exempt": "all"})),
+            "shop",
+            &Policy::default(),
+            &NoServices,
+        );
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        assert!(r.notes.iter().all(|n| n.starts_with("sts-guard.io/")));
+    }
+}

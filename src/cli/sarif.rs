@@ -1,0 +1,185 @@
+//! SARIF 2.1.0, the format CI systems display natively (GitHub code
+//! scanning, Azure DevOps, GitLab, editors): one result per finding, placed
+//! at the file and line of its document, with the rule's fix as help.
+//! Exempt findings are results with a suppression, so they stay visible
+//! but never alert. See docs/check-audit.md for why SARIF over JUnit.
+
+use std::io::{self, Write};
+
+use serde_json::{Value, json};
+
+use super::report::{Body, ObjectReport, Origin, Report, action_reason};
+use super::text::summary_line;
+use crate::admission::{Action, Outcome};
+use crate::rules::{RULES, RuleId};
+
+/// The pseudo-rule of objects that are not StatefulSets the API accepts.
+const INVALID_RULE: &str = "invalid-object";
+
+pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
+    let results: Vec<Value> = report.objects.iter().flat_map(results_of).collect();
+    let doc = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "sts-guard",
+                "version": env!("CARGO_PKG_VERSION"),
+                "semanticVersion": env!("CARGO_PKG_VERSION"),
+                "rules": rules(),
+            }},
+            "automationDetails": {"id": format!("sts-guard/{}/", report.command.as_str())},
+            "invocations": [{
+                "executionSuccessful": true,
+                "toolExecutionNotifications": [{
+                    "level": "note",
+                    "message": {"text": summary_line(&report.summary())},
+                }],
+            }],
+            "results": results,
+        }],
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+fn rules() -> Vec<Value> {
+    let mut rules: Vec<Value> = RULES
+        .iter()
+        .map(|r| {
+            let (short, help) = describe(r.id);
+            // SARIF wants a readable name distinct from the opaque id.
+            rule(r.id.as_str(), &format!("{:?}", r.id), short, help)
+        })
+        .collect();
+    rules.push(rule(
+        INVALID_RULE,
+        "InvalidObject",
+        "The object is not a StatefulSet the API server accepts",
+        "Fix the fields named in the message (apiVersion apps/v1, spec.selector, spec.template with containers); the API server would reject it as written.",
+    ));
+    rules
+}
+
+fn rule(id: &str, name: &str, short: &str, help: &str) -> Value {
+    json!({
+        "id": id,
+        "name": name,
+        "shortDescription": {"text": short},
+        "help": {"text": help},
+        "defaultConfiguration": {"level": "error"},
+    })
+}
+
+/// Written here, not in the rules, because only SARIF shows a rule
+/// description apart from its findings; a new rule fails to compile here.
+fn describe(id: RuleId) -> (&'static str, &'static str) {
+    match id {
+        RuleId::LivenessProbe => (
+            "Every container and restartable sidecar has a livenessProbe",
+            "Add a livenessProbe (httpGet, tcpSocket, exec or grpc) so the kubelet restarts a hung process. Plain init containers and ephemeral containers cannot have probes and are not asked for one.",
+        ),
+        RuleId::ReadinessProbe => (
+            "Every container and restartable sidecar has a readinessProbe",
+            "Add a readinessProbe so traffic only reaches pods that can serve it. Each container needs its own: one probe somewhere in the pod does not cover the others.",
+        ),
+        RuleId::HeadlessService => (
+            "spec.serviceName names a headless Service that selects the pods",
+            "Create a Service in the same namespace with clusterIP: None whose selector matches spec.template.metadata.labels; otherwise the per-pod DNS names (web-0.web.ns.svc.cluster.local) never appear.",
+        ),
+    }
+}
+
+fn results_of(object: &ObjectReport) -> Vec<Value> {
+    match &object.body {
+        Body::Invalid(message) => vec![json!({
+            "ruleId": INVALID_RULE,
+            "level": "error",
+            "message": {"text": format!("{}: {message}", object.display_name())},
+            "locations": [location(object)],
+        })],
+        Body::Reviewed(review) => review
+            .outcomes
+            .iter()
+            .map(|outcome| result(object, outcome))
+            .collect(),
+    }
+}
+
+fn result(object: &ObjectReport, outcome: &Outcome) -> Value {
+    let f = &outcome.finding;
+    let level = match outcome.action {
+        Action::Deny => "error",
+        Action::Warn(_) => "warning",
+        Action::Audit | Action::Exempt(_) => "note",
+    };
+    let mut result = json!({
+        "ruleId": f.rule.as_str(),
+        "ruleIndex": RULES.iter().position(|r| r.id == f.rule),
+        "level": level,
+        "message": {"text": format!("{} StatefulSet {}: {}", object.display_name(), f.summary(), f.fix)},
+        "locations": [location(object)],
+        // Same object and problem, same fingerprint: CI tracks it across runs.
+        "partialFingerprints": {"stsGuardFinding/v1": format!("{}:{}", object.display_name(), f.key)},
+        "properties": {
+            "action": outcome.action.label(),
+            "reason": action_reason(&outcome.action),
+            "location": f.location,
+        },
+    });
+    if let Action::Exempt(why) = &outcome.action {
+        result["suppressions"] = json!([{"kind": "external", "justification": why}]);
+    }
+    result
+}
+
+/// The file and line of the object's document, and the object itself.
+fn location(object: &ObjectReport) -> Value {
+    let logical = json!([{
+        "name": object.name,
+        "fullyQualifiedName": object.display_name(),
+        "kind": "resource",
+    }]);
+    match &object.origin {
+        Origin::File(source) if source.file != super::input::STDIN_NAME => {
+            let mut physical = json!({"artifactLocation": {"uri": uri(&source.file)}});
+            if source.line > 0 {
+                physical["region"] = json!({"startLine": source.line});
+            }
+            json!({"physicalLocation": physical, "logicalLocations": logical})
+        }
+        _ => json!({"logicalLocations": logical}),
+    }
+}
+
+/// A path as a relative URI reference: forward slashes, and anything but
+/// unreserved characters percent-encoded.
+fn uri(path: &str) -> String {
+    let path = path.strip_prefix("./").unwrap_or(path);
+    let mut out = String::with_capacity(path.len() + 7);
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b'\\' => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_uri_references() {
+        assert_eq!(uri("./deploy/my app/sts.yaml"), "deploy/my%20app/sts.yaml");
+        assert_eq!(uri("a#b.yaml"), "a%23b.yaml");
+        assert_eq!(uri("/srv/x.yaml"), "file:///srv/x.yaml");
+    }
+}
