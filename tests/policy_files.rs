@@ -16,7 +16,11 @@ fn the_shipped_configmap_policy_parses_and_starts_in_audit() {
         serde_saphyr::from_str(&repo("deploy/base/policy-configmap.yaml")).unwrap();
     let text = configmap["data"]["policy.yaml"].as_str().unwrap();
     let policy = Policy::from_yaml(text, "policy-configmap.yaml").unwrap();
-    for rule in [RuleId::LivenessProbe, RuleId::ReadinessProbe, RuleId::HeadlessService] {
+    for rule in [
+        RuleId::LivenessProbe,
+        RuleId::ReadinessProbe,
+        RuleId::HeadlessService,
+    ] {
         assert_eq!(policy.mode("any", rule), Mode::Audit, "safe start");
     }
 }
@@ -28,5 +32,9 @@ fn the_example_policy_parses_as_documented() {
     assert_eq!(policy.mode("sandbox", RuleId::HeadlessService), Mode::Audit);
     assert_eq!(policy.mode("shop", RuleId::HeadlessService), Mode::Enforce);
     assert!(policy.mutations("batch").startup_probe);
-    assert!(policy.exemption("batch", "queue-worker", RuleId::HeadlessService).is_some());
+    assert!(
+        policy
+            .exemption("batch", "queue-worker", RuleId::HeadlessService)
+            .is_some()
+    );
 }

@@ -13,6 +13,10 @@ use crate::policy::Policy;
 use crate::rules::{Finding, RuleId, ServiceLookup};
 
 pub use validate::validate;
+pub use warnings::{
+    MAX_DENIAL_BYTES, MAX_DENIAL_LINE_BYTES, MAX_DENIAL_PROBLEMS, MAX_WARNING_BYTES,
+    MAX_WARNINGS_TOTAL_BYTES,
+};
 
 /// Annotation prefix every sts-guard annotation shares.
 pub const ANNOTATION_PREFIX: &str = "sts-guard.io/";

@@ -37,12 +37,10 @@ pub fn mutate(subject: &ReviewSubject<'_>, policy: &Policy) -> Decision {
     let mut ops = Vec::new();
     let mut mutations = Vec::new();
 
-    if wanted.parallel {
-        let current = subject
-            .sts
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_management_policy.as_deref());
+    // No spec, nothing to patch into (`/spec/podManagementPolicy` would not
+    // apply); the API server never sends a StatefulSet without one.
+    if let (true, Some(spec)) = (wanted.parallel, subject.sts.spec.as_ref()) {
+        let current = spec.pod_management_policy.as_deref();
         if current != Some("Parallel") {
             if subject.operation == Operation::Create {
                 ops.push(add(

@@ -8,7 +8,16 @@ pub const MAX_WARNING_BYTES: usize = 256;
 /// ...and drops warnings past this many bytes in all.
 pub const MAX_WARNINGS_TOTAL_BYTES: usize = 4096;
 
-/// One message naming every finding that denies, or `None` if none does.
+/// A denial lists at most this many problems...
+pub const MAX_DENIAL_PROBLEMS: usize = 20;
+/// ...each cut to this many bytes...
+pub const MAX_DENIAL_LINE_BYTES: usize = 512;
+/// ...within this many bytes in all; the rest are counted ("and N more").
+pub const MAX_DENIAL_BYTES: usize = 8 * 1024;
+
+/// One message naming every finding that denies (up to the caps above: a
+/// StatefulSet with thousands of containers gets a readable message, not
+/// megabytes), or `None` if none does.
 pub fn denial_message(subject: &ReviewSubject<'_>, outcomes: &[Outcome]) -> Option<String> {
     let denied: Vec<&Outcome> = outcomes
         .iter()
@@ -18,16 +27,35 @@ pub fn denial_message(subject: &ReviewSubject<'_>, outcomes: &[Outcome]) -> Opti
         return None;
     }
     let n = denied.len();
-    let mut message = format!(
-        "statefulset {}/{} has {} problem{}:",
-        subject.object.namespace,
-        subject.object.name,
-        n,
-        if n == 1 { "" } else { "s" }
+    let mut message = truncate(
+        &format!(
+            "statefulset {}/{} has {} problem{}:",
+            subject.object.namespace,
+            subject.object.name,
+            n,
+            if n == 1 { "" } else { "s" }
+        ),
+        MAX_DENIAL_LINE_BYTES,
     );
-    for o in denied {
+    // Room kept for the closing "and N more" line.
+    const RESERVE: usize = 96;
+    for (i, o) in denied.iter().enumerate() {
+        let line = truncate(&o.finding.to_string(), MAX_DENIAL_LINE_BYTES);
+        let last = i + 1 == n;
+        let budget = if last {
+            MAX_DENIAL_BYTES
+        } else {
+            MAX_DENIAL_BYTES - RESERVE
+        };
+        if i == MAX_DENIAL_PROBLEMS || message.len() + 3 + line.len() > budget {
+            message.push_str(&format!(
+                "\n- ... and {} more (run sts-guard check for all)",
+                n - i
+            ));
+            break;
+        }
         message.push_str("\n- ");
-        message.push_str(&o.finding.to_string());
+        message.push_str(&line);
     }
     Some(message)
 }
@@ -53,8 +81,8 @@ pub fn warning_list(outcomes: &[Outcome], notices: &[String]) -> Vec<String> {
 /// Cuts each warning to [`MAX_WARNING_BYTES`] and keeps the list within
 /// [`MAX_WARNINGS_TOTAL_BYTES`], saying how many were left out.
 pub fn fit_warnings(texts: impl IntoIterator<Item = String>) -> Vec<String> {
-    // Room kept for the closing "N more" line.
-    const RESERVE: usize = 64;
+    // Room kept for the closing "N more" line (67 bytes at 10,000 more).
+    const RESERVE: usize = 96;
     let all: Vec<String> = texts
         .into_iter()
         .map(|t| truncate(&t, MAX_WARNING_BYTES))

@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::admission::{Decision, Endpoint};
+use crate::admission::{Decision, Endpoint, Outcome};
 use crate::lookup::LookupPath;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,8 +110,9 @@ impl Metrics {
         })
     }
 
-    pub fn record(&self, endpoint: Endpoint, namespace: &str, decision: &Decision, seconds: f64) {
-        let label = if !decision.allowed() {
+    /// The `decision` label of a reviewed request.
+    pub fn decision_label(decision: &Decision) -> &'static str {
+        if !decision.allowed() {
             "denied"
         } else if decision.patch.is_some() {
             "mutated"
@@ -119,9 +120,21 @@ impl Metrics {
             "warned"
         } else {
             "allowed"
-        };
+        }
+    }
+
+    /// Counts a reviewed request (`label` from [`Metrics::decision_label`]),
+    /// its findings and how long it took.
+    pub fn record(
+        &self,
+        endpoint: Endpoint,
+        namespace: &str,
+        label: &'static str,
+        outcomes: &[Outcome],
+        seconds: f64,
+    ) {
         self.request(endpoint, label);
-        for o in &decision.outcomes {
+        for o in outcomes {
             self.findings
                 .get_or_create(&FindingLabels {
                     endpoint: endpoint.as_str(),

@@ -1,6 +1,7 @@
 //! `sts-guard serve`: the TLS listener, health, metrics, reloads and
 //! graceful shutdown around the pure review.
 
+mod decode;
 pub mod metrics;
 pub mod routes;
 pub mod tls;
@@ -25,13 +26,16 @@ use crate::reload::watch_files;
 use metrics::Metrics;
 use routes::App;
 
-/// Limits on what a client can hold.
+/// Limits on what a client can hold (docs/reliability.md lists them all).
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Headers must arrive within this after a request starts.
+    /// Headers must arrive within this after a request starts; an idle
+    /// keep-alive connection is closed after this too.
     pub header_read_timeout: Duration,
     /// A TLS handshake must finish within this.
     pub handshake_timeout: Duration,
+    /// A request, body included, must be read and answered within this (408).
+    pub request_timeout: Duration,
     /// Connections beyond this are closed at once.
     pub max_connections: usize,
 }
@@ -41,6 +45,7 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            request_timeout: routes::REQUEST_TIMEOUT,
             max_connections: 1024,
         }
     }
@@ -209,9 +214,13 @@ fn spawn_reloaders(
     }
 }
 
-/// Accepts TLS connections until told to stop, then lets in-flight requests
-/// finish (idle keep-alive connections are closed at once) for at most
-/// `grace`.
+/// After the listener closes, open connections are served this much longer
+/// before idle ones are closed (see [`accept_loop`]).
+pub const SHUTDOWN_SETTLE: Duration = Duration::from_secs(1);
+
+/// Accepts TLS connections until told to stop, then serves the open
+/// connections for [`SHUTDOWN_SETTLE`], closes the idle ones and lets
+/// in-flight requests finish, for at most `grace` in all.
 pub async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -222,7 +231,8 @@ pub async fn accept_loop(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let service = TowerToHyperService::new(router);
+    let service =
+        TowerToHyperService::new(routes::with_request_timeout(router, limits.request_timeout));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -272,7 +282,14 @@ pub async fn accept_loop(
         });
     }
     drop(listener);
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    // A connection accepted just before the listener closed has its first
+    // request on the wire right after the handshake; closing it at once as
+    // idle would drop that request unread. Keep serving open connections a
+    // moment (every answer says `Connection: close` by now), then close the
+    // idle ones and wait for the in-flight ones.
+    let settle = SHUTDOWN_SETTLE.min(grace);
+    tokio::time::sleep(settle).await;
+    match tokio::time::timeout(grace - settle, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => {
             tracing::warn!(grace = ?grace, "grace period over; closing remaining connections")

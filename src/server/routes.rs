@@ -36,6 +36,8 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// A request, body included, must be read and answered within this (408
 /// otherwise), so a client trickling its body cannot hold a connection; the
 /// API server gives up at the webhook's `timeoutSeconds` (≤ 10 s) anyway.
+/// The default of `Limits::request_timeout` (`--request-timeout`), applied
+/// by the accept loop around [`router`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared state of the server.
@@ -69,27 +71,51 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // 413 at once for a declared Content-Length over the limit, before
+        // any of the body is read.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             count_in_flight,
         ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .with_state(app)
 }
 
-/// Counts a request from its head to its answer (graceful shutdown waits
-/// for exactly these).
+/// [`router`] with the request timeout: 408 when a request is not read and
+/// answered within `timeout`.
+pub fn with_request_timeout(router: Router, timeout: Duration) -> Router {
+    router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        timeout,
+    ))
+}
+
+/// Counts a request from its head to its answer. Once shutdown began, every
+/// answer carries `Connection: close`, so keep-alive clients (the API server)
+/// reconnect, to a ready replica, instead of reusing this connection.
 async fn count_in_flight(
     State(app): State<Arc<App>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    /// Decrements on drop too: a timed-out request's future is dropped.
+    struct InFlight<'a>(&'a App);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.metrics.in_flight.dec();
+        }
+    }
     app.metrics.in_flight.inc();
-    let response = next.run(request).await;
-    app.metrics.in_flight.dec();
+    let _guard = InFlight(&app);
+    let mut response = next.run(request).await;
+    if !app.accepting.load(Ordering::Acquire) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     response
 }
 
@@ -117,12 +143,12 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
         Ok(request) => request,
         Err(Rejection::BadRequest(reason)) => {
             app.metrics.request(endpoint, "invalid");
-            tracing::info!(endpoint = endpoint.as_str(), reason, "bad request");
+            tracing::info!(endpoint = endpoint.as_str(), reason = %redact(&reason), "bad request");
             return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
         }
         Err(Rejection::Answer(response, outcome)) => {
             app.metrics.request(endpoint, outcome);
-            tracing::info!(endpoint = endpoint.as_str(), uid = %response.uid, outcome, message = %response.result.message, "answered without review");
+            tracing::info!(endpoint = endpoint.as_str(), uid = %response.uid, outcome, message = %if outcome == "invalid" { redact(&response.result.message) } else { response.result.message.clone() }, "answered without review");
             return json(&response.into_review());
         }
     };
@@ -141,7 +167,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
         _ => Resolved::none(),
     };
     let policy = app.policy.load();
-    let decision = review(
+    let mut decision = review(
         &request,
         endpoint,
         &Context {
@@ -151,11 +177,16 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     );
     let namespace = request.namespace.as_deref().unwrap_or("");
     log_decision(endpoint, &request, &decision);
-    let response = json(&decision.clone().into_response(&request).into_review());
+    // The response takes the decision apart; the metrics need only its
+    // label and findings, so those are kept aside instead of a clone.
+    let label = Metrics::decision_label(&decision);
+    let outcomes = std::mem::take(&mut decision.outcomes);
+    let response = json(&decision.into_response(&request).into_review());
     app.metrics.record(
         endpoint,
         namespace,
-        &decision,
+        label,
+        &outcomes,
         started.elapsed().as_secs_f64(),
     );
     response
@@ -193,6 +224,57 @@ fn log_decision(endpoint: Endpoint, request: &AdmissionRequest<StatefulSet>, dec
     }
 }
 
+/// A reason fit for the log. Decode errors quote what they found
+/// (`invalid type: string "...", expected i32`), which is object content:
+/// the caller gets the full reason, the log gets every double-quoted string
+/// as `"…"`. Backquoted words (field names, variants, numbers) are kept when
+/// short and plain, else also replaced. At most 512 bytes.
+pub fn redact(reason: &str) -> String {
+    const MAX: usize = 512;
+    let plain = |word: &str| {
+        word.len() <= 64
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
+    };
+    let mut out = String::with_capacity(reason.len().min(MAX));
+    let mut chars = reason.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // Debug-escaped: a backslash escapes the next character.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                out.push_str("\"…\"");
+            }
+            '`' => {
+                let word: String = chars.by_ref().take_while(|c| *c != '`').collect();
+                out.push('`');
+                out.push_str(if plain(&word) { &word } else { "…" });
+                out.push('`');
+            }
+            c => out.push(c),
+        }
+        if out.len() > MAX {
+            let mut end = MAX;
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.truncate(end);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
@@ -217,14 +299,25 @@ const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 const REVIEW_KIND: &str = "AdmissionReview";
 
 /// Decodes an AdmissionReview of a StatefulSet. The fast path decodes the
-/// typed review once; only a body that fails it is looked at again to
+/// typed review once (see [`super::decode`]: everything but managedFields,
+/// which are only checked); only a body that fails it is looked at again to
 /// recover the uid and say precisely what is wrong.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<StatefulSet>, Rejection> {
-    if let Ok(review) = serde_json::from_slice::<AdmissionReview<StatefulSet>>(body) {
-        check_envelope(&review.types.api_version, &review.types.kind)?;
-        let request: AdmissionRequest<StatefulSet> = review
-            .try_into()
-            .map_err(|_| Rejection::BadRequest("AdmissionReview has no request".into()))?;
+    // A body that is valid UTF-8 as a whole (every real one) is parsed as a
+    // str: same result, without checking each string of it again.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<super::decode::Review>(text),
+        Err(_) => serde_json::from_slice::<super::decode::Review>(body),
+    };
+    if let Ok(review) = parsed {
+        check_envelope(&review.api_version, &review.kind)?;
+        let request = review
+            .request
+            .ok_or_else(|| Rejection::BadRequest("AdmissionReview has no request".into()))?
+            .into_admission_request(kube::core::TypeMeta {
+                api_version: review.api_version,
+                kind: review.kind,
+            });
         if !is_statefulset(
             &request.kind.group,
             &request.kind.version,

@@ -1,0 +1,633 @@
+//! The typed decode of an AdmissionReview of a StatefulSet, without building
+//! `metadata.managedFields`.
+//!
+//! The API server sends every object with its managedFields: a tree of
+//! `fieldsV1` maps about as large as the spec itself. Decoded the usual way
+//! (k8s-openapi's `ObjectMeta`) every node of that tree becomes a
+//! `serde_json::Value` with its own allocations, which made managedFields
+//! a third of the decode of a typical review and over half of a large one,
+//! while nothing in sts-guard reads them.
+//!
+//! Here they are still checked, for exactly what k8s-openapi would accept
+//! (same fields, same types, `fieldsV1` any JSON value, same handling of
+//! `null`, unknown and repeated keys), but nothing is built: the decoded
+//! `ObjectMeta` has `managed_fields: None`. Everything else is decoded by
+//! k8s-openapi's and kube's own types, and the visitors below copy theirs
+//! field for field, so a body decodes here exactly when
+//! `kube::core::admission::AdmissionReview<StatefulSet>` decodes it, and to
+//! the same request apart from managedFields. (One exception, handled by the
+//! caller with the same message either way: a review with no `apiVersion`
+//! or `kind` decodes here with them empty.)
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use k8s_openapi::Resource;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetStatus};
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{GroupVersionKind, GroupVersionResource, TypeMeta};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// `AdmissionReview<StatefulSet>` without `#[serde(flatten)]` on its type
+/// fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub request: Option<Request>,
+    /// Never sent to a webhook; decoded only so a body carrying a malformed
+    /// one is refused as kube's type refuses it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    response: Option<AdmissionResponse>,
+    /// Unknown top-level fields (the API server sends none). kube's type
+    /// buffers them, because its `TypeMeta` is flattened, and so refuses
+    /// invalid UTF-8 or nesting deeper than 128 inside them where a skipped
+    /// field would pass; buffering them the same way refuses the same
+    /// bodies.
+    #[serde(flatten)]
+    #[allow(dead_code)]
+    unknown: HashMap<String, IgnoredAny>,
+}
+
+/// Field for field `kube::core::admission::AdmissionRequest<StatefulSet>`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: UserInfo,
+    object: Option<Sts>,
+    old_object: Option<Sts>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    options: Option<RawExtension>,
+}
+
+impl Request {
+    pub fn into_admission_request(self, types: TypeMeta) -> AdmissionRequest<StatefulSet> {
+        AdmissionRequest {
+            types,
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
+            request_sub_resource: self.request_sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: self.user_info,
+            object: self.object.map(|s| s.0),
+            old_object: self.old_object.map(|s| s.0),
+            dry_run: self.dry_run,
+            options: self.options,
+        }
+    }
+}
+
+/// Calls `$body` with the field name `$key` matched against `$names`,
+/// the way k8s-openapi's generated visitors identify fields: unknown names
+/// map to `None` and their values are skipped.
+macro_rules! field_enum {
+    ($name:ident { $($variant:ident = $key:literal),* $(,)? }) => {
+        #[derive(Clone, Copy)]
+        enum $name { $($variant,)* Other }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct FieldVisitor;
+                impl Visitor<'_> for FieldVisitor {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("field identifier")
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
+                        Ok(match v { $($key => $name::$variant,)* _ => $name::Other })
+                    }
+                }
+                deserializer.deserialize_identifier(FieldVisitor)
+            }
+        }
+
+        impl $name {
+            const NAMES: &'static [&'static str] = &[$($key),*];
+        }
+    };
+}
+
+field_enum!(StsField {
+    ApiVersion = "apiVersion",
+    Kind = "kind",
+    Metadata = "metadata",
+    Spec = "spec",
+    Status = "status",
+});
+
+/// A StatefulSet decoded as k8s-openapi decodes it, metadata by [`Meta`].
+struct Sts(StatefulSet);
+
+impl<'de> Deserialize<'de> for Sts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StsVisitor;
+        impl<'de> Visitor<'de> for StsVisitor {
+            type Value = Sts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(StatefulSet::KIND)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sts, A::Error> {
+                let mut metadata: Option<Meta> = None;
+                let mut spec: Option<StatefulSetSpec> = None;
+                let mut status: Option<StatefulSetStatus> = None;
+                while let Some(key) = map.next_key::<StsField>()? {
+                    match key {
+                        StsField::ApiVersion => {
+                            let v: String = map.next_value()?;
+                            if v != StatefulSet::API_VERSION {
+                                return Err(de::Error::invalid_value(
+                                    de::Unexpected::Str(&v),
+                                    &StatefulSet::API_VERSION,
+                                ));
+                            }
+                        }
+                        StsField::Kind => {
+                            let v: String = map.next_value()?;
+                            if v != StatefulSet::KIND {
+                                return Err(de::Error::invalid_value(
+                                    de::Unexpected::Str(&v),
+                                    &StatefulSet::KIND,
+                                ));
+                            }
+                        }
+                        StsField::Metadata => metadata = map.next_value()?,
+                        StsField::Spec => spec = map.next_value()?,
+                        StsField::Status => status = map.next_value()?,
+                        StsField::Other => {
+                            let _: IgnoredAny = map.next_value()?;
+                        }
+                    }
+                }
+                Ok(Sts(StatefulSet {
+                    metadata: metadata.map(|m| m.0).unwrap_or_default(),
+                    spec,
+                    status,
+                }))
+            }
+        }
+        deserializer.deserialize_struct(StatefulSet::KIND, StsField::NAMES, StsVisitor)
+    }
+}
+
+field_enum!(MetaField {
+    Annotations = "annotations",
+    CreationTimestamp = "creationTimestamp",
+    DeletionGracePeriodSeconds = "deletionGracePeriodSeconds",
+    DeletionTimestamp = "deletionTimestamp",
+    Finalizers = "finalizers",
+    GenerateName = "generateName",
+    Generation = "generation",
+    Labels = "labels",
+    ManagedFields = "managedFields",
+    Name = "name",
+    Namespace = "namespace",
+    OwnerReferences = "ownerReferences",
+    ResourceVersion = "resourceVersion",
+    SelfLink = "selfLink",
+    Uid = "uid",
+});
+
+/// `ObjectMeta` as k8s-openapi decodes it, except that managedFields are
+/// checked by [`ManagedFieldsEntryCheck`] and dropped.
+struct Meta(ObjectMeta);
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetaVisitor;
+        impl<'de> Visitor<'de> for MetaVisitor {
+            type Value = Meta;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("ObjectMeta")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
+                let mut m = ObjectMeta::default();
+                while let Some(key) = map.next_key::<MetaField>()? {
+                    match key {
+                        MetaField::Annotations => {
+                            m.annotations = map.next_value::<Option<BTreeMap<String, String>>>()?
+                        }
+                        MetaField::CreationTimestamp => {
+                            m.creation_timestamp = map.next_value::<Option<Time>>()?
+                        }
+                        MetaField::DeletionGracePeriodSeconds => {
+                            m.deletion_grace_period_seconds = map.next_value::<Option<i64>>()?
+                        }
+                        MetaField::DeletionTimestamp => {
+                            m.deletion_timestamp = map.next_value::<Option<Time>>()?
+                        }
+                        MetaField::Finalizers => {
+                            m.finalizers = map.next_value::<Option<Vec<String>>>()?
+                        }
+                        MetaField::GenerateName => {
+                            m.generate_name = map.next_value::<Option<String>>()?
+                        }
+                        MetaField::Generation => m.generation = map.next_value::<Option<i64>>()?,
+                        MetaField::Labels => {
+                            m.labels = map.next_value::<Option<BTreeMap<String, String>>>()?
+                        }
+                        MetaField::ManagedFields => {
+                            let _: Option<Vec<ManagedFieldsEntryCheck>> = map.next_value()?;
+                        }
+                        MetaField::Name => m.name = map.next_value::<Option<String>>()?,
+                        MetaField::Namespace => m.namespace = map.next_value::<Option<String>>()?,
+                        MetaField::OwnerReferences => {
+                            m.owner_references = map.next_value::<Option<Vec<OwnerReference>>>()?
+                        }
+                        MetaField::ResourceVersion => {
+                            m.resource_version = map.next_value::<Option<String>>()?
+                        }
+                        MetaField::SelfLink => m.self_link = map.next_value::<Option<String>>()?,
+                        MetaField::Uid => m.uid = map.next_value::<Option<String>>()?,
+                        MetaField::Other => {
+                            let _: IgnoredAny = map.next_value()?;
+                        }
+                    }
+                }
+                Ok(Meta(m))
+            }
+        }
+        deserializer.deserialize_struct("ObjectMeta", MetaField::NAMES, MetaVisitor)
+    }
+}
+
+field_enum!(EntryField {
+    ApiVersion = "apiVersion",
+    FieldsType = "fieldsType",
+    FieldsV1 = "fieldsV1",
+    Manager = "manager",
+    Operation = "operation",
+    Subresource = "subresource",
+    Time = "time",
+});
+
+/// Accepts what k8s-openapi's `ManagedFieldsEntry` accepts; keeps nothing.
+struct ManagedFieldsEntryCheck;
+
+impl<'de> Deserialize<'de> for ManagedFieldsEntryCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = ManagedFieldsEntryCheck;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("ManagedFieldsEntry")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ManagedFieldsEntryCheck, A::Error> {
+                while let Some(key) = map.next_key::<EntryField>()? {
+                    match key {
+                        EntryField::ApiVersion
+                        | EntryField::FieldsType
+                        | EntryField::Manager
+                        | EntryField::Operation
+                        | EntryField::Subresource => {
+                            let _: Option<StrCheck> = map.next_value()?;
+                        }
+                        EntryField::FieldsV1 => {
+                            let _: Option<FieldsV1Check> = map.next_value()?;
+                        }
+                        EntryField::Time => {
+                            let _: Option<Time> = map.next_value()?;
+                        }
+                        EntryField::Other => {
+                            let _: IgnoredAny = map.next_value()?;
+                        }
+                    }
+                }
+                Ok(ManagedFieldsEntryCheck)
+            }
+        }
+        deserializer.deserialize_struct("ManagedFieldsEntry", EntryField::NAMES, EntryVisitor)
+    }
+}
+
+/// Accepts what `String` accepts, without allocating one.
+struct StrCheck;
+
+impl<'de> Deserialize<'de> for StrCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl Visitor<'_> for StrVisitor {
+            type Value = StrCheck;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<StrCheck, E> {
+                Ok(StrCheck)
+            }
+        }
+        deserializer.deserialize_string(StrVisitor)
+    }
+}
+
+/// Accepts what k8s-openapi's `FieldsV1` (a newtype of
+/// `serde_json::Value`) accepts, building nothing.
+struct FieldsV1Check;
+
+impl<'de> Deserialize<'de> for FieldsV1Check {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NewtypeVisitor;
+        impl<'de> Visitor<'de> for NewtypeVisitor {
+            type Value = FieldsV1Check;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("FieldsV1")
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<FieldsV1Check, D::Error> {
+                ValueCheck::deserialize(deserializer)?;
+                Ok(FieldsV1Check)
+            }
+        }
+        deserializer.deserialize_newtype_struct("FieldsV1", NewtypeVisitor)
+    }
+}
+
+/// Accepts what `serde_json::Value` accepts, building nothing: strings
+/// (keys included) are still unescaped and checked as UTF-8, numbers
+/// parsed, nesting limited, exactly as for a `Value`.
+struct ValueCheck;
+
+impl<'de> Deserialize<'de> for ValueCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueCheckVisitor)
+    }
+}
+
+struct ValueCheckVisitor;
+
+impl<'de> Visitor<'de> for ValueCheckVisitor {
+    type Value = ValueCheck;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ValueCheck, E> {
+        Ok(ValueCheck)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<ValueCheck, E> {
+        Ok(ValueCheck)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<ValueCheck, E> {
+        Ok(ValueCheck)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<ValueCheck, E> {
+        Ok(ValueCheck)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<ValueCheck, E> {
+        Ok(ValueCheck)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<ValueCheck, E> {
+        Ok(ValueCheck)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<ValueCheck, D::Error> {
+        ValueCheck::deserialize(deserializer)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<ValueCheck, E> {
+        Ok(ValueCheck)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ValueCheck, A::Error> {
+        while seq.next_element::<ValueCheck>()?.is_some() {}
+        Ok(ValueCheck)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ValueCheck, A::Error> {
+        while map.next_key::<StrCheck>()?.is_some() {
+            map.next_value::<ValueCheck>()?;
+        }
+        Ok(ValueCheck)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::admission::AdmissionReview;
+    use serde_json::{Value, json};
+
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!(
+            "../../tests/fixtures/admission/create-web.json"
+        ))
+        .unwrap()
+    }
+
+    /// Both decoders on the same body: both refuse it, or both accept it and
+    /// agree on everything but managedFields.
+    fn same(body: &[u8]) -> bool {
+        let ours = serde_json::from_slice::<Review>(body);
+        let kube = serde_json::from_slice::<AdmissionReview<StatefulSet>>(body);
+        match (ours, kube) {
+            (Err(_), Err(_)) => false,
+            (Ok(ours), Ok(kube)) => {
+                assert_eq!(ours.api_version, kube.types.api_version);
+                assert_eq!(ours.kind, kube.types.kind);
+                let types = kube.types.clone();
+                let kube = kube.request.map(|mut r| {
+                    for sts in [r.object.as_mut(), r.old_object.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        sts.metadata.managed_fields = None;
+                    }
+                    r
+                });
+                let ours = ours.request.map(|r| r.into_admission_request(types));
+                // AdmissionRequest has no PartialEq: compare as JSON.
+                assert_eq!(
+                    serde_json::to_value(&ours).unwrap(),
+                    serde_json::to_value(&kube).unwrap()
+                );
+                true
+            }
+            (ours, kube) => panic!(
+                "decoders disagree on {}: ours {:?}, kube {:?}",
+                String::from_utf8_lossy(body),
+                ours.err(),
+                kube.err()
+            ),
+        }
+    }
+
+    fn with(path: &[&str], value: Value) -> Vec<u8> {
+        let mut review = fixture();
+        let mut node = &mut review;
+        for key in &path[..path.len() - 1] {
+            node = &mut node[*key];
+        }
+        node[path[path.len() - 1]] = value;
+        serde_json::to_vec(&review).unwrap()
+    }
+
+    const MF: &[&str] = &["request", "object", "metadata", "managedFields"];
+
+    #[test]
+    fn agrees_with_kube_on_the_fixture_and_on_managed_fields_variants() {
+        assert!(same(&serde_json::to_vec(&fixture()).unwrap()));
+        let entry = |k: &str, v: Value| {
+            let mut e = fixture()["request"]["object"]["metadata"]["managedFields"][0].clone();
+            e[k] = v;
+            json!([e])
+        };
+        let accepted = [
+            json!(null),
+            json!([]),
+            json!([{}]),
+            json!([{"unknown": [1, {"a": null}]}]),
+            entry("fieldsV1", json!(null)),
+            entry("fieldsV1", json!(7)),
+            entry("fieldsV1", json!("text")),
+            entry(
+                "fieldsV1",
+                json!([1, -2, 3.5, 1e300, true, null, {"k": {}}]),
+            ),
+            entry("fieldsV1", json!({"f:x": {"f:y": {".": {}}}})),
+            entry("manager", json!(null)),
+            entry("time", json!(null)),
+            entry("subresource", json!("status")),
+        ];
+        for mf in accepted {
+            assert!(same(&with(MF, mf.clone())), "should accept {mf}");
+        }
+        let refused = [
+            json!({}),
+            json!("x"),
+            json!([1]),
+            json!([[]]),
+            entry("manager", json!(1)),
+            entry("operation", json!({})),
+            entry("apiVersion", json!(["v1"])),
+            entry("time", json!("yesterday")),
+            entry("time", json!(5)),
+        ];
+        for mf in refused {
+            assert!(!same(&with(MF, mf.clone())), "should refuse {mf}");
+        }
+        let object = |key: &str, v: Value| with(&["request", "object", key], v);
+        assert!(!same(&object("kind", json!("Deployment"))));
+        assert!(!same(&object("apiVersion", json!("apps/v1beta1"))));
+        assert!(!same(&object("metadata", json!([]))));
+        assert!(same(&object("metadata", json!(null))));
+        assert!(same(&object("status", json!(null))));
+        assert!(same(&object("extra", json!({"any": [1]}))));
+        let old = with(
+            &["request", "oldObject"],
+            fixture()["request"]["object"].clone(),
+        );
+        assert!(same(&old));
+    }
+
+    #[test]
+    fn agrees_with_kube_on_raw_bodies() {
+        let ok = String::from_utf8(serde_json::to_vec(&fixture()).unwrap()).unwrap();
+        let mf_at = ok.find("\"managedFields\":").unwrap();
+        let bodies = [
+            // Repeated keys: the last managedFields wins in both.
+            ok.replacen(
+                "\"managedFields\":",
+                "\"managedFields\":[{\"manager\":\"a\"}],\"managedFields\":",
+                1,
+            ),
+            // Bad escapes, lone surrogates and invalid UTF-8 inside fieldsV1.
+            ok.replacen("\"f:metadata\"", "\"f:\\ud800\"", 1),
+            ok.replacen("\"f:metadata\"", "\"f:\\x\"", 1),
+            ok.replacen("\"f:metadata\"", "\"f:\\u00e9\"", 1),
+            format!(
+                "{}{}",
+                &ok[..mf_at],
+                &ok[mf_at..].replacen("{}", "{\"n\":1e999}", 1)
+            ),
+            format!(
+                "{}{}",
+                &ok[..mf_at],
+                &ok[mf_at..].replacen("{}", "{\"n\":-12345678901234567890}", 1)
+            ),
+            format!(
+                "{}{}",
+                &ok[..mf_at],
+                &ok[mf_at..].replacen("{}", &format!("{}{}", "[".repeat(200), "]".repeat(200)), 1)
+            ),
+            format!(
+                "{}{}",
+                &ok[..mf_at],
+                &ok[mf_at..].replacen("{}", &format!("{}{}", "[".repeat(100), "]".repeat(100)), 1)
+            ),
+            // Envelope variants.
+            ok.replacen(
+                "\"request\":",
+                "\"response\":{\"uid\":\"u\",\"allowed\":true,\"status\":{}},\"request\":",
+                1,
+            ),
+            ok.replacen("\"request\":", "\"response\":{\"uid\":5},\"request\":", 1),
+            ok.replacen("\"uid\":", "\"uid\":\"a\",\"uid\":", 1),
+            ok.replacen(
+                "\"apiVersion\":\"apps/v1\"",
+                "\"apiVersion\":\"apps/v2\"",
+                1,
+            ),
+        ];
+        for body in &bodies {
+            same(body.as_bytes());
+        }
+        // The one exception: no envelope kind (or apiVersion) decodes here,
+        // empty, and the caller refuses it as it refuses kube's failure.
+        let no_kind = ok.replacen("\"kind\":\"AdmissionReview\",", "", 1);
+        assert!(
+            serde_json::from_slice::<AdmissionReview<StatefulSet>>(no_kind.as_bytes()).is_err()
+        );
+        assert_eq!(
+            serde_json::from_slice::<Review>(no_kind.as_bytes())
+                .unwrap()
+                .kind,
+            ""
+        );
+        // Unknown top-level fields are checked as kube checks them.
+        let unknown =
+            |v: &str| ok.replacen("\"request\":", &format!("\"extra\":{v},\"request\":"), 1);
+        assert!(same(unknown("[1,{\"a\":\"b\"}]").as_bytes()));
+        assert!(!same(unknown("\"\\ud800\"").as_bytes()));
+        assert!(!same(
+            unknown(&format!("{}{}", "[".repeat(200), "]".repeat(200))).as_bytes()
+        ));
+        let mut bad_utf8 = unknown("\"xx\"").into_bytes();
+        let at = bad_utf8.windows(4).position(|w| w == b"\"xx\"").unwrap() + 1;
+        bad_utf8[at] = 0xff;
+        assert!(!same(&bad_utf8));
+        let mut invalid_utf8 = ok.clone().into_bytes();
+        let at = mf_at + ok[mf_at..].find("f:metadata").unwrap();
+        invalid_utf8[at] = 0xff;
+        same(&invalid_utf8);
+    }
+}

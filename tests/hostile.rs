@@ -1,0 +1,1203 @@
+//! Hostile input: a named corpus of requests a webhook should never see from
+//! a healthy API server, each with the exact answer sts-guard gives (HTTP
+//! status, allowed, uid echoed, message), answered in bounded time, never a
+//! panic or a 5xx. Then the transport: slow clients, HTTP/1.0, pipelining,
+//! chunked bodies, stalled handshakes, and the limits that bound them.
+//!
+//! The decisions (see also src/server/routes.rs and docs/reliability.md):
+//! - not JSON, not an AdmissionReview, or no readable request uid → 400 with
+//!   a one-line reason (no uid to echo);
+//! - a readable uid and a StatefulSet kind but an object (or another request
+//!   field) that does not decode → denied, code 400, uid echoed;
+//! - another kind (or no kind) → allowed unchecked, uid echoed;
+//! - no object (DELETE, or `object: null`) → allowed: nothing to review;
+//! - fields sts-guard does not read are not judged: the API server validates
+//!   them after the webhooks (replicas: -1, empty containers list).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use rstest::rstest;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use sts_guard::admission::{
+    MAX_DENIAL_BYTES, MAX_DENIAL_PROBLEMS, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
+};
+use sts_guard::lookup::ServiceSource;
+use sts_guard::policy::Policy;
+use sts_guard::server::Limits;
+use sts_guard::server::metrics::Metrics;
+use sts_guard::server::routes::{App, MAX_BODY_BYTES, router};
+use support::*;
+
+/// Every hostile request is answered within this (debug build, loaded CI).
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// What a case must get back.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// This HTTP status; the body (a one-line reason) contains the text.
+    Http(u16, &'static str),
+    /// 200, uid echoed, allowed, no patch, no warnings.
+    Allowed,
+    /// 200, uid echoed, allowed; some warning contains the text.
+    AllowedWarning(&'static str),
+    /// 200, uid echoed, allowed with a JSON patch containing the text.
+    Patched(&'static str),
+    /// 200, uid echoed, denied with this status code; message contains the text.
+    Denied(u16, &'static str),
+}
+
+// ---- building bodies ----
+
+fn to_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+fn with(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut r = fixture();
+    edit(&mut r);
+    to_bytes(&r)
+}
+
+fn object(r: &mut Value) -> &mut Value {
+    &mut r["request"]["object"]
+}
+
+fn containers(r: &mut Value) -> &mut Vec<Value> {
+    object(r)["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+}
+
+/// The fixture with `"__HOLE__"` (a JSON string) replaced by raw bytes.
+fn splice(edit: impl FnOnce(&mut Value), raw: &[u8]) -> Vec<u8> {
+    let body = with(edit);
+    let hole = b"\"__HOLE__\"";
+    let at = body
+        .windows(hole.len())
+        .position(|w| w == hole)
+        .expect("hole in body");
+    [&body[..at], raw, &body[at + hole.len()..]].concat()
+}
+
+fn annotation_hole(r: &mut Value) {
+    object(r)["metadata"]["annotations"]["example.com/x"] = json!("__HOLE__");
+}
+
+fn replicas_hole(r: &mut Value) {
+    object(r)["spec"]["replicas"] = json!("__HOLE__");
+}
+
+fn bare_container(name: &str) -> Value {
+    json!({"name": name, "image": "busybox"})
+}
+
+fn thousands_of_containers(r: &mut Value) {
+    *containers(r) = (0..5000)
+        .map(|i| bare_container(&format!("c{i:04}")))
+        .collect();
+}
+
+fn nested(depth: usize) -> Vec<u8> {
+    let mut s = "[".repeat(depth);
+    s.push_str(&"]".repeat(depth));
+    s.into_bytes()
+}
+
+// ---- the corpus ----
+
+fn deeply_nested_body() -> Vec<u8> {
+    nested(1_000_000)
+}
+fn deeply_nested_ignored_field() -> Vec<u8> {
+    splice(
+        |r| object(r)["spec"]["someFutureField"] = json!("__HOLE__"),
+        &nested(100_000),
+    )
+}
+fn deeply_nested_managed_fields() -> Vec<u8> {
+    splice(
+        |r| object(r)["metadata"]["managedFields"][0]["fieldsV1"] = json!("__HOLE__"),
+        &nested(200),
+    )
+}
+fn deeply_nested_label_map() -> Vec<u8> {
+    let mut v = json!("leaf");
+    for _ in 0..200 {
+        v = json!({ "k": v });
+    }
+    with(|r| object(r)["metadata"]["labels"] = v)
+}
+fn multi_mb_annotation_value() -> Vec<u8> {
+    with(|r| object(r)["metadata"]["annotations"]["example.com/blob"] = json!("x".repeat(7 << 20)))
+}
+fn multi_mb_container_name() -> Vec<u8> {
+    with(|r| {
+        let c = &mut containers(r)[0];
+        c["name"] = json!("n".repeat(2 << 20));
+        c.as_object_mut().unwrap().remove("livenessProbe");
+    })
+}
+fn multi_mb_uid() -> Vec<u8> {
+    with(|r| r["request"]["uid"] = json!("u".repeat(3 << 20)))
+}
+fn body_just_over_the_limit() -> Vec<u8> {
+    let mut body = to_bytes(&fixture());
+    body.resize(MAX_BODY_BYTES + 1, b' ');
+    body
+}
+fn whitespace_padded_body() -> Vec<u8> {
+    let mut body = vec![b' '; 1 << 20];
+    body.extend(to_bytes(&fixture()));
+    body.extend(vec![b'\n'; 1 << 20]);
+    body
+}
+fn invalid_utf8_in_annotation_value() -> Vec<u8> {
+    splice(annotation_hole, b"\"caf\xc3\x28\xff\"")
+}
+fn invalid_utf8_in_uid() -> Vec<u8> {
+    splice(|r| r["request"]["uid"] = json!("__HOLE__"), b"\"\xff\xfe\"")
+}
+fn lone_surrogate_escape() -> Vec<u8> {
+    splice(annotation_hole, br#""\ud800""#)
+}
+fn nul_escape_in_annotation_value() -> Vec<u8> {
+    splice(annotation_hole, br#""a\u0000b""#)
+}
+fn replicas_1e309() -> Vec<u8> {
+    splice(replicas_hole, b"1e309")
+}
+fn replicas_minus_one() -> Vec<u8> {
+    splice(replicas_hole, b"-1")
+}
+fn replicas_2_pow_64() -> Vec<u8> {
+    splice(replicas_hole, b"18446744073709551616")
+}
+fn replicas_2_pow_31() -> Vec<u8> {
+    splice(replicas_hole, b"2147483648")
+}
+fn replicas_fraction() -> Vec<u8> {
+    splice(replicas_hole, b"3.5")
+}
+fn duplicate_uid_key() -> Vec<u8> {
+    splice(
+        |r| r["request"]["uid"] = json!("__HOLE__"),
+        format!(r#""{UID}", "uid": "other""#).as_bytes(),
+    )
+}
+fn duplicate_object_key() -> Vec<u8> {
+    let object = to_bytes(&fixture()["request"]["object"]);
+    let mut raw = object.clone();
+    raw.extend(b", \"object\": ");
+    raw.extend(object);
+    splice(|r| r["request"]["object"] = json!("__HOLE__"), &raw)
+}
+fn duplicate_annotation_key_last_wins() -> Vec<u8> {
+    splice(
+        |r| object(r)["metadata"]["annotations"] = json!("__HOLE__"),
+        br#"{"sts-guard.io/parallel": "true", "sts-guard.io/parallel": "false"}"#,
+    )
+}
+fn tilde_and_slash_in_annotation_keys() -> Vec<u8> {
+    with(|r| {
+        let a = &mut object(r)["metadata"]["annotations"];
+        a["a~1b/c~0d"] = json!("x");
+        a["~"] = json!("y");
+        a["/"] = json!("z");
+        a["sts-guard.io/parallel"] = json!("true");
+    })
+}
+fn tilde_and_slash_in_container_names_mutate() -> Vec<u8> {
+    with(|r| {
+        containers(r)[0]["name"] = json!("a/b~0c~1");
+        object(r)["metadata"]["annotations"]["sts-guard.io/startup-probe"] = json!("true");
+    })
+}
+fn tilde_and_slash_in_container_names_validate() -> Vec<u8> {
+    with(|r| {
+        let c = &mut containers(r)[1];
+        c["name"] = json!("m/e~t");
+        c.as_object_mut().unwrap().remove("readinessProbe");
+    })
+}
+fn control_characters_in_names() -> Vec<u8> {
+    with(|r| {
+        let c = &mut containers(r)[0];
+        c["name"] = json!("app\u{0}\u{1b}[31mred\r\nX-Injected: 1");
+        c.as_object_mut().unwrap().remove("livenessProbe");
+        r["request"]["name"] = json!("web\n\u{7}");
+    })
+}
+fn thousands_of_containers_enforced() -> Vec<u8> {
+    with(thousands_of_containers)
+}
+fn thousands_of_containers_mutated() -> Vec<u8> {
+    with(|r| {
+        thousands_of_containers(r);
+        for c in containers(r) {
+            c["readinessProbe"] = json!({"tcpSocket": {"port": 80}});
+        }
+        object(r)["metadata"]["annotations"]["sts-guard.io/startup-probe"] = json!("true");
+    })
+}
+fn thousands_of_annotations() -> Vec<u8> {
+    with(|r| {
+        let a = object(r)["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap();
+        for i in 0..2000 {
+            a.insert(format!("example.com/k{i}"), json!("v".repeat(1000)));
+        }
+    })
+}
+fn huge_exempt_annotation() -> Vec<u8> {
+    with(|r| {
+        containers(r)[0]
+            .as_object_mut()
+            .unwrap()
+            .remove("livenessProbe");
+        object(r)["metadata"]["annotations"]["sts-guard.io/exempt"] =
+            json!(vec!["no-such-rule"; 10_000].join(","));
+    })
+}
+fn startup_timeout_overflow() -> Vec<u8> {
+    with(|r| {
+        let a = &mut object(r)["metadata"]["annotations"];
+        a["sts-guard.io/startup-probe"] = json!("true");
+        a["sts-guard.io/startup-timeout"] = json!("99999999999999999999999h");
+    })
+}
+fn kind_statefulset_object_pod() -> Vec<u8> {
+    with(|r| {
+        *object(r) = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    })
+}
+fn object_is_a_string() -> Vec<u8> {
+    with(|r| *object(r) = json!("statefulset"))
+}
+fn truncated_body() -> Vec<u8> {
+    let body = to_bytes(&fixture());
+    body[..body.len() / 2].to_vec()
+}
+fn null_object_on_create() -> Vec<u8> {
+    with(|r| *object(r) = Value::Null)
+}
+fn null_request() -> Vec<u8> {
+    with(|r| r["request"] = Value::Null)
+}
+fn null_uid() -> Vec<u8> {
+    with(|r| r["request"]["uid"] = Value::Null)
+}
+fn uid_is_a_number() -> Vec<u8> {
+    with(|r| r["request"]["uid"] = json!(42))
+}
+fn uid_is_an_object() -> Vec<u8> {
+    with(|r| r["request"]["uid"] = json!({"id": UID}))
+}
+fn null_name() -> Vec<u8> {
+    with(|r| r["request"]["name"] = Value::Null)
+}
+fn null_namespace() -> Vec<u8> {
+    with(|r| r["request"]["namespace"] = Value::Null)
+}
+fn null_kind() -> Vec<u8> {
+    with(|r| r["request"]["kind"] = Value::Null)
+}
+fn null_user_info() -> Vec<u8> {
+    with(|r| r["request"]["userInfo"] = Value::Null)
+}
+fn unknown_operation() -> Vec<u8> {
+    with(|r| r["request"]["operation"] = json!("PATCH"))
+}
+fn empty_containers_list() -> Vec<u8> {
+    with(|r| containers(r).clear())
+}
+fn missing_spec() -> Vec<u8> {
+    with(|r| {
+        object(r).as_object_mut().unwrap().remove("spec");
+    })
+}
+/// Found by fuzz/review_bytes: the parallel mutation patched
+/// `/spec/podManagementPolicy` into an object without a spec, a patch that
+/// does not apply. Now no patch.
+fn missing_spec_mutate() -> Vec<u8> {
+    with(|r| {
+        object(r).as_object_mut().unwrap().remove("spec");
+        object(r)["metadata"]["annotations"]["sts-guard.io/parallel"] = json!("true");
+    })
+}
+fn empty_body() -> Vec<u8> {
+    Vec::new()
+}
+fn json_null_body() -> Vec<u8> {
+    b"null".to_vec()
+}
+fn json_array_body() -> Vec<u8> {
+    to_bytes(&json!([fixture()]))
+}
+fn utf8_bom_prefix() -> Vec<u8> {
+    [b"\xef\xbb\xbf".as_slice(), &to_bytes(&fixture())].concat()
+}
+fn dry_run_missing_service() -> Vec<u8> {
+    with(|r| {
+        r["request"]["dryRun"] = json!(true);
+        object(r)["spec"]["serviceName"] = json!("not-yet");
+    })
+}
+
+fn app(policy: &str) -> Arc<App> {
+    App::new(
+        Policy::from_yaml(policy, "test").unwrap(),
+        ServiceSource::Static(Arc::new(services())),
+        Metrics::new(),
+    )
+}
+
+const ENFORCE: &str = "";
+const WARN: &str = "mode: warn";
+
+#[rstest]
+#[case::deeply_nested_body(
+    deeply_nested_body,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "not an AdmissionReview")
+)]
+#[case::deeply_nested_ignored_field(
+    deeply_nested_ignored_field,
+    "/validate",
+    ENFORCE,
+    Expect::Allowed
+)]
+#[case::deeply_nested_managed_fields(
+    deeply_nested_managed_fields,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "recursion limit exceeded")
+)]
+#[case::deeply_nested_label_map(
+    deeply_nested_label_map,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "invalid type: map, expected a string")
+)]
+#[case::multi_mb_annotation_value(multi_mb_annotation_value, "/validate", ENFORCE, Expect::Allowed)]
+#[case::multi_mb_container_name(
+    multi_mb_container_name,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(
+        403,
+        r#"- [liveness-probe] spec.template.spec.containers[0] "nnnnnnnn"#
+    )
+)]
+#[case::multi_mb_uid(multi_mb_uid, "/validate", ENFORCE, Expect::Allowed)]
+#[case::body_just_over_the_limit(
+    body_just_over_the_limit,
+    "/validate",
+    ENFORCE,
+    Expect::Http(413, "")
+)]
+#[case::whitespace_padded_body(whitespace_padded_body, "/validate", ENFORCE, Expect::Allowed)]
+#[case::invalid_utf8_in_annotation_value(
+    invalid_utf8_in_annotation_value,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "invalid unicode code point")
+)]
+#[case::invalid_utf8_in_uid(
+    invalid_utf8_in_uid,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "invalid unicode code point")
+)]
+#[case::lone_surrogate_escape(
+    lone_surrogate_escape,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "hex escape")
+)]
+#[case::nul_escape_in_annotation_value(
+    nul_escape_in_annotation_value,
+    "/validate",
+    ENFORCE,
+    Expect::Allowed
+)]
+#[case::replicas_1e309(
+    replicas_1e309,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "number out of range")
+)]
+#[case::replicas_minus_one(replicas_minus_one, "/validate", ENFORCE, Expect::Allowed)]
+#[case::replicas_2_pow_64(
+    replicas_2_pow_64,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "expected i32")
+)]
+#[case::replicas_2_pow_31(
+    replicas_2_pow_31,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "expected i32")
+)]
+#[case::replicas_fraction(
+    replicas_fraction,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "expected i32")
+)]
+#[case::duplicate_uid_key(
+    duplicate_uid_key,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "duplicate field `uid`")
+)]
+#[case::duplicate_object_key(
+    duplicate_object_key,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "duplicate field `object`")
+)]
+#[case::duplicate_annotation_key_last_wins(
+    duplicate_annotation_key_last_wins,
+    "/mutate",
+    ENFORCE,
+    Expect::Allowed
+)]
+#[case::tilde_and_slash_in_annotation_keys(
+    tilde_and_slash_in_annotation_keys,
+    "/mutate",
+    ENFORCE,
+    Expect::Patched(r#""path":"/spec/podManagementPolicy""#)
+)]
+#[case::tilde_and_slash_in_container_names_mutate(
+    tilde_and_slash_in_container_names_mutate,
+    "/mutate",
+    ENFORCE,
+    Expect::Patched(r#""path":"/spec/template/spec/containers/0/startupProbe""#)
+)]
+#[case::tilde_and_slash_in_container_names_validate(
+    tilde_and_slash_in_container_names_validate,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(403, r#""m/e~t" has no readinessProbe"#)
+)]
+#[case::control_characters_in_names(
+    control_characters_in_names,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(403, r#""app\0\u{1b}[31mred\r\nX-Injected: 1" has no livenessProbe"#)
+)]
+#[case::control_characters_in_warnings(
+    control_characters_in_names,
+    "/validate",
+    WARN,
+    Expect::AllowedWarning("has no livenessProbe")
+)]
+#[case::thousands_of_containers_enforced(
+    thousands_of_containers_enforced,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(403, "has 10000 problems")
+)]
+#[case::thousands_of_containers_warned(
+    thousands_of_containers_enforced,
+    "/validate",
+    WARN,
+    Expect::AllowedWarning("more sts-guard warnings")
+)]
+#[case::thousands_of_containers_mutated(
+    thousands_of_containers_mutated,
+    "/mutate",
+    ENFORCE,
+    Expect::Patched("/spec/template/spec/containers/4999/startupProbe")
+)]
+#[case::thousands_of_annotations(thousands_of_annotations, "/validate", ENFORCE, Expect::Allowed)]
+#[case::huge_exempt_annotation(
+    huge_exempt_annotation,
+    "/validate",
+    "allowOwnerExemptions: true",
+    Expect::Denied(403, "has no livenessProbe")
+)]
+#[case::startup_timeout_overflow(
+    startup_timeout_overflow,
+    "/mutate",
+    ENFORCE,
+    Expect::Patched(r#""failureThreshold":30"#)
+)]
+#[case::kind_statefulset_object_pod(
+    kind_statefulset_object_pod,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "request.object is not a valid apps/v1 StatefulSet")
+)]
+#[case::object_is_a_string(
+    object_is_a_string,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "invalid type: string")
+)]
+#[case::truncated_body(
+    truncated_body,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "EOF while parsing")
+)]
+#[case::null_object_on_create(null_object_on_create, "/validate", ENFORCE, Expect::Allowed)]
+#[case::null_request(
+    null_request,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "has no request")
+)]
+#[case::null_uid(
+    null_uid,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "invalid type: null, expected a string")
+)]
+#[case::uid_is_a_number(
+    uid_is_a_number,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "invalid type: integer")
+)]
+#[case::uid_is_an_object(
+    uid_is_an_object,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "invalid type: map")
+)]
+#[case::null_name(
+    null_name,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "invalid type: null, expected a string")
+)]
+#[case::null_namespace(null_namespace, "/validate", ENFORCE, Expect::Allowed)]
+#[case::null_kind(null_kind, "/validate", ENFORCE, Expect::Allowed)]
+#[case::null_user_info(
+    null_user_info,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "invalid type: null")
+)]
+#[case::unknown_operation(
+    unknown_operation,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(400, "unknown variant `PATCH`")
+)]
+#[case::empty_containers_list(empty_containers_list, "/validate", ENFORCE, Expect::Allowed)]
+#[case::missing_spec(
+    missing_spec,
+    "/validate",
+    ENFORCE,
+    Expect::Denied(403, "headless-service")
+)]
+#[case::missing_spec_mutate(missing_spec_mutate, "/mutate", ENFORCE, Expect::Allowed)]
+#[case::empty_body(
+    empty_body,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "EOF while parsing")
+)]
+#[case::json_null_body(
+    json_null_body,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "not an AdmissionReview")
+)]
+#[case::json_array_body(
+    json_array_body,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "not an AdmissionReview")
+)]
+#[case::utf8_bom_prefix(
+    utf8_bom_prefix,
+    "/validate",
+    ENFORCE,
+    Expect::Http(400, "expected value")
+)]
+#[case::dry_run_missing_service(
+    dry_run_missing_service,
+    "/validate",
+    ENFORCE,
+    Expect::AllowedWarning("allowed on dry-run")
+)]
+#[tokio::test]
+async fn hostile_request(
+    #[case] body: fn() -> Vec<u8>,
+    #[case] path: &str,
+    #[case] policy: &str,
+    #[case] expect: Expect,
+) {
+    let app = app(policy);
+    let body = body();
+    let started = Instant::now();
+    let response = tokio::time::timeout(
+        ANSWER_WITHIN,
+        router(app.clone()).oneshot(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("answered in bounded time")
+    .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let elapsed = started.elapsed();
+    assert!(elapsed < ANSWER_WITHIN, "took {elapsed:?}");
+    assert!(status < 500, "5xx: {status}");
+    let text = String::from_utf8_lossy(&bytes);
+    if let Expect::Http(code, reason) = expect {
+        assert_eq!(status, code, "{text}");
+        assert!(text.contains(reason), "{reason:?} not in {text}");
+        assert!(
+            text.trim_end().lines().count() <= 1,
+            "one-line reason: {text}"
+        );
+        assert!(text.len() < 4096, "short reason: {} bytes", text.len());
+        return;
+    }
+    assert_eq!(status, 200, "{text}");
+    let review: Value = serde_json::from_slice(&bytes).expect("JSON review");
+    let r = &review["response"];
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    let uid = r["uid"].as_str().expect("uid");
+    assert!(!uid.is_empty(), "uid echoed");
+    assert!(
+        uid == UID || uid.starts_with("uuu"),
+        "uid echoed: {uid:.40}"
+    );
+    check_warnings(r);
+    let message = r["status"]["message"].as_str().unwrap_or("");
+    match expect {
+        Expect::Allowed => {
+            assert_eq!(r["allowed"], true, "{message}");
+            assert!(r.get("patch").is_none(), "unexpected patch");
+            assert!(
+                r.get("warnings").is_none(),
+                "unexpected warnings: {}",
+                r["warnings"]
+            );
+        }
+        Expect::AllowedWarning(text) => {
+            assert_eq!(r["allowed"], true, "{message}");
+            let warnings = r["warnings"].as_array().expect("warnings");
+            assert!(
+                warnings.iter().any(|w| w.as_str().unwrap().contains(text)),
+                "{text:?} not in {warnings:?}"
+            );
+        }
+        Expect::Patched(text) => {
+            assert_eq!(r["allowed"], true, "{message}");
+            let bytes: Vec<u8> = serde_json::from_value(r["patch"].clone()).expect("patch");
+            let patch = String::from_utf8(bytes).unwrap();
+            assert!(patch.contains(text), "{text:?} not in {patch:.2000}");
+        }
+        Expect::Denied(code, text) => {
+            assert_eq!(r["allowed"], false);
+            assert_eq!(r["status"]["code"], code, "{message:.2000}");
+            assert!(message.contains(text), "{text:?} not in {message:.2000}");
+            assert!(
+                message.len() <= MAX_DENIAL_BYTES,
+                "denial of {} bytes",
+                message.len()
+            );
+            assert!(
+                !message.chars().any(|c| c.is_control() && c != '\n'),
+                "raw control character in {message:?}"
+            );
+        }
+        Expect::Http(..) => unreachable!(),
+    }
+}
+
+/// Warnings within the API server's limits, single line, no control chars.
+fn check_warnings(response: &Value) {
+    let Some(warnings) = response["warnings"].as_array() else {
+        return;
+    };
+    let mut total = 0;
+    for w in warnings {
+        let w = w.as_str().unwrap();
+        assert!(w.len() <= MAX_WARNING_BYTES, "warning of {} bytes", w.len());
+        assert!(!w.chars().any(char::is_control), "control char in {w:?}");
+        total += w.len();
+    }
+    assert!(total <= MAX_WARNINGS_TOTAL_BYTES, "warnings total {total}");
+}
+
+#[tokio::test]
+async fn a_denial_for_thousands_of_problems_lists_the_first_and_counts_the_rest() {
+    let (_, body) = post_json(
+        &app(ENFORCE),
+        "/validate",
+        thousands_of_containers_enforced(),
+    )
+    .await;
+    let message = body["response"]["status"]["message"].as_str().unwrap();
+    let listed = message.lines().filter(|l| l.starts_with("- [")).count();
+    assert_eq!(listed, MAX_DENIAL_PROBLEMS, "{message}");
+    let last = message.lines().last().unwrap();
+    assert_eq!(
+        last,
+        format!(
+            "- ... and {} more (run sts-guard check for all)",
+            10_000 - MAX_DENIAL_PROBLEMS
+        )
+    );
+    assert!(message.starts_with("statefulset shop/web has 10000 problems:"));
+}
+
+#[tokio::test]
+async fn thousands_of_warnings_fit_the_api_servers_limits() {
+    let (_, body) = post_json(&app(WARN), "/validate", thousands_of_containers_enforced()).await;
+    let warnings: Vec<String> =
+        serde_json::from_value(body["response"]["warnings"].clone()).unwrap();
+    let total: usize = warnings.iter().map(String::len).sum();
+    assert!(total <= MAX_WARNINGS_TOTAL_BYTES, "{total}");
+    assert!(warnings.len() > 10, "most important first, as many as fit");
+    let last = warnings.last().unwrap();
+    let dropped: usize = last.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(warnings.len() - 1 + dropped, 10_000, "{last}");
+}
+
+async fn post_json(app: &Arc<App>, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = router(app.clone())
+        .oneshot(Request::post(path).body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn wrong_method_gets_405() {
+    let response = router(app(ENFORCE))
+        .oneshot(Request::get("/validate").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+}
+
+#[tokio::test]
+async fn unknown_path_gets_404() {
+    let response = router(app(ENFORCE))
+        .oneshot(
+            Request::post("/validate/../admin")
+                .body(Body::from(to_bytes(&fixture())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}
+
+/// The content type is not checked: the API server always sends JSON, and
+/// the body is judged on its own.
+#[tokio::test]
+async fn a_wrong_content_type_is_not_held_against_a_valid_review() {
+    let response = router(app(ENFORCE))
+        .oneshot(
+            Request::post("/validate")
+                .header("content-type", "text/plain; charset=latin1")
+                .body(Body::from(to_bytes(&fixture())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["response"]["allowed"], true);
+}
+
+// ---- over a real TLS connection ----
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn tls(server: &TestServer) -> Tls {
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tls_connector(&server.ca())
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes (or `within` passes: then panics).
+async fn read_to_close(stream: &mut Tls, within: Duration) -> String {
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(within, stream.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "connection still open after {within:?}: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn post_head(len: usize, extra: &str) -> String {
+    format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{extra}\r\n"
+    )
+}
+
+fn short_limits() -> Limits {
+    Limits {
+        header_read_timeout: Duration::from_millis(800),
+        handshake_timeout: Duration::from_millis(800),
+        request_timeout: Duration::from_millis(1500),
+        ..Limits::default()
+    }
+}
+
+/// A normal review on a fresh connection is answered promptly.
+async fn still_serving(server: &TestServer) {
+    let started = Instant::now();
+    let mut c = server.client().await;
+    let (status, body) = c.review("/validate", &fixture()).await;
+    assert_eq!((status, body["response"]["uid"].as_str()), (200, Some(UID)));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_client_sending_headers_one_byte_a_second_is_cut_off_at_the_header_timeout() {
+    let server = TestServer::start(Policy::default(), short_limits()).await;
+    let mut slow = tls(&server).await;
+    let head = post_head(10, "");
+    let started = Instant::now();
+    let writer = async {
+        for b in head.as_bytes() {
+            if slow.write_all(&[*b]).await.is_err() || slow.flush().await.is_err() {
+                break;
+            }
+            // Meanwhile others are served.
+            still_serving(&server).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if started.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+        }
+    };
+    writer.await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "slow client still held after {:?}",
+        started.elapsed()
+    );
+    // Cut at the header-read timeout (0.8 s) plus a byte's wait, not after 5 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_client_sending_its_body_one_byte_a_second_gets_408_at_the_request_timeout() {
+    let server = TestServer::start(Policy::default(), short_limits()).await;
+    let body = to_bytes(&fixture());
+    let mut slow = tls(&server).await;
+    slow.write_all(post_head(body.len(), "").as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    for b in &body {
+        if slow.write_all(&[*b]).await.is_err() || slow.flush().await.is_err() {
+            break;
+        }
+        // The server answers 408 when the request timeout (1.5 s) passes.
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), slow.read(&mut buf)).await {
+            answer.extend(&buf[..n]);
+            break;
+        }
+        still_serving(&server).await;
+        if started.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_gets_408_at_the_request_timeout() {
+    let server = TestServer::start(Policy::default(), short_limits()).await;
+    let mut s = tls(&server).await;
+    s.write_all(post_head(1000, "").as_bytes()).await.unwrap();
+    s.write_all(b"{\"kind\":").await.unwrap();
+    let started = Instant::now();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_at_the_handshake_timeout() {
+    let server = TestServer::start(Policy::default(), short_limits()).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    // Half a ClientHello, then nothing.
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "handshake held");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    still_serving(&server).await;
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_at_the_handshake_timeout() {
+    let server = TestServer::start(Policy::default(), short_limits()).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "silent connection held");
+    server.stop();
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_client_hello_is_refused_at_once() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(&[0xff; 4096]).await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "garbage held the connection");
+    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/"));
+    server.stop();
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let server = TestServer::start(Policy::default(), short_limits()).await;
+    let mut c = server.client().await;
+    assert_eq!(c.review("/validate", &fixture()).await.0, 200);
+    let closed = tokio::time::timeout(Duration::from_secs(5), c.conn).await;
+    assert!(closed.is_ok(), "idle connection kept open");
+    server.stop();
+}
+
+#[tokio::test]
+async fn http_1_0_is_answered_and_the_connection_closed() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let body = to_bytes(&fixture());
+    let mut s = tls(&server).await;
+    let head = format!(
+        "POST /validate HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(text.contains(UID), "{text}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_reviewed() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let body = to_bytes(&fixture());
+    let mut s = tls(&server).await;
+    let mut req = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for chunk in body.chunks(1000) {
+        req.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend(chunk);
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(r#""allowed":true"#), "{text}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_gets_413() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let mut s = tls(&server).await;
+    s.write_all(
+        b"POST /validate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    let mut answer = String::new();
+    for _ in 0..(MAX_BODY_BYTES >> 20) + 2 {
+        let mut piece = format!("{:x}\r\n", chunk.len()).into_bytes();
+        piece.extend(&chunk);
+        piece.extend(b"\r\n");
+        if s.write_all(&piece).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut buf = vec![0u8; 4096];
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_declared_content_length_over_the_limit_gets_413_before_the_body() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let mut s = tls(&server).await;
+    s.write_all(post_head(MAX_BODY_BYTES + 1, "").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let mut first = fixture();
+    first["request"]["uid"] = json!("first-uid");
+    let mut second = fixture();
+    second["request"]["uid"] = json!("second-uid");
+    let (a, b) = (to_bytes(&first), to_bytes(&second));
+    let mut burst = post_head(a.len(), "").into_bytes();
+    burst.extend(&a);
+    burst.extend(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    burst.extend(post_head(b.len(), "Connection: close\r\n").as_bytes());
+    burst.extend(&b);
+    let mut s = tls(&server).await;
+    s.write_all(&burst).await.unwrap();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    let (i, j, k) = (
+        text.find("first-uid").expect("first answered"),
+        text.find("\r\n\r\nok").expect("health answered"),
+        text.find("second-uid").expect("second answered"),
+    );
+    assert!(i < j && j < k, "answered out of order: {text}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_honoured() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let body = to_bytes(&fixture());
+    let mut s = tls(&server).await;
+    s.write_all(post_head(body.len(), "Expect: 100-continue\r\nConnection: close\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"));
+    s.write_all(&body).await.unwrap();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_are_refused() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    // More than hyper's 100 headers.
+    let mut s = tls(&server).await;
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    s.write_all(post_head(0, &many).as_bytes()).await.unwrap();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    // One header larger than hyper's read buffer (~400 KB).
+    let mut s = tls(&server).await;
+    let huge = format!("X-Big: {}\r\n", "b".repeat(1 << 20));
+    let _ = s.write_all(post_head(0, &huge).as_bytes()).await;
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "{text:.200}"
+    );
+    still_serving(&server).await;
+    server.stop();
+}
+
+#[tokio::test]
+async fn conflicting_length_headers_get_400() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let mut s = tls(&server).await;
+    s.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello")
+        .await
+        .unwrap();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_request_line_that_is_not_http_gets_400() {
+    let server = TestServer::start(Policy::default(), Limits::default()).await;
+    let mut s = tls(&server).await;
+    s.write_all(b"\x00\x01\x02 HELLO\r\n\r\n").await.unwrap();
+    let text = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    still_serving(&server).await;
+    server.stop();
+}
