@@ -7,10 +7,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sts_guard::cli;
 use sts_guard::server::{self, Limits, ServeConfig};
 
 #[derive(Parser)]
-#[command(name = "sts-guard", version, about = "Keeps StatefulSets healthy by construction")]
+#[command(
+    name = "sts-guard",
+    version,
+    about = "Keeps StatefulSets healthy by construction"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "STS_GUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
@@ -26,11 +31,70 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+// Parsed once at startup: boxing ServeArgs to shrink it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve AdmissionReview v1 over TLS: POST /validate, POST /mutate, GET /healthz, GET /readyz.
     Serve(ServeArgs),
     /// Write a CA and a serving certificate: ca.crt, tls.crt, tls.key.
     Certs(CertsArgs),
+    /// Review manifests offline, as the webhooks would on create. Exit 0: nothing would be denied; 1: something would; 2: unreadable input or bad usage.
+    Check(CheckArgs),
+    /// Review the StatefulSets of a live cluster, as the webhooks would on create. Exit codes as for check.
+    Audit(AuditArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// For people: grouped by object, with fixes and a summary line.
+    Text,
+    /// For machines: schemaVersion 1, see docs/check-audit.md.
+    Json,
+    /// SARIF 2.1.0, for CI code-scanning views.
+    Sarif,
+}
+
+impl From<OutputFormat> for sts_guard::cli::report::Format {
+    fn from(f: OutputFormat) -> Self {
+        use sts_guard::cli::report::Format;
+        match f {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Sarif => Format::Sarif,
+        }
+    }
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Manifest file, folder (searched recursively for .yaml, .yml, .json) or - for stdin (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
+    /// Namespace of objects that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// Policy file, the same as serve's (modes, exemptions, mutation defaults).
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Only this namespace (default: all namespaces).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Objects per list call, as kubectl's --chunk-size.
+    #[arg(long, default_value_t = cli::audit::DEFAULT_PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
+    chunk_size: u32,
+    /// Policy file, the same as serve's (modes, exemptions, mutation defaults).
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
 }
 
 #[derive(Args)]
@@ -71,6 +135,12 @@ struct ServeArgs {
     /// Close connections whose request headers take longer than this.
     #[arg(long, env = "STS_GUARD_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     header_read_timeout: Duration,
+    /// Close connections whose TLS handshake takes longer than this.
+    #[arg(long, env = "STS_GUARD_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// Answer 408 to a request not read and answered within this.
+    #[arg(long, env = "STS_GUARD_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
     /// Refuse connections beyond this many.
     #[arg(long, env = "STS_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -91,7 +161,14 @@ struct CertsArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // check and audit answer on stdout and stderr themselves; logs (kube's
+    // connection errors, say) would repeat that answer, so they are off
+    // unless RUST_LOG asks for them.
+    let default_level = match cli.command {
+        Command::Check(_) | Command::Audit(_) => "off",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default_level);
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Certs(args) => match sts_guard::cli::certs::run(&args.out, &args.dns, &args.ip) {
@@ -101,6 +178,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Check(args) => {
+            let options = cli::check::CheckOptions {
+                paths: args.paths,
+                namespace: args.namespace,
+                policy: args.config,
+            };
+            ExitCode::from(cli::finish(cli::check::check(&options), args.output.into()))
+        }
+        Command::Audit(args) => {
+            let options = cli::audit::AuditOptions {
+                namespace: args.namespace,
+                policy: args.config,
+                page_size: args.chunk_size,
+            };
+            ExitCode::from(cli::finish(
+                cli::audit::audit_blocking(&options),
+                args.output.into(),
+            ))
+        }
     }
 }
 
@@ -129,11 +225,15 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         shutdown_timeout: args.shutdown_timeout,
         limits: Limits {
             header_read_timeout: args.header_read_timeout,
+            handshake_timeout: args.handshake_timeout,
+            request_timeout: args.request_timeout,
             max_connections: args.max_connections,
-            ..Limits::default()
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -150,9 +250,10 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,0 +1,215 @@
+//! The pure path of one admission, per endpoint, for a typical (3
+//! containers, ~8 KB) and a large (~320 KB) AdmissionReview: decode (body to
+//! typed request), review (rules or mutations), respond (decision to
+//! AdmissionResponse, patch serialized), encode (response to body bytes),
+//! and all of it together as the handler runs it (without the Service
+//! lookup, which is a map read ahead of the review).
+//!
+//! cargo bench --bench review
+//!
+//! Bodies come from bench/bodies.py (written under target/bench-bodies on
+//! first run; STS_GUARD_BENCH_BODIES=DIR to use others).
+//!
+//! Times are the CPU time of the benchmarking thread, not wall time, so a
+//! machine busy with other work (builds) skews them far less; set
+//! STS_GUARD_BENCH_CLOCK=wall for criterion's usual wall clock.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+
+use sts_guard::admission::{Context, Endpoint, review};
+use sts_guard::lookup::ManifestServices;
+use sts_guard::policy::Policy;
+use sts_guard::server::routes::{Rejection, decode};
+
+fn bodies_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("STS_GUARD_BENCH_BODIES") {
+        return dir.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target").join("bench-bodies");
+    let status = std::process::Command::new("python3")
+        .arg(root.join("bench").join("bodies.py"))
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running python3 bench/bodies.py");
+    assert!(status.success(), "bench/bodies.py failed");
+    dir
+}
+
+fn services() -> ManifestServices {
+    let text = include_str!("../tests/fixtures/admission/services.yaml");
+    let service: Service = serde_yaml::from_str(text).expect("services.yaml");
+    let mut services = ManifestServices::default();
+    services.insert(service, "default");
+    services
+}
+
+fn unwrap_decoded(body: &[u8]) -> AdmissionRequest<StatefulSet> {
+    match decode(body) {
+        Ok(request) => request,
+        Err(Rejection::BadRequest(reason)) => panic!("bench body rejected: {reason}"),
+        Err(Rejection::Answer(response, _)) => {
+            panic!("bench body answered without review: {response:?}")
+        }
+    }
+}
+
+fn pure_path<M: Measurement>(c: &mut Criterion<M>) {
+    let dir = bodies_dir();
+    let policy = Policy::default();
+    let services = services();
+    let ctx = Context {
+        policy: &policy,
+        services: &services,
+    };
+    for size in ["typical", "large"] {
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            let name = endpoint.as_str();
+            let body = std::fs::read(dir.join(format!("{size}-{name}.json")))
+                .expect("reading a bench body");
+            let request = unwrap_decoded(&body);
+            let decision = review(&request, endpoint, &ctx);
+            assert!(decision.allowed(), "{size} {name}: {:?}", decision.denial);
+            if endpoint == Endpoint::Mutate {
+                assert!(decision.patch.is_some(), "{size} mutate: no patch");
+            }
+            let response = decision.clone().into_response(&request).into_review();
+
+            let mut group = c.benchmark_group(format!("{name}/{size}"));
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_function(BenchmarkId::from_parameter("decode"), |b| {
+                b.iter(|| unwrap_decoded(black_box(&body)))
+            });
+            // For comparison: kube's own AdmissionReview type (flattened TypeMeta).
+            group.bench_function(BenchmarkId::from_parameter("decode-kube"), |b| {
+                b.iter(|| {
+                    serde_json::from_slice::<AdmissionReview<StatefulSet>>(black_box(&body))
+                        .expect("decode")
+                })
+            });
+            group.bench_function(BenchmarkId::from_parameter("review"), |b| {
+                b.iter(|| review(black_box(&request), endpoint, &ctx))
+            });
+            group.bench_function(BenchmarkId::from_parameter("respond"), |b| {
+                b.iter(|| black_box(decision.clone()).into_response(&request))
+            });
+            group.bench_function(BenchmarkId::from_parameter("encode"), |b| {
+                b.iter(|| serde_json::to_vec(black_box(&response)).expect("encode"))
+            });
+            group.bench_function(BenchmarkId::from_parameter("all"), |b| {
+                b.iter(|| {
+                    let request = unwrap_decoded(black_box(&body));
+                    let decision = review(&request, endpoint, &ctx);
+                    let response = decision.into_response(&request).into_review();
+                    serde_json::to_vec(&response).expect("encode")
+                })
+            });
+            group.finish();
+        }
+    }
+}
+
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in ns.
+struct ThreadCpu;
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the pointer given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns() - start
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &Nanos
+    }
+}
+
+/// Formats nanoseconds as criterion does for wall time.
+struct Nanos;
+
+impl Nanos {
+    fn unit(typical: f64) -> (f64, &'static str) {
+        if typical < 1e3 {
+            (1.0, "ns")
+        } else if typical < 1e6 {
+            (1e-3, "µs")
+        } else if typical < 1e9 {
+            (1e-6, "ms")
+        } else {
+            (1e-9, "s")
+        }
+    }
+}
+
+impl ValueFormatter for Nanos {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = Nanos::unit(typical);
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+    fn scale_throughputs(
+        &self,
+        _: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let per = match throughput {
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => *n as f64 / (1024.0 * 1024.0),
+            Throughput::Elements(n) | Throughput::ElementsAndBytes { elements: n, .. } => *n as f64,
+            Throughput::Bits(n) => *n as f64 / (1024.0 * 1024.0 * 8.0),
+        };
+        // ns per iteration to units per second.
+        values.iter_mut().for_each(|v| *v = per * 1e9 / *v);
+        match throughput {
+            Throughput::Bytes(_) | Throughput::BytesDecimal(_) | Throughput::Bits(_) => "MiB/s",
+            _ => "elem/s",
+        }
+    }
+    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn main() {
+    if std::env::var("STS_GUARD_BENCH_CLOCK").as_deref() == Ok("wall") {
+        let mut c = Criterion::<WallTime>::default().configure_from_args();
+        pure_path(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = Criterion::default()
+            .with_measurement(ThreadCpu)
+            .configure_from_args();
+        pure_path(&mut c);
+        c.final_summary();
+    }
+}
