@@ -377,6 +377,21 @@ fn owners_exempt_themselves_only_when_the_policy_allows(
     }
 }
 
+#[test]
+fn a_misused_exempt_annotation_warns_even_on_a_compliant_object() {
+    let mut review = fixture();
+    review["request"]["object"]["metadata"]["annotations"]["sts-guard.io/exempt"] =
+        json!("liveness-probe");
+    let d = validate_with(&review, &headless_web());
+    assert!(d.allowed(), "{d:?}");
+    assert!(d.outcomes.is_empty(), "{d:?}");
+    assert_eq!(d.warnings.len(), 1, "{d:?}");
+    assert!(
+        d.warnings[0].contains("sts-guard.io/exempt is ignored"),
+        "{d:?}"
+    );
+}
+
 // ---- mutations ----
 
 fn annotate(review: &mut Value, key: &str, value: &str) {

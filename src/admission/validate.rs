@@ -20,9 +20,14 @@ pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
         services: ctx.services,
         settings,
     });
+    // Read first so a misused annotation is reported even on a compliant object.
     let mut notices = Vec::new();
+    let owner_exempt = owner_exemptions(subject, policy.owner_exemptions_allowed(ns), &mut notices);
     if findings.is_empty() {
-        return Decision::default();
+        return Decision {
+            warnings: warning_list(&[], &notices),
+            ..Decision::default()
+        };
     }
 
     // Ratcheting: what the old object already broke does not block an update.
@@ -38,8 +43,6 @@ pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
         .collect(),
         _ => HashSet::new(),
     };
-
-    let owner_exempt = owner_exemptions(subject, policy.owner_exemptions_allowed(ns), &mut notices);
 
     let outcomes: Vec<Outcome> = findings
         .into_iter()

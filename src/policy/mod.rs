@@ -134,10 +134,13 @@ impl Policy {
         if text.trim().is_empty() {
             return Ok(Policy::default());
         }
-        let policy: Policy = serde_saphyr::from_str(text).map_err(|e| PolicyError::Parse {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
+        // No snippet: the message is one line for logs and kubectl users.
+        let options = serde_saphyr::options! { with_snippet: false };
+        let policy: Policy =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| PolicyError::Parse {
+                path: path.to_string(),
+                message: e.to_string(),
+            })?;
         policy.validate(path)?;
         Ok(policy)
     }
