@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, unit and HTTP tests, then the end-to-end
 # suite against a real kube-apiserver (built once from the Go module proxy
-# and cached in ~/.cache/sts-guard-e2e; the first build takes several minutes).
+# and cached in ~/.cache/sts-guard-e2e; the first build takes several minutes),
+# then the live-cluster audit test against the same binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,3 +10,6 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
 tests/e2e/run.sh
+# The live-cluster audit test needs the control plane binaries the e2e run
+# just built (or found in its cache).
+cargo test --locked --test cli_audit -- --ignored
