@@ -7,12 +7,14 @@
 //! The decisions (see also src/server/routes.rs and docs/reliability.md):
 //! - not JSON, not an AdmissionReview, or no readable request uid → 400 with
 //!   a one-line reason (no uid to echo);
-//! - a readable uid and a StatefulSet kind but an object (or another request
-//!   field) that does not decode → denied, code 400, uid echoed;
+//! - a readable uid and a StatefulSet kind but an object field the review
+//!   reads (or another request field) that does not decode → denied, code
+//!   400, uid echoed;
 //! - another kind (or no kind) → allowed unchecked, uid echoed;
 //! - no object (DELETE, or `object: null`) → allowed: nothing to review;
-//! - fields sts-guard does not read are not judged: the API server validates
-//!   them after the webhooks (replicas: -1, empty containers list).
+//! - fields sts-guard does not read are not judged, not even decoded: the
+//!   API server decoded them into typed structs before calling, and validates
+//!   them after the webhooks (replicas: -1 or 1e309, empty containers list).
 
 mod support;
 
@@ -92,6 +94,13 @@ fn annotation_hole(r: &mut Value) {
     object(r)["metadata"]["annotations"]["example.com/x"] = json!("__HOLE__");
 }
 
+/// A number the review reads: the first container's liveness period.
+fn probe_period_hole(r: &mut Value) {
+    containers(r)[0]["livenessProbe"]["periodSeconds"] = json!("__HOLE__");
+}
+
+/// A number the review does not read: the API server decoded it into an
+/// int32 before calling, so only a forged request can carry garbage there.
 fn replicas_hole(r: &mut Value) {
     object(r)["spec"]["replicas"] = json!("__HOLE__");
 }
@@ -172,20 +181,23 @@ fn lone_surrogate_escape() -> Vec<u8> {
 fn nul_escape_in_annotation_value() -> Vec<u8> {
     splice(annotation_hole, br#""a\u0000b""#)
 }
-fn replicas_1e309() -> Vec<u8> {
+fn probe_period_1e309() -> Vec<u8> {
+    splice(probe_period_hole, b"1e309")
+}
+fn probe_period_minus_one() -> Vec<u8> {
+    splice(probe_period_hole, b"-1")
+}
+fn probe_period_2_pow_64() -> Vec<u8> {
+    splice(probe_period_hole, b"18446744073709551616")
+}
+fn probe_period_2_pow_31() -> Vec<u8> {
+    splice(probe_period_hole, b"2147483648")
+}
+fn probe_period_fraction() -> Vec<u8> {
+    splice(probe_period_hole, b"3.5")
+}
+fn replicas_out_of_range_is_not_read() -> Vec<u8> {
     splice(replicas_hole, b"1e309")
-}
-fn replicas_minus_one() -> Vec<u8> {
-    splice(replicas_hole, b"-1")
-}
-fn replicas_2_pow_64() -> Vec<u8> {
-    splice(replicas_hole, b"18446744073709551616")
-}
-fn replicas_2_pow_31() -> Vec<u8> {
-    splice(replicas_hole, b"2147483648")
-}
-fn replicas_fraction() -> Vec<u8> {
-    splice(replicas_hole, b"3.5")
 }
 fn duplicate_uid_key() -> Vec<u8> {
     splice(
@@ -432,30 +444,36 @@ const WARN: &str = "mode: warn";
     ENFORCE,
     Expect::Allowed
 )]
-#[case::replicas_1e309(
-    replicas_1e309,
+#[case::probe_period_1e309(
+    probe_period_1e309,
     "/validate",
     ENFORCE,
     Expect::Denied(400, "number out of range")
 )]
-#[case::replicas_minus_one(replicas_minus_one, "/validate", ENFORCE, Expect::Allowed)]
-#[case::replicas_2_pow_64(
-    replicas_2_pow_64,
+#[case::probe_period_minus_one(probe_period_minus_one, "/validate", ENFORCE, Expect::Allowed)]
+#[case::probe_period_2_pow_64(
+    probe_period_2_pow_64,
     "/validate",
     ENFORCE,
     Expect::Denied(400, "expected i32")
 )]
-#[case::replicas_2_pow_31(
-    replicas_2_pow_31,
+#[case::probe_period_2_pow_31(
+    probe_period_2_pow_31,
     "/validate",
     ENFORCE,
     Expect::Denied(400, "expected i32")
 )]
-#[case::replicas_fraction(
-    replicas_fraction,
+#[case::probe_period_fraction(
+    probe_period_fraction,
     "/validate",
     ENFORCE,
     Expect::Denied(400, "expected i32")
+)]
+#[case::replicas_out_of_range_is_not_read(
+    replicas_out_of_range_is_not_read,
+    "/validate",
+    ENFORCE,
+    Expect::Allowed
 )]
 #[case::duplicate_uid_key(
     duplicate_uid_key,

@@ -181,10 +181,22 @@ async fn an_object_that_is_not_a_statefulset_is_denied_with_the_uid() {
 #[tokio::test]
 async fn a_statefulset_with_mistyped_fields_is_denied_with_the_uid() {
     let mut review = fixture();
-    review["request"]["object"]["spec"]["replicas"] = json!("three");
+    review["request"]["object"]["spec"]["serviceName"] = json!(["web"]);
     let (_, body) = post_json(&app(""), "/validate", &review).await;
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["allowed"], false);
+    assert_eq!(body["response"]["status"]["code"], 400);
+}
+
+#[tokio::test]
+async fn a_mistyped_field_the_review_does_not_read_is_not_judged() {
+    // The API server decoded `replicas` into an int32 before calling; only a
+    // forged request carries this, and the review never reads it.
+    let mut review = fixture();
+    review["request"]["object"]["spec"]["replicas"] = json!("three");
+    let (_, body) = post_json(&app(""), "/validate", &review).await;
+    assert_eq!(body["response"]["uid"], UID);
+    assert_eq!(body["response"]["allowed"], true, "{body}");
 }
 
 #[tokio::test]

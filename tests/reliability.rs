@@ -1236,7 +1236,7 @@ async fn object_contents_never_reach_the_log_at_the_default_level() {
     let secrets = [
         "s3cr3t-annotation-value-91",
         "s3cr3t-env-value-92",
-        "s3cr3t-replicas-93",
+        "s3cr3t-probe-period-93",
         "s3cr3t-body-94",
         "s3cr3t-apiversion-95",
         "s3cr3t-label-96",
@@ -1279,7 +1279,8 @@ async fn object_contents_never_reach_the_log_at_the_default_level() {
     );
     // An object that does not decode: the error quotes the value.
     let invalid = with("uid-invalid", &|r| {
-        r["request"]["object"]["spec"]["replicas"] = json!(secrets[2]);
+        r["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["periodSeconds"] =
+            json!(secrets[2]);
     });
     let (_, _, answer) = send("uid-invalid", invalid).await;
     assert!(answer.contains(secrets[2]), "the caller is told: {answer}");

@@ -1,7 +1,7 @@
 //! `sts-guard serve`: the TLS listener, health, metrics, reloads and
 //! graceful shutdown around the pure review.
 
-mod decode;
+pub mod decode;
 pub mod metrics;
 pub mod routes;
 pub mod tls;

@@ -21,7 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 use kube::core::{DynamicObject, Status};
 use serde::Deserialize;
 
@@ -298,10 +298,10 @@ pub enum Rejection {
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 const REVIEW_KIND: &str = "AdmissionReview";
 
-/// Decodes an AdmissionReview of a StatefulSet. The fast path decodes the
-/// typed review once (see [`super::decode`]: everything but managedFields,
-/// which are only checked); only a body that fails it is looked at again to
-/// recover the uid and say precisely what is wrong.
+/// Decodes an AdmissionReview of a StatefulSet: the envelope and request
+/// in full, each object only as far as the review reads it (see
+/// [`super::decode`]). Only a body that fails is looked at again, to recover
+/// the uid and say what is wrong.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<StatefulSet>, Rejection> {
     // A body that is valid UTF-8 as a whole (every real one) is parsed as a
     // str: same result, without checking each string of it again.
@@ -309,25 +309,23 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<StatefulSet>, Rejection> {
         Ok(text) => serde_json::from_str::<super::decode::Review>(text),
         Err(_) => serde_json::from_slice::<super::decode::Review>(body),
     };
-    if let Ok(review) = parsed {
-        check_envelope(&review.api_version, &review.kind)?;
-        let request = review
-            .request
-            .ok_or_else(|| Rejection::BadRequest("AdmissionReview has no request".into()))?
-            .into_admission_request(kube::core::TypeMeta {
-                api_version: review.api_version,
-                kind: review.kind,
-            });
-        if !is_statefulset(
-            &request.kind.group,
-            &request.kind.version,
-            &request.kind.kind,
-        ) {
-            return Err(not_ours(&request.uid, &request.kind.kind));
-        }
-        return Ok(request);
+    let review = parsed.map_err(|error| diagnose(body, &error))?;
+    check_envelope(&review.api_version, &review.kind)?;
+    let request = review
+        .request
+        .ok_or_else(|| Rejection::BadRequest("AdmissionReview has no request".into()))?
+        .into_admission_request(kube::core::TypeMeta {
+            api_version: review.api_version,
+            kind: review.kind,
+        });
+    if !is_statefulset(
+        &request.kind.group,
+        &request.kind.version,
+        &request.kind.kind,
+    ) {
+        return Err(not_ours(&request.uid, &request.kind.kind));
     }
-    Err(diagnose(body))
+    Ok(request)
 }
 
 fn check_envelope(api_version: &str, kind: &str) -> Result<(), Rejection> {
@@ -343,8 +341,8 @@ fn is_statefulset(group: &str, version: &str, kind: &str) -> bool {
     group == "apps" && version == "v1" && kind == "StatefulSet"
 }
 
-/// Explains a body the typed decode refused.
-fn diagnose(body: &[u8]) -> Rejection {
+/// Explains a body the typed decode refused with `error`.
+fn diagnose(body: &[u8], error: &serde_json::Error) -> Rejection {
     // Just enough of the envelope to find the uid and the kind.
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -388,10 +386,7 @@ fn diagnose(body: &[u8]) -> Rejection {
         return not_ours(&head.uid, &kind.kind);
     }
     // Ours, but the typed decode failed: say where.
-    let reason = match serde_json::from_slice::<AdmissionReview<StatefulSet>>(body) {
-        Err(e) => format!("request.object is not a valid apps/v1 StatefulSet: {e}"),
-        Ok(_) => "request could not be decoded".to_string(),
-    };
+    let reason = format!("request.object is not a valid apps/v1 StatefulSet: {error}");
     Rejection::Answer(
         Box::new(denied(&head.uid, reason, 400, "BadRequest")),
         "invalid",
