@@ -90,7 +90,13 @@ fn splice(edit: impl FnOnce(&mut Value), raw: &[u8]) -> Vec<u8> {
     [&body[..at], raw, &body[at + hole.len()..]].concat()
 }
 
+/// An annotation the review reads (every `sts-guard.io/` one is decoded).
 fn annotation_hole(r: &mut Value) {
+    object(r)["metadata"]["annotations"]["sts-guard.io/note"] = json!("__HOLE__");
+}
+
+/// An annotation the review skips unread.
+fn other_annotation_hole(r: &mut Value) {
     object(r)["metadata"]["annotations"]["example.com/x"] = json!("__HOLE__");
 }
 
@@ -177,6 +183,12 @@ fn invalid_utf8_in_uid() -> Vec<u8> {
 }
 fn lone_surrogate_escape() -> Vec<u8> {
     splice(annotation_hole, br#""\ud800""#)
+}
+fn invalid_utf8_in_an_unread_annotation() -> Vec<u8> {
+    splice(other_annotation_hole, b"\"caf\xc3\x28\xff\"")
+}
+fn lone_surrogate_in_an_unread_annotation() -> Vec<u8> {
+    splice(other_annotation_hole, br#""\ud800""#)
 }
 fn nul_escape_in_annotation_value() -> Vec<u8> {
     splice(annotation_hole, br#""a\u0000b""#)
@@ -390,11 +402,12 @@ const WARN: &str = "mode: warn";
     ENFORCE,
     Expect::Allowed
 )]
+// managedFields are skipped unread, iteratively: no recursion to exhaust.
 #[case::deeply_nested_managed_fields(
     deeply_nested_managed_fields,
     "/validate",
     ENFORCE,
-    Expect::Denied(400, "recursion limit exceeded")
+    Expect::Allowed
 )]
 #[case::deeply_nested_label_map(
     deeply_nested_label_map,
@@ -437,6 +450,18 @@ const WARN: &str = "mode: warn";
     "/validate",
     ENFORCE,
     Expect::Denied(400, "hex escape")
+)]
+#[case::invalid_utf8_in_an_unread_annotation(
+    invalid_utf8_in_an_unread_annotation,
+    "/validate",
+    ENFORCE,
+    Expect::Allowed
+)]
+#[case::lone_surrogate_in_an_unread_annotation(
+    lone_surrogate_in_an_unread_annotation,
+    "/validate",
+    ENFORCE,
+    Expect::Allowed
 )]
 #[case::nul_escape_in_annotation_value(
     nul_escape_in_annotation_value,

@@ -11,14 +11,15 @@
 //! So the envelope and `request` are decoded field for field as kube's
 //! `AdmissionReview<StatefulSet>` decodes them, and each object (`object`,
 //! `oldObject`) is decoded into a `StatefulSet` holding only
-//! [`reviewed_part`]: metadata (without managedFields, which are still
-//! checked for shape), `spec.serviceName`, `spec.podManagementPolicy`,
-//! `spec.template.metadata`, and per container and init container its
-//! name, `restartPolicy` and probes. Everything else is skipped as JSON
-//! (syntax, escapes and nesting still checked) without being built: a body
-//! kube's type accepts decodes here to the same request, reduced to that
-//! part; a body with a malformed value in a field sts-guard never reads
-//! (`spec.replicas: 3.5`) is judged on what it reads. The rules and
+//! [`reviewed_part`]: metadata without managedFields and with only the
+//! `sts-guard.io/` annotations, `spec.serviceName`,
+//! `spec.podManagementPolicy`, `spec.template.metadata` (likewise), and per
+//! container and init container its name, `restartPolicy` and probes.
+//! Everything else is skipped as JSON (syntax, nesting and UTF-8 still
+//! checked) without being built: a body kube's type accepts decodes here to
+//! the same request, reduced to that part; a body with a malformed value in
+//! a field sts-guard never reads (`spec.replicas: 3.5`) is judged on what it
+//! reads. The rules and
 //! mutations are plain functions over the `StatefulSet`; a rule that reads a
 //! new field must add it here (the tests compare with kube's decode).
 //! (One more difference, handled by the caller with the same message
@@ -37,7 +38,9 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{GroupVersionKind, GroupVersionResource, TypeMeta};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::admission::ANNOTATION_PREFIX;
 
 /// `AdmissionReview<StatefulSet>` without `#[serde(flatten)]` on its type
 /// fields.
@@ -216,18 +219,23 @@ pub fn reviewed_part(sts: &StatefulSet) -> StatefulSet {
         startup_probe: c.startup_probe.clone(),
         ..Container::default()
     };
-    let mut metadata = sts.metadata.clone();
-    metadata.managed_fields = None;
+    let meta = |m: &ObjectMeta| ObjectMeta {
+        managed_fields: None,
+        annotations: m.annotations.as_ref().map(|a| {
+            a.iter()
+                .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }),
+        ..m.clone()
+    };
     StatefulSet {
-        metadata,
+        metadata: meta(&sts.metadata),
         spec: sts.spec.as_ref().map(|spec| StatefulSetSpec {
             service_name: spec.service_name.clone(),
             pod_management_policy: spec.pod_management_policy.clone(),
             template: PodTemplateSpec {
-                metadata: spec.template.metadata.clone().map(|mut m| {
-                    m.managed_fields = None;
-                    m
-                }),
+                metadata: spec.template.metadata.as_ref().map(meta),
                 spec: spec.template.spec.as_ref().map(|pod| PodSpec {
                     containers: pod.containers.iter().map(container).collect(),
                     init_containers: pod
@@ -437,7 +445,7 @@ field_enum!(MetaField {
 });
 
 /// `ObjectMeta` as k8s-openapi decodes it, except that managedFields are
-/// checked by [`ManagedFieldsEntryCheck`] and dropped.
+/// skipped and only [`OurAnnotations`] kept.
 struct Meta(ObjectMeta);
 
 impl<'de> Deserialize<'de> for Meta {
@@ -453,7 +461,7 @@ impl<'de> Deserialize<'de> for Meta {
                 while let Some(key) = map.next_key::<MetaField>()? {
                     match key {
                         MetaField::Annotations => {
-                            m.annotations = map.next_value::<Option<BTreeMap<String, String>>>()?
+                            m.annotations = map.next_value::<Option<OurAnnotations>>()?.map(|a| a.0)
                         }
                         MetaField::CreationTimestamp => {
                             m.creation_timestamp = map.next_value::<Option<Time>>()?
@@ -475,7 +483,7 @@ impl<'de> Deserialize<'de> for Meta {
                             m.labels = map.next_value::<Option<BTreeMap<String, String>>>()?
                         }
                         MetaField::ManagedFields => {
-                            let _: Option<Vec<ManagedFieldsEntryCheck>> = map.next_value()?;
+                            let _: IgnoredAny = map.next_value()?;
                         }
                         MetaField::Name => m.name = map.next_value::<Option<String>>()?,
                         MetaField::Namespace => m.namespace = map.next_value::<Option<String>>()?,
@@ -499,152 +507,32 @@ impl<'de> Deserialize<'de> for Meta {
     }
 }
 
-field_enum!(EntryField {
-    ApiVersion = "apiVersion",
-    FieldsType = "fieldsType",
-    FieldsV1 = "fieldsV1",
-    Manager = "manager",
-    Operation = "operation",
-    Subresource = "subresource",
-    Time = "time",
-});
+/// The `sts-guard.io/` annotations of an object: the only ones read. The
+/// others (`kubectl.kubernetes.io/last-applied-configuration`, a copy of
+/// the whole object, among them) are skipped unbuilt.
+struct OurAnnotations(BTreeMap<String, String>);
 
-/// Accepts what k8s-openapi's `ManagedFieldsEntry` accepts; keeps nothing.
-struct ManagedFieldsEntryCheck;
-
-impl<'de> Deserialize<'de> for ManagedFieldsEntryCheck {
+impl<'de> Deserialize<'de> for OurAnnotations {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = ManagedFieldsEntryCheck;
+        struct AnnotationsVisitor;
+        impl<'de> Visitor<'de> for AnnotationsVisitor {
+            type Value = OurAnnotations;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("ManagedFieldsEntry")
+                f.write_str("a map")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<ManagedFieldsEntryCheck, A::Error> {
-                while let Some(key) = map.next_key::<EntryField>()? {
-                    match key {
-                        EntryField::ApiVersion
-                        | EntryField::FieldsType
-                        | EntryField::Manager
-                        | EntryField::Operation
-                        | EntryField::Subresource => {
-                            let _: Option<StrCheck> = map.next_value()?;
-                        }
-                        EntryField::FieldsV1 => {
-                            let _: Option<FieldsV1Check> = map.next_value()?;
-                        }
-                        EntryField::Time => {
-                            let _: Option<Time> = map.next_value()?;
-                        }
-                        EntryField::Other => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OurAnnotations, A::Error> {
+                let mut ours = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key.starts_with(ANNOTATION_PREFIX) {
+                        ours.insert(key, map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(ManagedFieldsEntryCheck)
+                Ok(OurAnnotations(ours))
             }
         }
-        deserializer.deserialize_struct("ManagedFieldsEntry", EntryField::NAMES, EntryVisitor)
-    }
-}
-
-/// Accepts what `String` accepts, without allocating one.
-struct StrCheck;
-
-impl<'de> Deserialize<'de> for StrCheck {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StrVisitor;
-        impl Visitor<'_> for StrVisitor {
-            type Value = StrCheck;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<StrCheck, E> {
-                Ok(StrCheck)
-            }
-        }
-        deserializer.deserialize_string(StrVisitor)
-    }
-}
-
-/// Accepts what k8s-openapi's `FieldsV1` (a newtype of
-/// `serde_json::Value`) accepts, building nothing.
-struct FieldsV1Check;
-
-impl<'de> Deserialize<'de> for FieldsV1Check {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NewtypeVisitor;
-        impl<'de> Visitor<'de> for NewtypeVisitor {
-            type Value = FieldsV1Check;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("FieldsV1")
-            }
-            fn visit_newtype_struct<D: Deserializer<'de>>(
-                self,
-                deserializer: D,
-            ) -> Result<FieldsV1Check, D::Error> {
-                ValueCheck::deserialize(deserializer)?;
-                Ok(FieldsV1Check)
-            }
-        }
-        deserializer.deserialize_newtype_struct("FieldsV1", NewtypeVisitor)
-    }
-}
-
-/// Accepts what `serde_json::Value` accepts, building nothing: strings
-/// (keys included) are still unescaped and checked as UTF-8, numbers
-/// parsed, nesting limited, exactly as for a `Value`.
-struct ValueCheck;
-
-impl<'de> Deserialize<'de> for ValueCheck {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueCheckVisitor)
-    }
-}
-
-struct ValueCheckVisitor;
-
-impl<'de> Visitor<'de> for ValueCheckVisitor {
-    type Value = ValueCheck;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any valid JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ValueCheck, E> {
-        Ok(ValueCheck)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<ValueCheck, E> {
-        Ok(ValueCheck)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<ValueCheck, E> {
-        Ok(ValueCheck)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<ValueCheck, E> {
-        Ok(ValueCheck)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<ValueCheck, E> {
-        Ok(ValueCheck)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<ValueCheck, E> {
-        Ok(ValueCheck)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<ValueCheck, D::Error> {
-        ValueCheck::deserialize(deserializer)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<ValueCheck, E> {
-        Ok(ValueCheck)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ValueCheck, A::Error> {
-        while seq.next_element::<ValueCheck>()?.is_some() {}
-        Ok(ValueCheck)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ValueCheck, A::Error> {
-        while map.next_key::<StrCheck>()?.is_some() {
-            map.next_value::<ValueCheck>()?;
-        }
-        Ok(ValueCheck)
+        deserializer.deserialize_map(AnnotationsVisitor)
     }
 }
 
@@ -710,6 +598,26 @@ mod tests {
 
     const MF: &[&str] = &["request", "object", "metadata", "managedFields"];
 
+    /// The contract: what kube's decode accepts, ours accepts, to the same
+    /// reviewed part; ours may accept more (malformed unread fields).
+    fn accepts_what_kube_accepts(body: &[u8]) {
+        if serde_json::from_slice::<AdmissionReview<StatefulSet>>(body).is_ok() {
+            assert!(same(body));
+        }
+    }
+
+    /// kube's full decode refuses the body; ours accepts it, because the
+    /// malformed part is one the review never reads.
+    fn tolerated(body: &[u8]) {
+        assert!(
+            serde_json::from_slice::<AdmissionReview<StatefulSet>>(body).is_err(),
+            "kube accepts it: use same()"
+        );
+        if let Err(e) = serde_json::from_slice::<Review>(body) {
+            panic!("refused {}: {e}", String::from_utf8_lossy(body));
+        }
+    }
+
     #[test]
     fn agrees_with_kube_on_the_fixture_and_on_managed_fields_variants() {
         assert!(same(&serde_json::to_vec(&fixture()).unwrap()));
@@ -738,7 +646,8 @@ mod tests {
         for mf in accepted {
             assert!(same(&with(MF, mf.clone())), "should accept {mf}");
         }
-        let refused = [
+        // managedFields are never read: skipped, not judged.
+        for mf in [
             json!({}),
             json!("x"),
             json!([1]),
@@ -748,9 +657,8 @@ mod tests {
             entry("apiVersion", json!(["v1"])),
             entry("time", json!("yesterday")),
             entry("time", json!(5)),
-        ];
-        for mf in refused {
-            assert!(!same(&with(MF, mf.clone())), "should refuse {mf}");
+        ] {
+            tolerated(&with(MF, mf));
         }
         let object = |key: &str, v: Value| with(&["request", "object", key], v);
         assert!(!same(&object("kind", json!("Deployment"))));
@@ -764,6 +672,15 @@ mod tests {
             fixture()["request"]["object"].clone(),
         );
         assert!(same(&old));
+        // Annotations: only sts-guard.io/ ones are kept, every value checked
+        // only where kept.
+        let annotations = |v: Value| with(&["request", "object", "metadata", "annotations"], v);
+        assert!(same(&annotations(
+            json!({"a": "1", "sts-guard.io/parallel": "true"})
+        )));
+        assert!(!same(&annotations(json!({"sts-guard.io/parallel": true}))));
+        assert!(!same(&annotations(json!(["a"]))));
+        tolerated(&annotations(json!({"example.com/x": 5})));
     }
 
     #[test]
@@ -887,7 +804,7 @@ mod tests {
             ),
         ];
         for body in &bodies {
-            same(body.as_bytes());
+            accepts_what_kube_accepts(body.as_bytes());
         }
         // The one exception: no envelope kind (or apiVersion) decodes here,
         // empty, and the caller refuses it as it refuses kube's failure.
@@ -916,6 +833,6 @@ mod tests {
         let mut invalid_utf8 = ok.clone().into_bytes();
         let at = mf_at + ok[mf_at..].find("f:metadata").unwrap();
         invalid_utf8[at] = 0xff;
-        same(&invalid_utf8);
+        accepts_what_kube_accepts(&invalid_utf8);
     }
 }
