@@ -140,7 +140,9 @@ async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
 async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     let started = Instant::now();
     let request = match decode(body) {
-        Ok(request) => request,
+        // Boxed: the request (~6 KB) lives across the Service lookup's await,
+        // and every layer above moves this future into a box of its own.
+        Ok(request) => Box::new(request),
         Err(Rejection::BadRequest(reason)) => {
             app.metrics.request(endpoint, "invalid");
             tracing::info!(endpoint = endpoint.as_str(), reason = %redact(&reason), "bad request");
