@@ -276,8 +276,13 @@ impl<'de> Deserialize<'de> for Spec {
                             spec.pod_management_policy = map.next_value()?
                         }
                         SpecField::ServiceName => spec.service_name = map.next_value()?,
+                        // Required in k8s-openapi, which still takes null as
+                        // the default; so does this.
                         SpecField::Template => {
-                            spec.template = map.next_value::<Template>()?.0;
+                            spec.template = map
+                                .next_value::<Option<Template>>()?
+                                .map(|t| t.0)
+                                .unwrap_or_default();
                         }
                         SpecField::Other => {
                             let _: IgnoredAny = map.next_value()?;
@@ -404,7 +409,7 @@ impl<'de> Deserialize<'de> for ReviewedContainer {
                         ContainerField::LivenessProbe => {
                             c.liveness_probe = map.next_value::<Option<Probe>>()?
                         }
-                        ContainerField::Name => name = Some(map.next_value()?),
+                        ContainerField::Name => name = map.next_value()?,
                         ContainerField::ReadinessProbe => {
                             c.readiness_probe = map.next_value::<Option<Probe>>()?
                         }
@@ -752,6 +757,14 @@ mod tests {
             .unwrap()
             .remove("name");
         assert!(same(&serde_json::to_vec(&nameless).unwrap()));
+        // Required fields that k8s-openapi takes as null (found by fuzzing).
+        assert!(same(&spec("template", json!(null))));
+        assert!(same(&container("name", json!(null))));
+        assert!(same(&spec("serviceName", json!(null))));
+        let pod =
+            |key: &str, v: Value| with(&["request", "object", "spec", "template", "spec", key], v);
+        assert!(same(&pod("containers", json!(null))));
+        assert!(same(&pod("initContainers", json!(null))));
     }
 
     #[test]
