@@ -10,30 +10,31 @@
 //!
 //! So the envelope and `request` are decoded field for field as kube's
 //! `AdmissionReview<StatefulSet>` decodes them, and each object (`object`,
-//! `oldObject`) is decoded into a `StatefulSet` holding only
-//! [`reviewed_part`]: metadata without managedFields and with only the
-//! `sts-guard.io/` annotations, `spec.serviceName`,
-//! `spec.podManagementPolicy`, `spec.template.metadata` (likewise), and per
-//! container and init container its name, `restartPolicy` and probes.
-//! Everything else is skipped as JSON (syntax, nesting and UTF-8 still
-//! checked) without being built: a body kube's type accepts decodes here to
-//! the same request, reduced to that part; a body with a malformed value in
-//! a field sts-guard never reads (`spec.replicas: 3.5`) is judged on what it
-//! reads. The rules and
-//! mutations are plain functions over the `StatefulSet`; a rule that reads a
-//! new field must add it here (the tests compare with kube's decode).
+//! `oldObject`) into a `StatefulSet` holding only [`reviewed_part`]: name,
+//! namespace, generateName, labels and the `sts-guard.io/` annotations of
+//! its metadata and of its pod template's, `spec.serviceName`,
+//! `spec.podManagementPolicy`, and per container and init container its
+//! name, `restartPolicy` and probes. Each type implements [`Reviewed`]: one
+//! `set` per type says which fields it keeps. Everything else is skipped as
+//! JSON (syntax and nesting still checked) without being built: a body
+//! kube's type accepts decodes here to the same request, reduced to that
+//! part; a body with a malformed value in a field sts-guard never reads
+//! (`spec.replicas: 3.5`) is judged on what it reads. A rule or mutation
+//! that reads a new field must add it here and to [`reviewed_part`] (the
+//! tests compare with kube's decode).
 //! (One more difference, handled by the caller with the same message
 //! either way: a review with no `apiVersion` or `kind` decodes here with
 //! them empty.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::marker::PhantomData;
 
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::authentication::v1::UserInfo;
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Probe};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{GroupVersionKind, GroupVersionResource, TypeMeta};
@@ -88,8 +89,8 @@ pub struct Request {
     namespace: Option<String>,
     operation: Operation,
     user_info: UserInfo,
-    object: Option<Sts>,
-    old_object: Option<Sts>,
+    object: Option<Decoded<StatefulSet>>,
+    old_object: Option<Decoded<StatefulSet>>,
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
@@ -119,9 +120,9 @@ impl Request {
     }
 }
 
-/// Calls `$body` with the field name `$key` matched against `$names`,
-/// the way k8s-openapi's generated visitors identify fields: unknown names
-/// map to `None` and their values are skipped.
+/// Declares the fields of one decoded type the way k8s-openapi's generated
+/// visitors identify them: a name not listed becomes `Other`, whose value
+/// is skipped.
 macro_rules! field_enum {
     ($name:ident { $($variant:ident = $key:literal),* $(,)? }) => {
         #[derive(Clone, Copy)]
@@ -143,73 +144,80 @@ macro_rules! field_enum {
             }
         }
 
-        impl $name {
+        impl FieldNames for $name {
             const NAMES: &'static [&'static str] = &[$($key),*];
         }
     };
 }
 
-field_enum!(StsField {
-    ApiVersion = "apiVersion",
-    Kind = "kind",
-    Metadata = "metadata",
-    Spec = "spec",
-});
+/// A k8s-openapi type decoded here field by field, into its `Default` with
+/// only the fields the review reads set. Each field is taken as k8s-openapi
+/// takes it: a repeated key's last value wins, and `null` for a required
+/// field gives its default.
+trait Reviewed: Default {
+    /// The type's name in decode errors ("expected StatefulSetSpec").
+    const NAME: &'static str;
+    type Field: for<'de> Deserialize<'de> + FieldNames;
+    /// Decodes the value of `field` into `self`, or skips it.
+    fn set<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: Self::Field,
+        map: &mut A,
+    ) -> Result<(), A::Error>;
+}
 
-/// A StatefulSet decoded as k8s-openapi decodes it, metadata by [`Meta`].
-struct Sts(StatefulSet);
+trait FieldNames {
+    const NAMES: &'static [&'static str];
+}
 
-impl<'de> Deserialize<'de> for Sts {
+/// Deserializes any [`Reviewed`] type.
+struct Decoded<T>(T);
+
+impl<'de, T: Reviewed> Deserialize<'de> for Decoded<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StsVisitor;
-        impl<'de> Visitor<'de> for StsVisitor {
-            type Value = Sts;
+        struct FieldsVisitor<T>(PhantomData<T>);
+        impl<'de, T: Reviewed> Visitor<'de> for FieldsVisitor<T> {
+            type Value = Decoded<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(StatefulSet::KIND)
+                f.write_str(T::NAME)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sts, A::Error> {
-                let mut metadata: Option<Meta> = None;
-                let mut spec: Option<StatefulSetSpec> = None;
-                while let Some(key) = map.next_key::<StsField>()? {
-                    match key {
-                        StsField::ApiVersion => {
-                            let v: String = map.next_value()?;
-                            if v != StatefulSet::API_VERSION {
-                                return Err(de::Error::invalid_value(
-                                    de::Unexpected::Str(&v),
-                                    &StatefulSet::API_VERSION,
-                                ));
-                            }
-                        }
-                        StsField::Kind => {
-                            let v: String = map.next_value()?;
-                            if v != StatefulSet::KIND {
-                                return Err(de::Error::invalid_value(
-                                    de::Unexpected::Str(&v),
-                                    &StatefulSet::KIND,
-                                ));
-                            }
-                        }
-                        StsField::Metadata => metadata = map.next_value()?,
-                        StsField::Spec => spec = map.next_value::<Option<Spec>>()?.map(|s| s.0),
-                        StsField::Other => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
-                    }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Decoded<T>, A::Error> {
+                let mut value = T::default();
+                while let Some(field) = map.next_key::<T::Field>()? {
+                    value.set(field, &mut map)?;
                 }
-                Ok(Sts(StatefulSet {
-                    metadata: metadata.map(|m| m.0).unwrap_or_default(),
-                    spec,
-                    status: None,
-                }))
+                Ok(Decoded(value))
             }
         }
-        deserializer.deserialize_struct(StatefulSet::KIND, StsField::NAMES, StsVisitor)
+        deserializer.deserialize_struct(T::NAME, T::Field::NAMES, FieldsVisitor::<T>(PhantomData))
     }
 }
 
-/// What of a StatefulSet the review reads: the part [`Sts`] decodes.
-/// Tests and the fuzz target compare it with kube's full decode.
+/// The next value as an optional [`Reviewed`] type.
+fn next_decoded<'de, T: Reviewed, A: MapAccess<'de>>(map: &mut A) -> Result<Option<T>, A::Error> {
+    Ok(map.next_value::<Option<Decoded<T>>>()?.map(|d| d.0))
+}
+
+/// Skips the next value unbuilt (still checked as JSON).
+fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    map.next_value::<IgnoredAny>().map(drop)
+}
+
+/// The next value must be the string `expected`.
+fn expect_str<'de, A: MapAccess<'de>>(map: &mut A, expected: &'static str) -> Result<(), A::Error> {
+    let value: String = map.next_value()?;
+    if value == expected {
+        Ok(())
+    } else {
+        Err(de::Error::invalid_value(
+            de::Unexpected::Str(&value),
+            &expected,
+        ))
+    }
+}
+
+/// What of a StatefulSet the review reads: the part decoded here. Tests
+/// and the fuzz target compare it with kube's full decode.
 pub fn reviewed_part(sts: &StatefulSet) -> StatefulSet {
     let container = |c: &Container| Container {
         name: c.name.clone(),
@@ -220,14 +228,17 @@ pub fn reviewed_part(sts: &StatefulSet) -> StatefulSet {
         ..Container::default()
     };
     let meta = |m: &ObjectMeta| ObjectMeta {
-        managed_fields: None,
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        generate_name: m.generate_name.clone(),
+        labels: m.labels.clone(),
         annotations: m.annotations.as_ref().map(|a| {
             a.iter()
                 .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         }),
-        ..m.clone()
+        ..ObjectMeta::default()
     };
     StatefulSet {
         metadata: meta(&sts.metadata),
@@ -251,264 +262,59 @@ pub fn reviewed_part(sts: &StatefulSet) -> StatefulSet {
     }
 }
 
-field_enum!(SpecField {
-    PodManagementPolicy = "podManagementPolicy",
-    ServiceName = "serviceName",
-    Template = "template",
-});
-
-/// The reviewed part of a `StatefulSetSpec`.
-struct Spec(StatefulSetSpec);
-
-impl<'de> Deserialize<'de> for Spec {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SpecVisitor;
-        impl<'de> Visitor<'de> for SpecVisitor {
-            type Value = Spec;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("StatefulSetSpec")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Spec, A::Error> {
-                let mut spec = StatefulSetSpec::default();
-                while let Some(key) = map.next_key::<SpecField>()? {
-                    match key {
-                        SpecField::PodManagementPolicy => {
-                            spec.pod_management_policy = map.next_value()?
-                        }
-                        SpecField::ServiceName => spec.service_name = map.next_value()?,
-                        // Required in k8s-openapi, which still takes null as
-                        // the default; so does this.
-                        SpecField::Template => {
-                            spec.template = map
-                                .next_value::<Option<Template>>()?
-                                .map(|t| t.0)
-                                .unwrap_or_default();
-                        }
-                        SpecField::Other => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
-                    }
-                }
-                Ok(Spec(spec))
-            }
-        }
-        deserializer.deserialize_struct("StatefulSetSpec", SpecField::NAMES, SpecVisitor)
-    }
-}
-
-field_enum!(TemplateField {
+field_enum!(StsField {
+    ApiVersion = "apiVersion",
+    Kind = "kind",
     Metadata = "metadata",
     Spec = "spec",
 });
 
-/// The reviewed part of a `PodTemplateSpec`.
-struct Template(PodTemplateSpec);
-
-impl<'de> Deserialize<'de> for Template {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TemplateVisitor;
-        impl<'de> Visitor<'de> for TemplateVisitor {
-            type Value = Template;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("PodTemplateSpec")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Template, A::Error> {
-                let mut template = PodTemplateSpec::default();
-                while let Some(key) = map.next_key::<TemplateField>()? {
-                    match key {
-                        TemplateField::Metadata => {
-                            template.metadata = map.next_value::<Option<Meta>>()?.map(|m| m.0)
-                        }
-                        TemplateField::Spec => {
-                            template.spec = map.next_value::<Option<Pod>>()?.map(|p| p.0)
-                        }
-                        TemplateField::Other => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
-                    }
-                }
-                Ok(Template(template))
-            }
+impl Reviewed for StatefulSet {
+    const NAME: &'static str = StatefulSet::KIND;
+    type Field = StsField;
+    fn set<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: StsField,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match field {
+            StsField::ApiVersion => expect_str(map, StatefulSet::API_VERSION)?,
+            StsField::Kind => expect_str(map, StatefulSet::KIND)?,
+            StsField::Metadata => self.metadata = next_decoded(map)?.unwrap_or_default(),
+            StsField::Spec => self.spec = next_decoded(map)?,
+            StsField::Other => skip(map)?,
         }
-        deserializer.deserialize_struct("PodTemplateSpec", TemplateField::NAMES, TemplateVisitor)
-    }
-}
-
-field_enum!(PodField {
-    Containers = "containers",
-    InitContainers = "initContainers",
-});
-
-/// The reviewed part of a `PodSpec`: its containers and init containers
-/// (ephemeral containers take no probes and are never reviewed).
-struct Pod(PodSpec);
-
-impl<'de> Deserialize<'de> for Pod {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PodVisitor;
-        impl<'de> Visitor<'de> for PodVisitor {
-            type Value = Pod;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("PodSpec")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pod, A::Error> {
-                let mut pod = PodSpec::default();
-                let unwrap = |list: Vec<ReviewedContainer>| list.into_iter().map(|c| c.0).collect();
-                while let Some(key) = map.next_key::<PodField>()? {
-                    match key {
-                        PodField::Containers => {
-                            pod.containers = map
-                                .next_value::<Option<Vec<ReviewedContainer>>>()?
-                                .map(unwrap)
-                                .unwrap_or_default()
-                        }
-                        PodField::InitContainers => {
-                            pod.init_containers = map
-                                .next_value::<Option<Vec<ReviewedContainer>>>()?
-                                .map(unwrap)
-                        }
-                        PodField::Other => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
-                    }
-                }
-                Ok(Pod(pod))
-            }
-        }
-        deserializer.deserialize_struct("PodSpec", PodField::NAMES, PodVisitor)
-    }
-}
-
-field_enum!(ContainerField {
-    LivenessProbe = "livenessProbe",
-    Name = "name",
-    ReadinessProbe = "readinessProbe",
-    RestartPolicy = "restartPolicy",
-    StartupProbe = "startupProbe",
-});
-
-/// The reviewed part of a `Container`.
-struct ReviewedContainer(Container);
-
-impl<'de> Deserialize<'de> for ReviewedContainer {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContainerVisitor;
-        impl<'de> Visitor<'de> for ContainerVisitor {
-            type Value = ReviewedContainer;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("Container")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<ReviewedContainer, A::Error> {
-                let mut c = Container::default();
-                let mut name: Option<String> = None;
-                while let Some(key) = map.next_key::<ContainerField>()? {
-                    match key {
-                        ContainerField::LivenessProbe => {
-                            c.liveness_probe = map.next_value::<Option<Probe>>()?
-                        }
-                        ContainerField::Name => name = map.next_value()?,
-                        ContainerField::ReadinessProbe => {
-                            c.readiness_probe = map.next_value::<Option<Probe>>()?
-                        }
-                        ContainerField::RestartPolicy => c.restart_policy = map.next_value()?,
-                        ContainerField::StartupProbe => {
-                            c.startup_probe = map.next_value::<Option<Probe>>()?
-                        }
-                        ContainerField::Other => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
-                    }
-                }
-                // k8s-openapi decodes a missing name as "" too.
-                c.name = name.unwrap_or_default();
-                Ok(ReviewedContainer(c))
-            }
-        }
-        deserializer.deserialize_struct("Container", ContainerField::NAMES, ContainerVisitor)
+        Ok(())
     }
 }
 
 field_enum!(MetaField {
     Annotations = "annotations",
-    CreationTimestamp = "creationTimestamp",
-    DeletionGracePeriodSeconds = "deletionGracePeriodSeconds",
-    DeletionTimestamp = "deletionTimestamp",
-    Finalizers = "finalizers",
     GenerateName = "generateName",
-    Generation = "generation",
     Labels = "labels",
-    ManagedFields = "managedFields",
     Name = "name",
     Namespace = "namespace",
-    OwnerReferences = "ownerReferences",
-    ResourceVersion = "resourceVersion",
-    SelfLink = "selfLink",
-    Uid = "uid",
 });
 
-/// `ObjectMeta` as k8s-openapi decodes it, except that managedFields are
-/// skipped and only [`OurAnnotations`] kept.
-struct Meta(ObjectMeta);
-
-impl<'de> Deserialize<'de> for Meta {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MetaVisitor;
-        impl<'de> Visitor<'de> for MetaVisitor {
-            type Value = Meta;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("ObjectMeta")
+impl Reviewed for ObjectMeta {
+    const NAME: &'static str = "ObjectMeta";
+    type Field = MetaField;
+    fn set<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: MetaField,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match field {
+            MetaField::Annotations => {
+                self.annotations = map.next_value::<Option<OurAnnotations>>()?.map(|a| a.0)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
-                let mut m = ObjectMeta::default();
-                while let Some(key) = map.next_key::<MetaField>()? {
-                    match key {
-                        MetaField::Annotations => {
-                            m.annotations = map.next_value::<Option<OurAnnotations>>()?.map(|a| a.0)
-                        }
-                        MetaField::CreationTimestamp => {
-                            m.creation_timestamp = map.next_value::<Option<Time>>()?
-                        }
-                        MetaField::DeletionGracePeriodSeconds => {
-                            m.deletion_grace_period_seconds = map.next_value::<Option<i64>>()?
-                        }
-                        MetaField::DeletionTimestamp => {
-                            m.deletion_timestamp = map.next_value::<Option<Time>>()?
-                        }
-                        MetaField::Finalizers => {
-                            m.finalizers = map.next_value::<Option<Vec<String>>>()?
-                        }
-                        MetaField::GenerateName => {
-                            m.generate_name = map.next_value::<Option<String>>()?
-                        }
-                        MetaField::Generation => m.generation = map.next_value::<Option<i64>>()?,
-                        MetaField::Labels => {
-                            m.labels = map.next_value::<Option<BTreeMap<String, String>>>()?
-                        }
-                        MetaField::ManagedFields => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
-                        MetaField::Name => m.name = map.next_value::<Option<String>>()?,
-                        MetaField::Namespace => m.namespace = map.next_value::<Option<String>>()?,
-                        MetaField::OwnerReferences => {
-                            m.owner_references = map.next_value::<Option<Vec<OwnerReference>>>()?
-                        }
-                        MetaField::ResourceVersion => {
-                            m.resource_version = map.next_value::<Option<String>>()?
-                        }
-                        MetaField::SelfLink => m.self_link = map.next_value::<Option<String>>()?,
-                        MetaField::Uid => m.uid = map.next_value::<Option<String>>()?,
-                        MetaField::Other => {
-                            let _: IgnoredAny = map.next_value()?;
-                        }
-                    }
-                }
-                Ok(Meta(m))
-            }
+            MetaField::GenerateName => self.generate_name = map.next_value()?,
+            MetaField::Labels => self.labels = map.next_value()?,
+            MetaField::Name => self.name = map.next_value()?,
+            MetaField::Namespace => self.namespace = map.next_value()?,
+            MetaField::Other => skip(map)?,
         }
-        deserializer.deserialize_struct("ObjectMeta", MetaField::NAMES, MetaVisitor)
+        Ok(())
     }
 }
 
@@ -531,13 +337,117 @@ impl<'de> Deserialize<'de> for OurAnnotations {
                     if key.starts_with(ANNOTATION_PREFIX) {
                         ours.insert(key, map.next_value()?);
                     } else {
-                        map.next_value::<IgnoredAny>()?;
+                        skip(&mut map)?;
                     }
                 }
                 Ok(OurAnnotations(ours))
             }
         }
         deserializer.deserialize_map(AnnotationsVisitor)
+    }
+}
+
+field_enum!(SpecField {
+    PodManagementPolicy = "podManagementPolicy",
+    ServiceName = "serviceName",
+    Template = "template",
+});
+
+impl Reviewed for StatefulSetSpec {
+    const NAME: &'static str = "StatefulSetSpec";
+    type Field = SpecField;
+    fn set<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: SpecField,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match field {
+            SpecField::PodManagementPolicy => self.pod_management_policy = map.next_value()?,
+            SpecField::ServiceName => self.service_name = map.next_value()?,
+            SpecField::Template => self.template = next_decoded(map)?.unwrap_or_default(),
+            SpecField::Other => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+field_enum!(TemplateField {
+    Metadata = "metadata",
+    Spec = "spec",
+});
+
+impl Reviewed for PodTemplateSpec {
+    const NAME: &'static str = "PodTemplateSpec";
+    type Field = TemplateField;
+    fn set<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: TemplateField,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match field {
+            TemplateField::Metadata => self.metadata = next_decoded(map)?,
+            TemplateField::Spec => self.spec = next_decoded(map)?,
+            TemplateField::Other => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+field_enum!(PodField {
+    Containers = "containers",
+    InitContainers = "initContainers",
+});
+
+/// A pod's containers and init containers (ephemeral containers take no
+/// probes and are never reviewed).
+impl Reviewed for PodSpec {
+    const NAME: &'static str = "PodSpec";
+    type Field = PodField;
+    fn set<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: PodField,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let containers = |map: &mut A| -> Result<Option<Vec<Container>>, A::Error> {
+            let list = map.next_value::<Option<Vec<Decoded<Container>>>>()?;
+            Ok(list.map(|l| l.into_iter().map(|c| c.0).collect()))
+        };
+        match field {
+            PodField::Containers => self.containers = containers(map)?.unwrap_or_default(),
+            PodField::InitContainers => self.init_containers = containers(map)?,
+            PodField::Other => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+field_enum!(ContainerField {
+    LivenessProbe = "livenessProbe",
+    Name = "name",
+    ReadinessProbe = "readinessProbe",
+    RestartPolicy = "restartPolicy",
+    StartupProbe = "startupProbe",
+});
+
+impl Reviewed for Container {
+    const NAME: &'static str = "Container";
+    type Field = ContainerField;
+    fn set<'de, A: MapAccess<'de>>(
+        &mut self,
+        field: ContainerField,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match field {
+            ContainerField::LivenessProbe => self.liveness_probe = map.next_value()?,
+            ContainerField::Name => {
+                self.name = map.next_value::<Option<String>>()?.unwrap_or_default()
+            }
+            ContainerField::ReadinessProbe => self.readiness_probe = map.next_value()?,
+            ContainerField::RestartPolicy => self.restart_policy = map.next_value()?,
+            ContainerField::StartupProbe => self.startup_probe = map.next_value()?,
+            ContainerField::Other => skip(map)?,
+        }
+        Ok(())
     }
 }
 
