@@ -140,9 +140,7 @@ async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
 async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     let started = Instant::now();
     let request = match decode(body) {
-        // Boxed: the request (~6 KB) lives across the Service lookup's await,
-        // and every layer above moves this future into a box of its own.
-        Ok(request) => Box::new(request),
+        Ok(request) => request,
         Err(Rejection::BadRequest(reason)) => {
             app.metrics.request(endpoint, "invalid");
             tracing::info!(endpoint = endpoint.as_str(), reason = %redact(&reason), "bad request");
@@ -150,7 +148,12 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
         }
         Err(Rejection::Answer(response, outcome)) => {
             app.metrics.request(endpoint, outcome);
-            tracing::info!(endpoint = endpoint.as_str(), uid = %response.uid, outcome, message = %if outcome == "invalid" { redact(&response.result.message) } else { response.result.message.clone() }, "answered without review");
+            // A decode error quotes the object; another kind's note does not.
+            let message = match outcome {
+                "invalid" => redact(&response.result.message),
+                _ => response.result.message.clone(),
+            };
+            tracing::info!(endpoint = endpoint.as_str(), uid = %response.uid, outcome, %message, "answered without review");
             return json(&response.into_review());
         }
     };
