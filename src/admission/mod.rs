@@ -124,6 +124,9 @@ pub struct Decision {
     pub outcomes: Vec<Outcome>,
     /// Names of the mutations the patch applies (`parallel`, `startup-probe`).
     pub mutations: Vec<&'static str>,
+    /// Notes on the object's `sts-guard.io/` annotations (a value ignored,
+    /// an exemption the policy does not allow), uncut; also among `warnings`.
+    pub notices: Vec<String>,
 }
 
 impl Decision {

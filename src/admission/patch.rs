@@ -68,7 +68,8 @@ pub fn mutate(subject: &ReviewSubject<'_>, policy: &Policy) -> Decision {
     Decision {
         patch: (!ops.is_empty()).then_some(Patch(ops)),
         mutations,
-        warnings: fit_warnings(notices),
+        warnings: fit_warnings(notices.iter().cloned()),
+        notices,
         ..Decision::default()
     }
 }

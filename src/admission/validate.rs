@@ -26,6 +26,7 @@ pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
     if findings.is_empty() {
         return Decision {
             warnings: warning_list(&[], &notices),
+            notices,
             ..Decision::default()
         };
     }
@@ -65,6 +66,7 @@ pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
     Decision {
         denial: denial_message(subject, &outcomes),
         warnings: warning_list(&outcomes, &notices),
+        notices,
         patch: None,
         outcomes,
         mutations: Vec::new(),

@@ -5,9 +5,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::core::admission::Operation;
 use thiserror::Error;
 
-use crate::admission::{
-    self, ANNOTATION_PREFIX, Context, Decision, ObjectRef, Outcome, ReviewSubject,
-};
+use crate::admission::{self, Context, Decision, ObjectRef, Outcome, ReviewSubject};
 use crate::policy::Policy;
 use crate::rules::ServiceLookup;
 
@@ -55,7 +53,7 @@ pub fn review(
         dry_run: false,
     };
     let mutated = admission::patch::mutate(&subject(sts), policy);
-    let mut notes = notices(&mutated.warnings);
+    let mut notes = mutated.notices;
 
     let patched = match &mutated.patch {
         Some(patch) => match apply(sts, patch) {
@@ -72,7 +70,7 @@ pub fn review(
     };
     let ctx = Context { policy, services };
     let validated: Decision = admission::validate(&subject(patched.as_ref().unwrap_or(sts)), &ctx);
-    notes.extend(notices(&validated.warnings));
+    notes.extend(validated.notices);
 
     Review {
         outcomes: validated.outcomes,
@@ -86,16 +84,6 @@ fn apply(sts: &StatefulSet, patch: &json_patch::Patch) -> Result<StatefulSet, Pa
     let mut doc = serde_json::to_value(sts).map_err(PatchError::Encode)?;
     json_patch::patch(&mut doc, patch).map_err(PatchError::Apply)?;
     serde_json::from_value(doc).map_err(PatchError::Decode)
-}
-
-/// The warnings that are not findings: every finding is already in the
-/// outcomes, and the notices are the ones about `sts-guard.io/` annotations.
-fn notices(warnings: &[String]) -> Vec<String> {
-    warnings
-        .iter()
-        .filter(|w| w.starts_with(ANNOTATION_PREFIX))
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
