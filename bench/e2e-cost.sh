@@ -95,24 +95,7 @@ metrics_port="$(free_port)"
   >"$CP_WORKDIR/logs/sts-guard.log" 2>&1 &
 webhook_pid=$!
 wait_for 30 curl -fsS --cacert "$work/certs/ca.crt" "https://127.0.0.1:$port/readyz" -o /dev/null || exit 1
-ca_b64="$(base64 -w0 <"$work/certs/ca.crt")"
-kubectl create --dry-run=client -o json -f "$repo/deploy/base/webhooks.yaml" |
-  python3 -c '
-import json, sys
-url, ca = sys.argv[1], sys.argv[2]
-text, decoder, docs, at = sys.stdin.read(), json.JSONDecoder(), [], 0
-while text[at:].strip():
-    doc, end = decoder.raw_decode(text, at)
-    docs.append(doc)
-    at = end
-    while at < len(text) and text[at].isspace():
-        at += 1
-for cfg in docs:
-    for hook in cfg["webhooks"]:
-        path = hook["clientConfig"]["service"]["path"]
-        hook["clientConfig"] = {"url": url + path, "caBundle": ca}
-print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-' "https://127.0.0.1:$port" "$ca_b64" >"$work/webhooks.json" || exit 1
+webhooks_from_deploy "https://127.0.0.1:$port" "$work/certs/ca.crt" >"$work/webhooks.json" || exit 1
 kubectl apply -f "$work/webhooks.json" >/dev/null || exit 1
 wait_for 30 denied || { echo "sts-guard webhook never became active" >&2; exit 1; }
 

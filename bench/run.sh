@@ -33,17 +33,9 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 label="${1:-run}"
-cache="${STS_GUARD_BENCH_CACHE:-$HOME/.cache/sts-guard-bench}"
-oha_version=1.16.0
-
-if [[ -z "${OHA:-}" ]]; then
-  OHA="$cache/bin/oha"
-  if ! "$OHA" --version 2>/dev/null | grep -qF "$oha_version"; then
-    echo "# installing oha $oha_version into $cache (once)" >&2
-    cargo install --locked --quiet --root "$cache" --version "$oha_version" oha >&2
-  fi
-fi
-command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+# shellcheck source=tools.sh disable=SC1091
+. "$repo/bench/tools.sh"
+bench_tools
 
 echo "# building (release)" >&2
 (cd "$repo" && cargo build --release --quiet --bin sts-guard --example static_responder)

@@ -26,17 +26,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 minutes="${1:-10}"
 rate="${RATE:-500}"
 conns="${CONNS:-8}"
-cache="${STS_GUARD_BENCH_CACHE:-$HOME/.cache/sts-guard-bench}"
-oha_version=1.16.0
-
-if [[ -z "${OHA:-}" ]]; then
-  OHA="$cache/bin/oha"
-  if ! "$OHA" --version 2>/dev/null | grep -qF "$oha_version"; then
-    echo "# installing oha $oha_version into $cache (once)" >&2
-    cargo install --locked --quiet --root "$cache" --version "$oha_version" oha >&2
-  fi
-fi
-command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+# shellcheck source=tools.sh disable=SC1091
+. "$repo/bench/tools.sh"
+bench_tools
 
 if [[ -z "${STS_GUARD_BIN:-}" ]]; then
   echo "# building sts-guard (release)" >&2

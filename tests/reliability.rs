@@ -46,14 +46,6 @@ use support::*;
 // ---------------------------------------------------------------------------
 // The serve process
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn services_yaml() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml")
 }
@@ -224,16 +216,9 @@ enum Outcome {
 
 impl Conn {
     async fn open(addr: SocketAddr, connector: &TlsConnector) -> std::io::Result<Conn> {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await?;
-        let peer_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(conn);
+        let Client {
+            sender, peer_cert, ..
+        } = Client::connect_with(addr, connector).await?;
         Ok(Conn { sender, peer_cert })
     }
 

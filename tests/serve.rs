@@ -11,14 +11,6 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Serve {
     child: Child,
     port: u16,

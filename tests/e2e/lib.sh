@@ -25,6 +25,10 @@
 #   cp_issue_serving_cert <outdir> <san>...
 #                                  ca.crt/tls.crt/tls.key signed by the
 #                                  control plane's CA (san: 127.0.0.1, localhost, ...)
+#   webhooks_from_deploy <url> <ca.crt>
+#                                  deploy/base/webhooks.yaml as a List on stdout,
+#                                  each webhook's clientConfig set to <url><path>
+#                                  and the CA's caBundle (needs kubectl, python3)
 #   free_port                      a free loopback TCP port
 #   wait_for <timeout-s> <cmd...>  poll cmd until it succeeds
 #
@@ -496,4 +500,31 @@ cp_dump_logs() {
     tail -n "$n" "$f" >&2
   done
   return 0
+}
+
+# The webhook configurations of deploy/ pointed at a loopback URL: the same
+# rules, selectors, timeouts and failure policies, so tests and benchmarks
+# cannot drift from what users install.
+webhooks_from_deploy() { # <url> <ca.crt>
+  local url=$1 ca_b64 repo
+  ca_b64="$(base64 -w0 <"$2")" || return 1
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  kubectl create --dry-run=client -o json -f "$repo/deploy/base/webhooks.yaml" |
+    python3 -c '
+import json, sys
+url, ca = sys.argv[1], sys.argv[2]
+# kubectl prints one JSON object per document, back to back.
+text, decoder, docs, at = sys.stdin.read(), json.JSONDecoder(), [], 0
+while text[at:].strip():
+    doc, end = decoder.raw_decode(text, at)
+    docs.append(doc)
+    at = end
+    while at < len(text) and text[at].isspace():
+        at += 1
+for cfg in docs:
+    for hook in cfg["webhooks"]:
+        path = hook["clientConfig"]["service"]["path"]
+        hook["clientConfig"] = {"url": url + path, "caBundle": ca}
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+' "$url" "$ca_b64"
 }

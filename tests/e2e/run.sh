@@ -87,26 +87,7 @@ stop_webhook() {
 # The webhook configurations of deploy/, pointed at this process: the same
 # rules, selectors, timeouts and failure policies, so the two cannot drift.
 register_webhooks() {
-  local ca_b64
-  ca_b64="$(base64 -w0 <"$certs/ca.crt")"
-  kubectl create --dry-run=client -o json -f "$repo/deploy/base/webhooks.yaml" |
-    python3 -c '
-import json, sys
-url, ca = sys.argv[1], sys.argv[2]
-# kubectl prints one JSON object per document, back to back.
-text, decoder, docs, at = sys.stdin.read(), json.JSONDecoder(), [], 0
-while text[at:].strip():
-    doc, end = decoder.raw_decode(text, at)
-    docs.append(doc)
-    at = end
-    while at < len(text) and text[at].isspace():
-        at += 1
-for cfg in docs:
-    for hook in cfg["webhooks"]:
-        path = hook["clientConfig"]["service"]["path"]
-        hook["clientConfig"] = {"url": url + path, "caBundle": ca}
-print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-' "https://127.0.0.1:$webhook_port" "$ca_b64" >"$work/webhooks.json" || return 1
+  webhooks_from_deploy "https://127.0.0.1:$webhook_port" "$certs/ca.crt" >"$work/webhooks.json" || return 1
   kubectl apply -f "$work/webhooks.json" >/dev/null || return 1
   # The API server picks new configurations up asynchronously: wait until a
   # denial proves the validating webhook is live.

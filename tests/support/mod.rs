@@ -125,7 +125,7 @@ pub fn tls_connector(ca: &Path) -> TlsConnector {
 
 /// One keep-alive HTTP/1.1 connection over TLS, like the API server's.
 pub struct Client {
-    sender: SendRequest<Full<Bytes>>,
+    pub sender: SendRequest<Full<Bytes>>,
     pub conn: tokio::task::JoinHandle<Result<(), hyper::Error>>,
     /// DER of the certificate the server presented.
     pub peer_cert: Vec<u8>,
@@ -133,8 +133,18 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr, ca: &Path) -> std::io::Result<Client> {
+        Client::connect_with(addr, &tls_connector(ca)).await
+    }
+
+    /// One keep-alive TLS connection through `connector` (its trust roots,
+    /// client certificate, resumption settings).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        connector: &TlsConnector,
+    ) -> std::io::Result<Client> {
         let tcp = TcpStream::connect(addr).await?;
-        let tls = tls_connector(ca)
+        tcp.set_nodelay(true)?;
+        let tls = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await?;
         let peer_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
@@ -177,6 +187,15 @@ impl Client {
         let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
         (status, json)
     }
+}
+
+/// A loopback port free a moment ago (for a server started by port number).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` every 20 ms until it holds or `timeout` passes.
