@@ -15,8 +15,7 @@ use kube::api::ListParams;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use super::report::{Body, Command, ObjectReport, Origin, Report};
-use super::review::review;
+use super::report::{Command, ObjectReport, Origin, Report};
 use crate::lookup::ManifestServices;
 use crate::policy::{Policy, PolicyError};
 
@@ -63,12 +62,9 @@ pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
 }
 
 pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
-    let policy = match &options.policy {
-        Some(path) => Policy::load(path)?,
-        None => Policy::default(),
-    };
-    // kube's rustls needs a process-wide provider; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let policy = Policy::load_or_default(options.policy.as_deref())?;
+    // kube's rustls client needs the process-wide provider too.
+    crate::server::tls::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
         .map_err(AuditError::Config)?;
@@ -104,13 +100,13 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
         |page| {
             for sts in page {
                 let namespace = sts.metadata.namespace.clone().unwrap_or_default();
-                let review = review(&sts, &namespace, &policy, &services);
-                objects.push(ObjectReport {
-                    name: sts.metadata.name.clone().unwrap_or_default(),
+                objects.push(ObjectReport::reviewed(
+                    &sts,
                     namespace,
-                    origin: Origin::Cluster,
-                    body: Body::Reviewed(review),
-                });
+                    Origin::Cluster,
+                    &policy,
+                    &services,
+                ));
             }
         },
     )

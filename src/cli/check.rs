@@ -7,7 +7,6 @@ use thiserror::Error;
 
 use super::input::{self, InputError, InputObject, InputStatefulSet};
 use super::report::{Body, Command, ObjectReport, Origin, Report};
-use super::review::review;
 use crate::lookup::ManifestServices;
 use crate::policy::{Policy, PolicyError};
 use crate::rules::{ServiceLookup, ServiceState};
@@ -32,10 +31,7 @@ pub enum CheckError {
 /// Reads the manifests and reviews every StatefulSet in them, in input
 /// order.
 pub fn check(options: &CheckOptions) -> Result<Report, CheckError> {
-    let policy = match &options.policy {
-        Some(path) => Policy::load(path)?,
-        None => Policy::default(),
-    };
+    let policy = Policy::load_or_default(options.policy.as_deref())?;
     let mut services = ManifestServices::default();
     // (input position, report): reviews finish out of order, see below.
     let mut done: Vec<(usize, ObjectReport)> = Vec::new();
@@ -88,11 +84,11 @@ fn needs_later_service(s: &InputStatefulSet, services: &ManifestServices) -> boo
 }
 
 fn review_input(s: InputStatefulSet, policy: &Policy, services: &ManifestServices) -> ObjectReport {
-    let review = review(&s.sts, &s.namespace, policy, services);
-    ObjectReport {
-        name: s.sts.metadata.name.clone().unwrap_or_default(),
-        namespace: s.namespace,
-        origin: Origin::File(s.source),
-        body: Body::Reviewed(review),
-    }
+    ObjectReport::reviewed(
+        &s.sts,
+        s.namespace,
+        Origin::File(s.source),
+        policy,
+        services,
+    )
 }

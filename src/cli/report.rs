@@ -6,11 +6,14 @@
 
 use std::io::{self, Write};
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Serialize;
 
 use super::input::Source;
-use super::review::Review;
+use super::review::{Review, review};
 use crate::admission::{Action, Outcome, WarnReason};
+use crate::policy::Policy;
+use crate::rules::ServiceLookup;
 
 /// Bump when a field of the JSON report changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -86,6 +89,22 @@ pub enum Verdict {
 }
 
 impl ObjectReport {
+    /// `sts` reviewed in `namespace` as both webhooks would on create.
+    pub fn reviewed(
+        sts: &StatefulSet,
+        namespace: String,
+        origin: Origin,
+        policy: &Policy,
+        services: &dyn ServiceLookup,
+    ) -> ObjectReport {
+        ObjectReport {
+            name: sts.metadata.name.clone().unwrap_or_default(),
+            body: Body::Reviewed(review(sts, &namespace, policy, services)),
+            namespace,
+            origin,
+        }
+    }
+
     pub fn verdict(&self) -> Verdict {
         let review = match &self.body {
             Body::Invalid(_) => return Verdict::Invalid,

@@ -145,6 +145,12 @@ impl Policy {
         Ok(policy)
     }
 
+    /// The policy file at `path`; without one, the default: every rule
+    /// enforced. What `serve`, `check` and `audit` do with `--config`.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Policy, PolicyError> {
+        path.map_or_else(|| Ok(Policy::default()), Policy::load)
+    }
+
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {

@@ -73,10 +73,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tls::install_crypto_provider();
     let metrics = Metrics::new();
 
-    let policy = match &config.policy {
-        Some(path) => Policy::load(path)?,
-        None => Policy::default(),
-    };
+    let policy = Policy::load_or_default(config.policy.as_deref())?;
     let services = match &config.services_from {
         Some(paths) => {
             let manifests =
