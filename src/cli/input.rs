@@ -75,6 +75,17 @@ pub struct Inputs {
     pub services: ManifestServices,
 }
 
+impl Inputs {
+    /// Files one streamed object where it belongs.
+    fn add(&mut self, object: InputObject) {
+        match object {
+            InputObject::StatefulSet(s) => self.statefulsets.push(*s),
+            InputObject::Invalid(i) => self.invalid.push(i),
+            InputObject::Service(svc, ns) => self.services.insert(*svc, &ns),
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum InputError {
     #[error("cannot read {path}: {source}")]
@@ -102,11 +113,7 @@ pub fn read_inputs(
 ) -> Result<Inputs, InputError> {
     let ns = default_namespace.unwrap_or("default");
     let mut inputs = Inputs::default();
-    read_objects(paths, ns, |object| match object {
-        InputObject::StatefulSet(s) => inputs.statefulsets.push(*s),
-        InputObject::Invalid(i) => inputs.invalid.push(i),
-        InputObject::Service(svc, ns) => inputs.services.insert(*svc, &ns),
-    })?;
+    read_objects(paths, ns, |object| inputs.add(object))?;
     Ok(inputs)
 }
 
@@ -274,16 +281,9 @@ pub fn add_text(
     default_namespace: &str,
 ) -> Result<(), InputError> {
     let mut bytes = text.as_bytes();
-    read_stream(
-        &mut bytes,
-        file,
-        default_namespace,
-        &mut |object| match object {
-            InputObject::StatefulSet(s) => inputs.statefulsets.push(*s),
-            InputObject::Invalid(i) => inputs.invalid.push(i),
-            InputObject::Service(svc, ns) => inputs.services.insert(*svc, &ns),
-        },
-    )
+    read_stream(&mut bytes, file, default_namespace, &mut |object| {
+        inputs.add(object)
+    })
 }
 
 /// serde_saphyr puts ` at line L, column C` at the end of its messages; we
