@@ -181,6 +181,31 @@ fn restartable_sidecars_need_probes_unless_the_policy_says_otherwise(
     }
 }
 
+#[test]
+fn findings_name_their_container_and_object_level_ones_none() {
+    let mut review = fixture();
+    review["request"]["object"]["spec"]["template"]["spec"]["initContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            json!({"name": "proxy", "image": "envoyproxy/envoy:v1.31", "restartPolicy": "Always"}),
+        );
+    let d = validate_with(&review, &ManifestServices::default());
+    let containers: Vec<(RuleId, Option<&str>)> = d
+        .outcomes
+        .iter()
+        .map(|o| (o.finding.rule, o.finding.container.as_deref()))
+        .collect();
+    assert_eq!(
+        containers,
+        vec![
+            (RuleId::LivenessProbe, Some("proxy")),
+            (RuleId::ReadinessProbe, Some("proxy")),
+            (RuleId::HeadlessService, None),
+        ]
+    );
+}
+
 #[rstest]
 #[case::cluster_ip("10.0.0.12", json!({"app.kubernetes.io/name": "web"}), "is not headless (clusterIP: 10.0.0.12)")]
 #[case::selector_misses("None", json!({"app": "other"}), "selects app=other which the pod template does not carry")]

@@ -222,14 +222,6 @@ impl Report {
     }
 }
 
-/// The container a finding is about, read from its location
-/// (`spec.template.spec.containers[0] "app"`); `None` for object-level ones.
-pub fn container_of(location: &str) -> Option<&str> {
-    let start = location.find('"')?;
-    let end = location.rfind('"')?;
-    (end > start).then(|| &location[start + 1..end])
-}
-
 /// Stable code of why a finding was not enforced (`warn-mode`,
 /// `dry-run-service-missing`, ...), or the exemption's reason.
 pub fn action_reason(action: &Action) -> Option<String> {
@@ -348,7 +340,7 @@ fn json_object(o: &ObjectReport) -> JsonObject<'_> {
             .map(|out| JsonFinding {
                 rule: out.finding.rule.as_str(),
                 location: &out.finding.location,
-                container: container_of(&out.finding.location),
+                container: out.finding.container.as_deref(),
                 problem: &out.finding.problem,
                 fix: &out.finding.fix,
                 message: out.finding.summary(),
@@ -365,15 +357,6 @@ fn json_object(o: &ObjectReport) -> JsonObject<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn containers_are_read_from_locations() {
-        assert_eq!(
-            container_of(r#"spec.template.spec.initContainers[1] "proxy""#),
-            Some("proxy")
-        );
-        assert_eq!(container_of("spec.serviceName"), None);
-    }
 
     #[test]
     fn warn_reasons_have_kebab_codes() {

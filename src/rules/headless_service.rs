@@ -18,6 +18,7 @@ pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
             rule: RuleId::HeadlessService,
             kind,
             location: LOCATION.to_string(),
+            container: None,
             problem,
             fix,
             key: RuleId::HeadlessService.to_string(),

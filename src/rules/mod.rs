@@ -139,6 +139,9 @@ pub struct Finding {
     pub kind: FindingKind,
     /// Where: `spec.template.spec.containers[1] "sidecar"` or `spec.serviceName`.
     pub location: String,
+    /// The container's name, for findings about one container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// What is wrong, a short lower-case sentence fragment.
     pub problem: String,
     /// How to fix it.
@@ -225,6 +228,7 @@ fn require_probe(
             kind: FindingKind::MissingProbe,
             key: format!("{rule}/{}", pc.container.name),
             location: pc.location,
+            container: Some(pc.container.name.clone()),
             problem: format!("has no {field}"),
             fix: fix.to_string(),
         })
