@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 
 use sts_guard::admission::{Context, Endpoint, review};
@@ -44,12 +43,13 @@ fn bodies_dir() -> PathBuf {
     dir
 }
 
+/// The Services `bench/run.sh` serves with (`--services-from`).
 fn services() -> ManifestServices {
-    let text = include_str!("../tests/fixtures/admission/services.yaml");
-    let service: Service = serde_yaml::from_str(text).expect("services.yaml");
-    let mut services = ManifestServices::default();
-    services.insert(service, "default");
-    services
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
+    sts_guard::cli::input::read_inputs(&[path], None)
+        .expect("services.yaml")
+        .services
 }
 
 fn unwrap_decoded(body: &[u8]) -> AdmissionRequest<StatefulSet> {
