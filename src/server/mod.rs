@@ -34,7 +34,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// A TLS handshake must finish within this.
     pub handshake_timeout: Duration,
-    /// A request, body included, must be read and answered within this (408).
+    /// A request, body included, must be read and answered within this (408
+    /// otherwise), so a client trickling its body cannot hold a connection;
+    /// the API server gives up at the webhook's `timeoutSeconds` (≤ 10 s)
+    /// anyway.
     pub request_timeout: Duration,
     /// Connections beyond this are closed at once.
     pub max_connections: usize,
@@ -45,7 +48,7 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
-            request_timeout: routes::REQUEST_TIMEOUT,
+            request_timeout: Duration::from_secs(10),
             max_connections: 1024,
         }
     }

@@ -33,12 +33,6 @@ use crate::policy::Policy;
 /// The API server accepts objects up to 3 MiB and an UPDATE review carries
 /// two of them plus the envelope; 8 MiB leaves room for JSON escaping.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-/// A request, body included, must be read and answered within this (408
-/// otherwise), so a client trickling its body cannot hold a connection; the
-/// API server gives up at the webhook's `timeoutSeconds` (≤ 10 s) anyway.
-/// The default of `Limits::request_timeout` (`--request-timeout`), applied
-/// by the accept loop around [`router`].
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared state of the server.
 pub struct App {
