@@ -47,7 +47,7 @@ fn bodies_dir() -> PathBuf {
 fn services() -> ManifestServices {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    sts_guard::cli::input::read_inputs(&[path], None)
+    sts_guard::lookup::ManifestServices::read(&[path])
         .expect("services.yaml")
         .services
 }

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod cli;
 pub mod lookup;
+pub mod manifest;
 pub mod policy;
 pub mod reload;
 pub mod rules;

@@ -73,11 +73,11 @@ fn compliant_manifests_exit_0() {
     let text = stdout(&out);
     assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
     assert!(
-        text.contains("shop/web StatefulSet, compliant/web.yaml document 2 (line 17): ok"),
+        text.contains("shop/web StatefulSet, compliant/web.yaml:17:1 (document 2): ok"),
         "{text}"
     );
     assert!(
-        text.contains("shop/postgres StatefulSet, compliant/postgres.yml document 2"),
+        text.contains("shop/postgres StatefulSet, compliant/postgres.yml:14:1 (document 2)"),
         "{text}"
     );
     assert_eq!(
@@ -94,26 +94,23 @@ fn noncompliant_manifests_exit_1_naming_rule_container_file_and_document() {
 
     let web = group(
         &text,
-        "shop/web StatefulSet, noncompliant/app.yaml document 2",
+        "shop/web StatefulSet, noncompliant/app.yaml:11:1 (document 2)",
     );
     let web = web.join("\n");
     assert!(web.contains("would be denied"), "{web}");
     for expected in [
-        r#"denied   [readiness-probe] spec.template.spec.containers[0] "app" has no readinessProbe"#,
-        r#"denied   [liveness-probe] spec.template.spec.initContainers[0] "envoy" has no livenessProbe"#,
-        r#"denied   [readiness-probe] spec.template.spec.initContainers[0] "envoy" has no readinessProbe"#,
-        r#"denied   [headless-service] spec.serviceName "web" names no Service in namespace "shop""#,
+        // Each finding at the line and column of what it is about.
+        r#"denied   noncompliant/app.yaml:32:11 [readiness-probe] spec.template.spec.containers[0] "app" has no readinessProbe"#,
+        r#"denied   noncompliant/app.yaml:28:11 [liveness-probe] spec.template.spec.initContainers[0] "envoy" has no livenessProbe"#,
+        r#"denied   noncompliant/app.yaml:28:11 [readiness-probe] spec.template.spec.initContainers[0] "envoy" has no readinessProbe"#,
+        r#"denied   noncompliant/app.yaml:17:16 [headless-service] spec.serviceName "web" names no Service in namespace "shop""#,
         "fix: add a readinessProbe",
     ] {
         assert!(web.contains(expected), "missing {expected:?} in:\n{web}");
     }
     assert!(!web.contains(r#""app" has no livenessProbe"#), "{web}");
 
-    let redis = group(
-        &text,
-        "cache/redis StatefulSet, noncompliant/redis.yaml document 2",
-    )
-    .join("\n");
+    let redis = group(&text, "cache/redis StatefulSet, noncompliant/redis.yaml:").join("\n");
     assert!(
         redis.contains(r#"[headless-service] spec.serviceName Service "redis" is not headless (clusterIP: 10.96.12.7)"#),
         "{redis}"
@@ -138,9 +135,9 @@ fn folders_are_read_recursively_and_services_count_wherever_they_are() {
     assert_eq!(
         headers,
         vec![
-            "shop/cache StatefulSet, mixed/apps/backend/cache.json document 1 (line 1): ok",
-            "shop/queue StatefulSet, mixed/apps/backend/queue.yml document 1 (line 1): would be denied",
-            "shop/frontend StatefulSet, mixed/apps/frontend/statefulset.yaml document 1 (line 1): ok",
+            "shop/cache StatefulSet, mixed/apps/backend/cache.json:1:1 (document 1): ok",
+            "shop/queue StatefulSet, mixed/apps/backend/queue.yml:1:1 (document 1): would be denied",
+            "shop/frontend StatefulSet, mixed/apps/frontend/statefulset.yaml:1:1 (document 1): ok",
         ],
         "{text}"
     );
@@ -195,13 +192,9 @@ fn helm_template_output_is_read_from_stdin() {
     assert_eq!(code(&out), 1, "{text}{}", stderr(&out));
     // Helm leaves namespaces out; --namespace puts the StatefulSet and its
     // headless Service together, so only the missing liveness probe remains.
-    let vault = group(
-        &text,
-        "vault/vault StatefulSet, <stdin> document 5 (line 63)",
-    )
-    .join("\n");
+    let vault = group(&text, "vault/vault StatefulSet, <stdin>:63:1 (document 5)").join("\n");
     assert!(
-        vault.contains(r#"denied   [liveness-probe] spec.template.spec.containers[0] "vault" has no livenessProbe"#),
+        vault.contains(r#"denied   <stdin>:103:11 [liveness-probe] spec.template.spec.containers[0] "vault" has no livenessProbe"#),
         "{vault}"
     );
     assert!(!vault.contains("headless-service"), "{vault}");
@@ -215,18 +208,54 @@ fn helm_template_output_is_read_from_stdin() {
 }
 
 #[test]
-fn invalid_yaml_exits_2_naming_file_line_and_column() {
+fn invalid_yaml_exits_2_naming_file_line_and_column_beside_the_other_files_report() {
     let out = check(&["-f", "invalid"]);
     assert_eq!(code(&out), 2);
-    let err = stderr(&out);
+    let text = stdout(&out);
+    // The file that reads fine is still checked and reported.
     assert!(
-        err.starts_with("error: invalid/broken.yaml:8:12: "),
-        "{err}"
+        text.contains("shop/postgres StatefulSet, invalid/a-fine.yaml:"),
+        "{text}"
     );
     assert!(
-        stdout(&out).is_empty(),
-        "no partial report: {}",
-        stdout(&out)
+        text.lines()
+            .any(|l| l.starts_with("error: invalid/broken.yaml:8:12: ")),
+        "{text}"
+    );
+    assert!(text.ends_with("; 1 input could not be read\n"), "{text}");
+
+    // JSON and SARIF carry it too, and stderr says it for the CI log.
+    let out = check(&["-f", "invalid", "-o", "json"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).starts_with("error: invalid/broken.yaml:8:12: "),
+        "{}",
+        stderr(&out)
+    );
+    let report = json(&out);
+    assert_eq!(report["summary"]["checked"], 1);
+    let error = &report["errors"][0];
+    assert_eq!(
+        (&error["file"], &error["line"], &error["column"]),
+        (
+            &Value::from("invalid/broken.yaml"),
+            &Value::from(8),
+            &Value::from(12)
+        )
+    );
+    let sarif = json(&check(&["-f", "invalid", "-o", "sarif"]));
+    let run = &sarif["runs"][0];
+    assert_eq!(run["invocations"][0]["executionSuccessful"], false);
+    let unreadable = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "unreadable-input")
+        .expect("a result for the unreadable file");
+    let region = &unreadable["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(
+        (&region["startLine"], &region["startColumn"]),
+        (&Value::from(8), &Value::from(12))
     );
 }
 
@@ -243,7 +272,10 @@ fn statefulsets_that_do_not_decode_are_reported_as_invalid() {
             .unwrap_or_else(|| panic!("no {name}"))
     };
     for (name, error) in [
-        ("numeric", "invalid type: integer `5`"),
+        (
+            "numeric",
+            "spec: expected StatefulSetSpec, found integer `5`",
+        ),
         ("empty-pod", "has no spec.template.spec.containers"),
         ("ancient", "apps/v1beta2"),
     ] {
@@ -257,7 +289,7 @@ fn statefulsets_that_do_not_decode_are_reported_as_invalid() {
 
     let text = stdout(&check(&["-f", "undecodable"]));
     assert!(
-        text.contains("shop/numeric StatefulSet, undecodable/bad.yaml document 1 (line 2): would be denied (invalid)"),
+        text.contains("shop/numeric StatefulSet, undecodable/bad.yaml:2:1 (document 1): would be denied (invalid)"),
         "{text}"
     );
     assert!(
@@ -274,17 +306,20 @@ fn policy_modes_and_exemptions_decide_what_fails() {
     let staging = group(&text, "staging/web StatefulSet").join("\n");
     assert!(staging.contains("admitted with warnings"), "{staging}");
     assert!(
-        staging.contains(r#"warning  [readiness-probe] spec.template.spec.containers[0] "app" has no readinessProbe (warn mode)"#),
+        staging.contains(r#"warning  policy/manifests/staging.yaml:28:11 [readiness-probe] spec.template.spec.containers[0] "app" has no readinessProbe (warn mode)"#),
         "{staging}"
     );
     let legacy = group(&text, "legacy/ledger StatefulSet").join("\n");
     assert!(
-        legacy.contains(r#"audit    [liveness-probe] spec.template.spec.containers[0] "ledger" has no livenessProbe"#),
+        legacy.contains(
+            r#"[liveness-probe] spec.template.spec.containers[0] "ledger" has no livenessProbe"#
+        ) && legacy.contains("audit    policy/manifests/"),
         "{legacy}"
     );
     let batch = group(&text, "batch/queue-worker StatefulSet").join("\n");
     assert!(
-        batch.contains("exempt   [headless-service]")
+        batch.contains("[headless-service]")
+            && batch.contains("exempt   policy/manifests/")
             && batch.contains("(exempt: drains a queue; nothing addresses its pods by name)"),
         "{batch}"
     );
@@ -441,7 +476,7 @@ fn json_report_follows_schema_version_1() {
 }
 
 #[test]
-fn sarif_places_findings_at_their_document() {
+fn sarif_places_findings_at_their_line_and_column() {
     let out = check(&["-f", "noncompliant", "-o", "sarif"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let sarif = json(&out);
@@ -460,6 +495,7 @@ fn sarif_places_findings_at_their_document() {
             "liveness-probe",
             "readiness-probe",
             "headless-service",
+            "unreadable-input",
             "invalid-object"
         ]
     );
@@ -470,7 +506,9 @@ fn sarif_places_findings_at_their_document() {
     assert_eq!(first["level"], "error");
     let physical = &first["locations"][0]["physicalLocation"];
     assert_eq!(physical["artifactLocation"]["uri"], "noncompliant/app.yaml");
-    assert_eq!(physical["region"]["startLine"], 11);
+    // At the envoy sidecar's entry, not the document's first line.
+    assert_eq!(physical["region"]["startLine"], 28);
+    assert_eq!(physical["region"]["startColumn"], 11);
     assert_eq!(
         first["locations"][0]["logicalLocations"][0]["fullyQualifiedName"],
         "shop/web"
@@ -500,9 +538,9 @@ fn unreadable_input_and_bad_usage_exit_2() {
     let missing = check(&["-f", "does-not-exist.yaml"]);
     assert_eq!(code(&missing), 2);
     assert!(
-        stderr(&missing).contains("cannot read does-not-exist.yaml"),
+        stdout(&missing).contains("error: cannot read does-not-exist.yaml"),
         "{}",
-        stderr(&missing)
+        stdout(&missing)
     );
 
     let bad_policy = check(&["-f", "compliant", "--config", "compliant/web.yaml"]);

@@ -41,6 +41,7 @@ pub fn headless_web() -> ManifestServices {
     services.insert(
         service("web", "None", json!({"app.kubernetes.io/name": "web"})),
         "shop",
+        String::new(),
     );
     services
 }
@@ -216,7 +217,7 @@ fn a_service_that_is_not_a_matching_headless_one_denies(
     #[case] problem: &str,
 ) {
     let mut services = ManifestServices::default();
-    services.insert(service("web", cluster_ip, selector), "shop");
+    services.insert(service("web", cluster_ip, selector), "shop", String::new());
     let d = validate_with(&fixture(), &services);
     let m = d.denial.expect("denied");
     assert!(m.contains("[headless-service] spec.serviceName"), "{m}");
@@ -228,7 +229,7 @@ fn a_service_in_another_namespace_does_not_count() {
     let mut services = ManifestServices::default();
     let mut svc = service("web", "None", json!({"app.kubernetes.io/name": "web"}));
     svc.metadata.namespace = Some("other".into());
-    services.insert(svc, "other");
+    services.insert(svc, "other", String::new());
     assert!(!validate_with(&fixture(), &services).allowed());
 }
 

@@ -84,7 +84,7 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
                 svc.metadata.annotations = None;
                 svc.status = None;
                 let ns = svc.metadata.namespace.clone().unwrap_or_default();
-                services.insert(svc, &ns);
+                services.insert(svc, &ns, String::new());
             }
         },
     )
@@ -117,6 +117,9 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     Ok(Report {
         command: Command::Audit,
         objects,
+        errors: Vec::new(),
+        duplicates: Vec::new(),
+        documents: None,
     })
 }
 

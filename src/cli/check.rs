@@ -3,13 +3,10 @@
 
 use std::path::PathBuf;
 
-use thiserror::Error;
-
-use super::input::{self, InputError, InputObject, InputStatefulSet};
 use super::report::{Body, Command, ObjectReport, Origin, Report};
 use crate::lookup::ManifestServices;
+use crate::manifest::{self, InputObject, InputStatefulSet};
 use crate::policy::{Policy, PolicyError};
-use crate::rules::{ServiceLookup, ServiceState};
 
 pub struct CheckOptions {
     /// Files, folders (recursively), or `-` for stdin.
@@ -20,17 +17,10 @@ pub struct CheckOptions {
     pub policy: Option<PathBuf>,
 }
 
-#[derive(Debug, Error)]
-pub enum CheckError {
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-}
-
 /// Reads the manifests and reviews every StatefulSet in them, in input
-/// order.
-pub fn check(options: &CheckOptions) -> Result<Report, CheckError> {
+/// order. Files that cannot be read are in the report's `errors`, beside
+/// the findings of every file that could.
+pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
     let mut services = ManifestServices::default();
     // (input position, report): reviews finish out of order, see below.
@@ -38,29 +28,33 @@ pub fn check(options: &CheckOptions) -> Result<Report, CheckError> {
     let mut waiting: Vec<(usize, InputStatefulSet)> = Vec::new();
     let mut position = 0;
 
-    input::read_objects(&options.paths, &options.namespace, |object| {
+    let read = manifest::read_objects(&options.paths, &options.namespace, |object| {
         position += 1;
         match object {
-            InputObject::Service(svc, ns) => services.insert(*svc, &ns),
+            InputObject::Service(s) => {
+                let place = s.source.to_string();
+                services.insert(s.service, &s.namespace, place);
+            }
             InputObject::Invalid(bad) => done.push((
                 position,
                 ObjectReport {
                     namespace: bad.namespace,
                     name: bad.name,
                     origin: Origin::File(bad.source),
-                    body: Body::Invalid(bad.message),
+                    body: Body::Invalid(bad.message, Some(bad.at)),
+                    positions: Vec::new(),
                 },
             )),
-            // A StatefulSet whose Service is already known is reviewed and
-            // dropped at once, so the usual order (helm and kustomize put
-            // Services first) holds no object longer than its document.
-            // The others wait: their Service may come later in the input.
-            InputObject::StatefulSet(s) if !needs_later_service(&s, &services) => {
+            // A StatefulSet that names no Service is reviewed and dropped at
+            // once. The others wait for the whole input: their Service may
+            // come later, or be defined again later, and the answer must not
+            // depend on the order of the files.
+            InputObject::StatefulSet(s) if !names_a_service(&s) => {
                 done.push((position, review_input(*s, &policy, &services)));
             }
             InputObject::StatefulSet(s) => waiting.push((position, *s)),
         }
-    })?;
+    });
 
     for (position, s) in waiting {
         done.push((position, review_input(s, &policy, &services)));
@@ -69,26 +63,32 @@ pub fn check(options: &CheckOptions) -> Result<Report, CheckError> {
     Ok(Report {
         command: Command::Check,
         objects: done.into_iter().map(|(_, report)| report).collect(),
+        errors: read.errors,
+        duplicates: services.duplicates(),
+        documents: Some(read.documents),
     })
 }
 
-/// True when the StatefulSet names a Service not seen yet.
-fn needs_later_service(s: &InputStatefulSet, services: &ManifestServices) -> bool {
-    let name = s
-        .sts
+fn names_a_service(s: &InputStatefulSet) -> bool {
+    s.sts
         .spec
         .as_ref()
         .and_then(|spec| spec.service_name.as_deref())
-        .unwrap_or("");
-    !name.is_empty() && !matches!(services.service(&s.namespace, name), ServiceState::Found(_))
+        .is_some_and(|name| !name.is_empty())
 }
 
 fn review_input(s: InputStatefulSet, policy: &Policy, services: &ManifestServices) -> ObjectReport {
-    ObjectReport::reviewed(
+    let mut report = ObjectReport::reviewed(
         &s.sts,
         s.namespace,
         Origin::File(s.source),
         policy,
         services,
-    )
+    );
+    report.positions = report
+        .outcomes()
+        .iter()
+        .map(|o| s.node.position_of(&o.finding.path))
+        .collect();
+    report
 }

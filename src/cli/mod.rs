@@ -3,7 +3,6 @@
 pub mod audit;
 pub mod certs;
 pub mod check;
-pub mod input;
 pub mod report;
 pub mod review;
 mod sarif;
@@ -28,6 +27,17 @@ pub fn finish<E: Error>(result: Result<Report, E>, format: Format) -> u8 {
             return EXIT_ERROR;
         }
     };
+    if format != Format::Text {
+        // The text report lists them itself; JSON and SARIF go to a file.
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+    }
+    if report.documents == Some(0) && report.errors.is_empty() {
+        // `helm template ... | sts-guard check -f -` after a failed render
+        // (no pipefail) must not pass silently.
+        eprintln!("warning: no objects were read from the input; nothing was checked");
+    }
     let mut out = BufWriter::new(io::stdout().lock());
     match report.write(format, &mut out).and_then(|()| out.flush()) {
         Ok(()) => report.exit_code(),

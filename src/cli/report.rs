@@ -9,9 +9,10 @@ use std::io::{self, Write};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Serialize;
 
-use super::input::Source;
 use super::review::{Review, review};
 use crate::admission::{Action, Outcome, WarnReason};
+use crate::lookup::Duplicate;
+use crate::manifest::{InputError, Position, Source};
 use crate::policy::Policy;
 use crate::rules::ServiceLookup;
 
@@ -62,8 +63,9 @@ impl std::fmt::Display for Origin {
 pub enum Body {
     Reviewed(Review),
     /// The object does not decode as a StatefulSet: the API server would
-    /// refuse it, so it counts as denied.
-    Invalid(String),
+    /// refuse it, so it counts as denied. The message, and where in the
+    /// file the problem is.
+    Invalid(String, Option<Position>),
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +74,9 @@ pub struct ObjectReport {
     pub name: String,
     pub origin: Origin,
     pub body: Body,
+    /// Where each finding is in the file, one per outcome, in order; empty
+    /// when the object was not read from a file.
+    pub positions: Vec<Position>,
 }
 
 /// The overall answer for one object; the four are disjoint.
@@ -102,12 +107,13 @@ impl ObjectReport {
             body: Body::Reviewed(review(sts, &namespace, policy, services)),
             namespace,
             origin,
+            positions: Vec::new(),
         }
     }
 
     pub fn verdict(&self) -> Verdict {
         let review = match &self.body {
-            Body::Invalid(_) => return Verdict::Invalid,
+            Body::Invalid(..) => return Verdict::Invalid,
             Body::Reviewed(r) => r,
         };
         if review.outcomes.iter().any(|o| o.action == Action::Deny) {
@@ -137,15 +143,26 @@ impl ObjectReport {
     pub fn outcomes(&self) -> &[Outcome] {
         match &self.body {
             Body::Reviewed(r) => &r.outcomes,
-            Body::Invalid(_) => &[],
+            Body::Invalid(..) => &[],
         }
+    }
+
+    /// Where the i-th finding is in its file, when it was read from one.
+    pub fn position(&self, i: usize) -> Option<Position> {
+        self.positions.get(i).copied()
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Report {
     pub command: Command,
     pub objects: Vec<ObjectReport>,
+    /// Inputs that could not be read (`check`); every other input was.
+    pub errors: Vec<InputError>,
+    /// Services defined more than once in the input (`check`).
+    pub duplicates: Vec<Duplicate>,
+    /// Documents read, of any kind (`check`); `None` for `audit`.
+    pub documents: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -204,10 +221,14 @@ impl Report {
         s
     }
 
-    /// 1 when anything would be denied (or could not be read as a
-    /// StatefulSet), else 0. Exit 2 is for errors, decided by the caller.
+    /// 2 when an input could not be read, else 1 when anything would be
+    /// denied (or is not a StatefulSet the API accepts), else 0.
     pub fn exit_code(&self) -> u8 {
-        u8::from(self.summary().denied > 0)
+        if !self.errors.is_empty() {
+            super::EXIT_ERROR
+        } else {
+            u8::from(self.summary().denied > 0)
+        }
     }
 
     pub fn write(&self, format: Format, out: &mut impl Write) -> io::Result<()> {
@@ -252,6 +273,18 @@ struct JsonReport<'a> {
     tool: JsonTool,
     summary: Summary,
     objects: Vec<JsonObject<'a>>,
+    /// Inputs that could not be read; their objects are missing above.
+    errors: Vec<JsonError<'a>>,
+    /// Services defined more than once; StatefulSets are checked against each.
+    duplicates: &'a [Duplicate],
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    file: &'a str,
+    line: Option<u64>,
+    column: Option<u64>,
+    message: String,
 }
 
 #[derive(Serialize)]
@@ -269,6 +302,9 @@ struct JsonObject<'a> {
     verdict: Verdict,
     /// Why the object could not be reviewed (verdict `invalid` only).
     error: Option<&'a str>,
+    /// Where in the file that problem is.
+    error_line: Option<u64>,
+    error_column: Option<u64>,
     findings: Vec<JsonFinding<'a>>,
     mutations: &'a [&'static str],
     patch: Option<&'a json_patch::Patch>,
@@ -282,6 +318,7 @@ enum JsonSource<'a> {
         file: &'a str,
         document: usize,
         line: u64,
+        column: u64,
         item: Option<usize>,
     },
     Cluster,
@@ -290,7 +327,10 @@ enum JsonSource<'a> {
 #[derive(Serialize)]
 struct JsonFinding<'a> {
     rule: &'static str,
-    location: &'a str,
+    location: String,
+    /// Where in the file (`check` only).
+    line: Option<u64>,
+    column: Option<u64>,
     container: Option<&'a str>,
     problem: &'a str,
     fix: &'a str,
@@ -310,6 +350,17 @@ fn json_report(report: &Report) -> JsonReport<'_> {
         },
         summary: report.summary(),
         objects: report.objects.iter().map(json_object).collect(),
+        errors: report
+            .errors
+            .iter()
+            .map(|e| JsonError {
+                file: e.file(),
+                line: e.position().map(|p| p.line),
+                column: e.position().map(|p| p.column),
+                message: e.reason(),
+            })
+            .collect(),
+        duplicates: &report.duplicates,
     }
 }
 
@@ -319,14 +370,16 @@ fn json_object(o: &ObjectReport) -> JsonObject<'_> {
             file: &s.file,
             document: s.document,
             line: s.line,
+            column: s.column,
             item: s.item,
         },
         Origin::Cluster => JsonSource::Cluster,
     };
-    let (error, mutations, patch, notes): (_, &[&'static str], _, &[String]) = match &o.body {
-        Body::Invalid(message) => (Some(message.as_str()), &[], None, &[]),
-        Body::Reviewed(r) => (None, &r.mutations, r.patch.as_ref(), &r.notes),
-    };
+    let (error, error_at, mutations, patch, notes): (_, _, &[&'static str], _, &[String]) =
+        match &o.body {
+            Body::Invalid(message, at) => (Some(message.as_str()), *at, &[], None, &[]),
+            Body::Reviewed(r) => (None, None, &r.mutations, r.patch.as_ref(), &r.notes),
+        };
     JsonObject {
         kind: "StatefulSet",
         namespace: &o.namespace,
@@ -334,12 +387,17 @@ fn json_object(o: &ObjectReport) -> JsonObject<'_> {
         source,
         verdict: o.verdict(),
         error,
+        error_line: error_at.map(|p| p.line),
+        error_column: error_at.map(|p| p.column),
         findings: o
             .outcomes()
             .iter()
-            .map(|out| JsonFinding {
+            .enumerate()
+            .map(|(i, out)| JsonFinding {
                 rule: out.finding.rule.as_str(),
-                location: &out.finding.location,
+                location: out.finding.location(),
+                line: o.position(i).map(|p| p.line),
+                column: o.position(i).map(|p| p.column),
                 container: out.finding.container.as_deref(),
                 problem: &out.finding.problem,
                 fix: &out.finding.fix,

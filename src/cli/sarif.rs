@@ -11,13 +11,17 @@ use serde_json::{Value, json};
 use super::report::{Body, ObjectReport, Origin, Report, action_reason};
 use super::text::summary_line;
 use crate::admission::{Action, Outcome};
+use crate::manifest::{InputError, Position, STDIN_NAME};
 use crate::rules::{RULES, RuleId};
 
 /// The pseudo-rule of objects that are not StatefulSets the API accepts.
 const INVALID_RULE: &str = "invalid-object";
+/// The pseudo-rule of inputs that could not be read at all.
+const UNREADABLE_RULE: &str = "unreadable-input";
 
 pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
-    let results: Vec<Value> = report.objects.iter().flat_map(results_of).collect();
+    let mut results: Vec<Value> = report.objects.iter().flat_map(results_of).collect();
+    results.extend(report.errors.iter().map(error_result));
     let doc = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -30,11 +34,8 @@ pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
             }},
             "automationDetails": {"id": format!("sts-guard/{}/", report.command.as_str())},
             "invocations": [{
-                "executionSuccessful": true,
-                "toolExecutionNotifications": [{
-                    "level": "note",
-                    "message": {"text": summary_line(&report.summary())},
-                }],
+                "executionSuccessful": report.errors.is_empty(),
+                "toolExecutionNotifications": notifications(report),
             }],
             "results": results,
         }],
@@ -52,6 +53,12 @@ fn rules() -> Vec<Value> {
             rule(r.id.as_str(), &format!("{:?}", r.id), short, help)
         })
         .collect();
+    rules.push(rule(
+        UNREADABLE_RULE,
+        "UnreadableInput",
+        "A file could not be read as YAML or JSON",
+        "Fix the syntax at the line and column given (kubectl would refuse the file too), or the path; the other files were checked.",
+    ));
     rules.push(rule(
         INVALID_RULE,
         "InvalidObject",
@@ -92,21 +99,57 @@ fn describe(id: RuleId) -> (&'static str, &'static str) {
 
 fn results_of(object: &ObjectReport) -> Vec<Value> {
     match &object.body {
-        Body::Invalid(message) => vec![json!({
+        Body::Invalid(message, at) => vec![json!({
             "ruleId": INVALID_RULE,
             "level": "error",
             "message": {"text": format!("{}: {message}", object.display_name())},
-            "locations": [location(object)],
+            "locations": [location(object, *at)],
         })],
         Body::Reviewed(review) => review
             .outcomes
             .iter()
-            .map(|outcome| result(object, outcome))
+            .enumerate()
+            .map(|(i, outcome)| result(object, outcome, object.position(i)))
             .collect(),
     }
 }
 
-fn result(object: &ObjectReport, outcome: &Outcome) -> Value {
+/// The summary, and a note for each Service defined more than once.
+fn notifications(report: &Report) -> Vec<Value> {
+    let mut notes = vec![json!({
+        "level": "note",
+        "message": {"text": summary_line(report)},
+    })];
+    notes.extend(report.duplicates.iter().map(|d| {
+        json!({
+            "level": "warning",
+            "message": {"text": format!(
+                "{}/{} Service is defined {} times: {}; StatefulSets naming it are checked against each definition",
+                d.namespace, d.name, d.places.len(), d.places.join(", ")
+            )},
+        })
+    }));
+    notes
+}
+
+fn error_result(e: &InputError) -> Value {
+    let mut physical = json!({"artifactLocation": {"uri": uri(e.file())}});
+    if let Some(at) = e.position() {
+        physical["region"] = region(at);
+    }
+    json!({
+        "ruleId": UNREADABLE_RULE,
+        "level": "error",
+        "message": {"text": e.to_string()},
+        "locations": [{"physicalLocation": physical}],
+    })
+}
+
+fn region(at: Position) -> Value {
+    json!({"startLine": at.line, "startColumn": at.column})
+}
+
+fn result(object: &ObjectReport, outcome: &Outcome, at: Option<Position>) -> Value {
     let f = &outcome.finding;
     let level = match outcome.action {
         Action::Deny => "error",
@@ -118,13 +161,13 @@ fn result(object: &ObjectReport, outcome: &Outcome) -> Value {
         "ruleIndex": RULES.iter().position(|r| r.id == f.rule),
         "level": level,
         "message": {"text": format!("{} StatefulSet {}: {}", object.display_name(), f.summary(), f.fix)},
-        "locations": [location(object)],
+        "locations": [location(object, at)],
         // Same object and problem, same fingerprint: CI tracks it across runs.
         "partialFingerprints": {"stsGuardFinding/v1": format!("{}:{}", object.display_name(), f.key)},
         "properties": {
             "action": outcome.action.label(),
             "reason": action_reason(&outcome.action),
-            "location": f.location,
+            "location": f.location(),
         },
     });
     if let Action::Exempt(why) = &outcome.action {
@@ -133,18 +176,20 @@ fn result(object: &ObjectReport, outcome: &Outcome) -> Value {
     result
 }
 
-/// The file and line of the object's document, and the object itself.
-fn location(object: &ObjectReport) -> Value {
+/// The file, line and column of what a result is about (else of the
+/// object), and the object itself.
+fn location(object: &ObjectReport, at: Option<Position>) -> Value {
     let logical = json!([{
         "name": object.name,
         "fullyQualifiedName": object.display_name(),
         "kind": "resource",
     }]);
     match &object.origin {
-        Origin::File(source) if source.file != super::input::STDIN_NAME => {
+        Origin::File(source) if source.file != STDIN_NAME => {
             let mut physical = json!({"artifactLocation": {"uri": uri(&source.file)}});
-            if source.line > 0 {
-                physical["region"] = json!({"startLine": source.line});
+            let at = at.unwrap_or(source.position());
+            if at.line > 0 {
+                physical["region"] = region(at);
             }
             json!({"physicalLocation": physical, "logicalLocations": logical})
         }

@@ -4,8 +4,9 @@
 
 use std::io::{self, Write};
 
-use super::report::{Body, ObjectReport, Report, Summary, Verdict, action_reason};
+use super::report::{Body, ObjectReport, Origin, Report, Summary, Verdict, action_reason};
 use crate::admission::{Action, Outcome};
+use crate::manifest::Position;
 
 /// Width of the action column, so findings line up.
 const ACTION_WIDTH: usize = 8;
@@ -16,10 +17,30 @@ pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
     for object in &report.objects {
         spaced = write_object(object, out)?;
     }
+    if !report.duplicates.is_empty() || !report.errors.is_empty() {
+        if !spaced {
+            writeln!(out)?;
+        }
+        for d in &report.duplicates {
+            writeln!(
+                out,
+                "{}/{} Service is defined {} times: {}\n  {:ACTION_WIDTH$} StatefulSets naming it are checked against each definition\n",
+                d.namespace,
+                d.name,
+                d.places.len(),
+                d.places.join(", "),
+                "note"
+            )?;
+        }
+        for e in &report.errors {
+            writeln!(out, "error: {e}")?;
+        }
+        spaced = report.errors.is_empty();
+    }
     if !spaced {
         writeln!(out)?;
     }
-    writeln!(out, "{}", summary_line(&report.summary()))
+    writeln!(out, "{}", summary_line(report))
 }
 
 /// Writes one object; true when it ended with a blank line.
@@ -37,8 +58,9 @@ fn write_object(object: &ObjectReport, out: &mut impl Write) -> io::Result<bool>
         object.origin
     )?;
     let review = match &object.body {
-        Body::Invalid(message) => {
-            writeln!(out, "  {:ACTION_WIDTH$} {message}\n", "invalid")?;
+        Body::Invalid(message, at) => {
+            let at = place(object, *at);
+            writeln!(out, "  {:ACTION_WIDTH$} {at}{message}\n", "invalid")?;
             return Ok(true);
         }
         Body::Reviewed(r) => r,
@@ -46,8 +68,8 @@ fn write_object(object: &ObjectReport, out: &mut impl Write) -> io::Result<bool>
     if review.outcomes.is_empty() && review.patch.is_none() && review.notes.is_empty() {
         return Ok(false);
     }
-    for outcome in &review.outcomes {
-        write_outcome(outcome, out)?;
+    for (i, outcome) in review.outcomes.iter().enumerate() {
+        write_outcome(outcome, &place(object, object.position(i)), out)?;
     }
     if let Some(patch) = &review.patch {
         writeln!(
@@ -69,7 +91,16 @@ fn write_object(object: &ObjectReport, out: &mut impl Write) -> io::Result<bool>
     Ok(true)
 }
 
-fn write_outcome(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
+/// `app.yaml:23:9 `, what editors and CI logs turn into a link; empty for
+/// objects not read from a file.
+fn place(object: &ObjectReport, at: Option<Position>) -> String {
+    match (&object.origin, at) {
+        (Origin::File(source), Some(at)) => format!("{}:{at} ", source.file),
+        _ => String::new(),
+    }
+}
+
+fn write_outcome(outcome: &Outcome, place: &str, out: &mut impl Write) -> io::Result<()> {
     let f = &outcome.finding;
     let label = match &outcome.action {
         Action::Deny => "denied",
@@ -93,15 +124,26 @@ fn write_outcome(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
             action_reason(&outcome.action).unwrap_or_default()
         ),
     };
-    writeln!(out, "  {label:ACTION_WIDTH$} {}{why}", f.summary())?;
+    writeln!(out, "  {label:ACTION_WIDTH$} {place}{}{why}", f.summary())?;
     if !matches!(outcome.action, Action::Exempt(_)) {
         writeln!(out, "  {:ACTION_WIDTH$}   fix: {}", "", f.fix)?;
     }
     Ok(())
 }
 
-/// `3 StatefulSets checked: 1 would be denied, 1 warned, 1 ok`
-pub fn summary_line(s: &Summary) -> String {
+/// `3 StatefulSets checked: 1 would be denied, 1 warned, 1 ok`, and the
+/// inputs that could not be read.
+pub fn summary_line(report: &Report) -> String {
+    let mut line = summary_counts(&report.summary());
+    match report.errors.len() {
+        0 => {}
+        1 => line.push_str("; 1 input could not be read"),
+        n => line.push_str(&format!("; {n} inputs could not be read")),
+    }
+    line
+}
+
+fn summary_counts(s: &Summary) -> String {
     let plural = if s.checked == 1 { "" } else { "s" };
     let invalid = if s.invalid > 0 {
         format!(" ({} invalid)", s.invalid)
@@ -137,7 +179,7 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!(
-            summary_line(&s),
+            summary_counts(&s),
             "4 StatefulSets checked: 2 would be denied (1 invalid), 1 warned, 1 ok; 2 would be changed by mutate.sts-guard.io"
         );
     }

@@ -1,28 +1,63 @@
 //! Services known from manifests (offline `check`) or a cluster listing
 //! (`audit`): a plain map.
+//!
+//! The same Service can be defined more than once in one input (several
+//! environments rendered into one namespace). Which one a cluster ends up
+//! with depends on the order of the applies, so `check` gives an answer
+//! that does not: a StatefulSet is checked against every distinct
+//! definition and passes only if it passes with each. The report names the
+//! duplicates and where each is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 
+use crate::manifest::InputError;
 use crate::rules::{ServiceLookup, ServiceState};
 
 #[derive(Default, Debug)]
 pub struct ManifestServices {
-    by_name: HashMap<(String, String), Arc<Service>>,
+    by_name: HashMap<(String, String), Vec<Definition>>,
+}
+
+#[derive(Debug)]
+struct Definition {
+    service: Arc<Service>,
+    /// Where it was read (`app.yaml:12:1`); empty for a cluster listing.
+    place: String,
+}
+
+/// A Service defined more than once, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Duplicate {
+    pub namespace: String,
+    pub name: String,
+    /// Every place it is defined, in input order.
+    pub places: Vec<String>,
 }
 
 impl ManifestServices {
-    /// Adds a Service; `default_namespace` stands in when it has none.
-    pub fn insert(&mut self, service: Service, default_namespace: &str) {
-        let ns = service
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| default_namespace.to_string());
+    /// The Services of manifest files (`serve --services-from`, tests).
+    pub fn read(paths: &[std::path::PathBuf]) -> Result<ManifestServices, InputError> {
+        let mut services = ManifestServices::default();
+        for s in crate::manifest::read_services(paths)? {
+            let place = s.source.to_string();
+            services.insert(s.service, &s.namespace, place);
+        }
+        Ok(services)
+    }
+
+    /// Adds a Service in `namespace`; `place` says where it was read.
+    pub fn insert(&mut self, service: Service, namespace: &str, place: String) {
         let name = service.metadata.name.clone().unwrap_or_default();
-        self.by_name.insert((ns, name), Arc::new(service));
+        self.by_name
+            .entry((namespace.to_string(), name))
+            .or_default()
+            .push(Definition {
+                service: Arc::new(service),
+                place,
+            });
     }
 
     pub fn len(&self) -> usize {
@@ -32,13 +67,53 @@ impl ManifestServices {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+
+    /// Every Service defined more than once, sorted by namespace and name.
+    pub fn duplicates(&self) -> Vec<Duplicate> {
+        let mut found: Vec<Duplicate> = self
+            .by_name
+            .iter()
+            .filter(|(_, defs)| defs.len() > 1)
+            .map(|((namespace, name), defs)| Duplicate {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                places: defs.iter().map(|d| d.place.clone()).collect(),
+            })
+            .collect();
+        found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        found
+    }
+}
+
+/// What the headless-service rule reads of a Service, as a sort key: two
+/// definitions that agree on it are the same answer.
+fn what_the_rule_reads(service: &Service) -> String {
+    let spec = service.spec.as_ref();
+    serde_json::to_string(&(
+        spec.and_then(|s| s.cluster_ip.as_deref()),
+        spec.and_then(|s| s.selector.as_ref()),
+    ))
+    .unwrap_or_default()
 }
 
 impl ServiceLookup for ManifestServices {
     fn service(&self, namespace: &str, name: &str) -> ServiceState {
-        match self.by_name.get(&(namespace.to_string(), name.to_string())) {
-            Some(s) => ServiceState::Found(s.clone()),
-            None => ServiceState::NotFound,
+        let Some(defs) = self.by_name.get(&(namespace.to_string(), name.to_string())) else {
+            return ServiceState::NotFound;
+        };
+        if let [only] = defs.as_slice() {
+            return ServiceState::Found(only.service.clone());
+        }
+        // In an order that does not depend on the input's.
+        let mut distinct: Vec<(String, Arc<Service>)> = defs
+            .iter()
+            .map(|d| (what_the_rule_reads(&d.service), d.service.clone()))
+            .collect();
+        distinct.sort_by(|a, b| a.0.cmp(&b.0));
+        distinct.dedup_by(|a, b| a.0 == b.0);
+        match distinct.len() {
+            1 => ServiceState::Found(distinct.remove(0).1),
+            _ => ServiceState::Several(distinct.into_iter().map(|(_, s)| s).collect()),
         }
     }
 }

@@ -7,7 +7,7 @@ mod manifests;
 use std::sync::Arc;
 
 pub use cluster::ClusterServices;
-pub use manifests::ManifestServices;
+pub use manifests::{Duplicate, ManifestServices};
 
 use crate::rules::{ServiceLookup, ServiceState};
 

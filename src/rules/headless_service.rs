@@ -4,77 +4,92 @@
 
 use std::collections::BTreeMap;
 
-use super::{Finding, FindingKind, RuleId, ServiceState, Subject};
+use k8s_openapi::api::core::v1::Service;
 
-const LOCATION: &str = "spec.serviceName";
+use super::{FieldPath, Finding, FindingKind, RuleId, ServiceState, Subject};
 
 pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
     let spec = subject.sts.spec.as_ref();
     let service_name = spec
         .and_then(|s| s.service_name.as_deref())
         .unwrap_or_default();
-    let finding = |kind, problem: String, fix: String| {
-        vec![Finding {
-            rule: RuleId::HeadlessService,
-            kind,
-            location: LOCATION.to_string(),
-            container: None,
-            problem,
-            fix,
-            key: RuleId::HeadlessService.to_string(),
-        }]
+    let finding = |kind, problem: String, fix: String| Finding {
+        rule: RuleId::HeadlessService,
+        kind,
+        path: FieldPath::of(&["spec", "serviceName"]),
+        container: None,
+        problem,
+        fix,
+        key: RuleId::HeadlessService.to_string(),
     };
     if service_name.is_empty() {
-        return finding(
+        return vec![finding(
             FindingKind::Other,
             "is empty".into(),
             "set serviceName to a headless Service (clusterIP: None) that selects the pods".into(),
-        );
+        )];
     }
     let ns = subject.namespace;
-    let service = match subject.services.service(ns, service_name) {
-        ServiceState::Found(svc) => svc,
+    let labels = spec
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref());
+    let problem = match subject.services.service(ns, service_name) {
+        ServiceState::Found(svc) => judge(&svc, service_name, labels),
+        // The first definition that fails, of an order the lookup fixed.
+        ServiceState::Several(defs) => defs.iter().find_map(|svc| {
+            judge(svc, service_name, labels).map(|(problem, fix)| {
+                let n = defs.len();
+                (format!("{problem} in one of its {n} definitions"), fix)
+            })
+        }),
         ServiceState::NotFound => {
-            return finding(
+            return vec![finding(
                 FindingKind::ServiceMissing,
                 format!("{service_name:?} names no Service in namespace {ns:?}"),
                 format!(
                     "create a headless Service {service_name:?} (clusterIP: None) selecting the pod labels"
                 ),
-            );
+            )];
         }
         ServiceState::Unknown(why) => {
-            return finding(
+            return vec![finding(
                 FindingKind::ServiceUnknown,
                 format!("{service_name:?} could not be checked ({why})"),
                 "make sure the headless Service exists; sts-guard will check again on the next change".into(),
-            );
+            )];
         }
     };
+    problem
+        .map(|(problem, fix)| finding(FindingKind::Other, problem, fix.into()))
+        .into_iter()
+        .collect()
+}
+
+/// What is wrong with `service` for pods labelled `labels`, and the fix.
+fn judge(
+    service: &Service,
+    name: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Option<(String, &'static str)> {
     let svc_spec = service.spec.as_ref();
     let cluster_ip = svc_spec.and_then(|s| s.cluster_ip.as_deref());
     if cluster_ip != Some("None") {
-        return finding(
-            FindingKind::Other,
+        return Some((
             format!(
-                "Service {service_name:?} is not headless (clusterIP: {})",
+                "Service {name:?} is not headless (clusterIP: {})",
                 cluster_ip.unwrap_or("unset")
             ),
-            "set clusterIP: None on that Service (recreate it: clusterIP is immutable) or point serviceName at a headless one".into(),
-        );
+            "set clusterIP: None on that Service (recreate it: clusterIP is immutable) or point serviceName at a headless one",
+        ));
     }
     let empty = BTreeMap::new();
     let selector = svc_spec.and_then(|s| s.selector.as_ref()).unwrap_or(&empty);
-    let labels = spec
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.as_ref())
-        .unwrap_or(&empty);
+    let labels = labels.unwrap_or(&empty);
     if selector.is_empty() {
-        return finding(
-            FindingKind::Other,
-            format!("Service {service_name:?} has no selector"),
-            "give the Service a selector matching spec.template.metadata.labels".into(),
-        );
+        return Some((
+            format!("Service {name:?} has no selector"),
+            "give the Service a selector matching spec.template.metadata.labels",
+        ));
     }
     let missing: Vec<String> = selector
         .iter()
@@ -82,14 +97,13 @@ pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if !missing.is_empty() {
-        return finding(
-            FindingKind::Other,
+        return Some((
             format!(
-                "Service {service_name:?} selects {} which the pod template does not carry",
+                "Service {name:?} selects {} which the pod template does not carry",
                 missing.join(",")
             ),
-            "make the Service selector match spec.template.metadata.labels".into(),
-        );
+            "make the Service selector match spec.template.metadata.labels",
+        ));
     }
-    Vec::new()
+    None
 }

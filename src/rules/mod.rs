@@ -73,6 +73,9 @@ pub const RULES: &[Rule] = &[
 #[derive(Debug, Clone)]
 pub enum ServiceState {
     Found(std::sync::Arc<Service>),
+    /// Defined more than once, differently (in `check`'s manifests); each
+    /// definition must pass.
+    Several(Vec<std::sync::Arc<Service>>),
     NotFound,
     /// The lookup could not be answered (API server unreachable or slow).
     Unknown(String),
@@ -132,13 +135,66 @@ pub enum FindingKind {
     Other,
 }
 
+/// One step into an object: a field or a list index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    Field(&'static str),
+    Index(usize),
+}
+
+/// Where in the StatefulSet a finding is: `spec.template.spec.containers[1]`.
+/// Structured, so `check` can turn it into the line and column of that
+/// node in the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPath(Vec<Segment>);
+
+impl FieldPath {
+    /// `spec.serviceName` from `["spec", "serviceName"]`.
+    pub fn of(fields: &[&'static str]) -> FieldPath {
+        FieldPath(fields.iter().copied().map(Segment::Field).collect())
+    }
+
+    pub fn field(mut self, name: &'static str) -> FieldPath {
+        self.0.push(Segment::Field(name));
+        self
+    }
+
+    pub fn index(mut self, i: usize) -> FieldPath {
+        self.0.push(Segment::Index(i));
+        self
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Field(name) if i == 0 => f.write_str(name)?,
+                Segment::Field(name) => write!(f, ".{name}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for FieldPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// One way a StatefulSet breaks a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub rule: RuleId,
     pub kind: FindingKind,
-    /// Where: `spec.template.spec.containers[1] "sidecar"` or `spec.serviceName`.
-    pub location: String,
+    /// The field or list entry the finding is about.
+    pub path: FieldPath,
     /// The container's name, for findings about one container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -153,9 +209,17 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// `spec.template.spec.containers[1] "sidecar"` or `spec.serviceName`.
+    pub fn location(&self) -> String {
+        match &self.container {
+            Some(name) => format!("{} {name:?}", self.path),
+            None => self.path.to_string(),
+        }
+    }
+
     /// `[liveness-probe] spec.template.spec.containers[0] "app" has no livenessProbe`
     pub fn summary(&self) -> String {
-        format!("[{}] {} {}", self.rule, self.location, self.problem)
+        format!("[{}] {} {}", self.rule, self.location(), self.problem)
     }
 }
 
@@ -176,8 +240,8 @@ pub fn evaluate(subject: &Subject<'_>) -> Vec<Finding> {
 /// A container that can and should carry probes.
 pub struct ProbedContainer<'a> {
     pub container: &'a Container,
-    /// `spec.template.spec.containers[0] "app"`
-    pub location: String,
+    /// `spec.template.spec.containers[0]`
+    pub path: FieldPath,
 }
 
 /// Containers the probe rules apply to: every regular container, and
@@ -193,7 +257,7 @@ pub fn probed_containers<'a>(
         .flat_map(|p| p.containers.iter().enumerate())
         .map(|(i, c)| ProbedContainer {
             container: c,
-            location: format!("spec.template.spec.containers[{i}] {:?}", c.name),
+            path: FieldPath::of(&["spec", "template", "spec", "containers"]).index(i),
         });
     let sidecars = pod
         .filter(|_| settings.sidecars_require_probes)
@@ -203,7 +267,7 @@ pub fn probed_containers<'a>(
         .filter(|(_, c)| is_restartable_sidecar(c))
         .map(|(i, c)| ProbedContainer {
             container: c,
-            location: format!("spec.template.spec.initContainers[{i}] {:?}", c.name),
+            path: FieldPath::of(&["spec", "template", "spec", "initContainers"]).index(i),
         });
     regular.chain(sidecars)
 }
@@ -227,7 +291,7 @@ fn require_probe(
             rule,
             kind: FindingKind::MissingProbe,
             key: format!("{rule}/{}", pc.container.name),
-            location: pc.location,
+            path: pc.path,
             container: Some(pc.container.name.clone()),
             problem: format!("has no {field}"),
             fix: fix.to_string(),

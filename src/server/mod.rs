@@ -79,9 +79,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let policy = Policy::load_or_default(config.policy.as_deref())?;
     let services = match &config.services_from {
         Some(paths) => {
-            let manifests =
-                crate::cli::input::read_inputs(paths, None).context("reading --services-from")?;
-            ServiceSource::Static(Arc::new(manifests.services))
+            let services =
+                crate::lookup::ManifestServices::read(paths).context("reading --services-from")?;
+            ServiceSource::Static(Arc::new(services))
         }
         None => {
             let client = kube::Client::try_default()

@@ -35,9 +35,7 @@ pub fn fixture() -> Value {
 pub fn services() -> ManifestServices {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    sts_guard::cli::input::read_inputs(&[path], None)
-        .unwrap()
-        .services
+    ManifestServices::read(&[path]).unwrap()
 }
 
 /// Writes a CA and a serving certificate for localhost/127.0.0.1.
