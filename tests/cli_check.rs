@@ -567,3 +567,97 @@ fn input_without_statefulsets_is_fine() {
         "0 StatefulSets checked: 0 would be denied, 0 warned, 0 ok\n"
     );
 }
+
+#[test]
+fn empty_input_is_said_on_stderr_and_keeps_exit_0() {
+    // `false | sts-guard check -f -`: a failed render without pipefail.
+    let out = check_with_stdin(&["-f", "-"], Some(b""));
+    assert_eq!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("no objects were read from the input"),
+        "{}",
+        stderr(&out)
+    );
+    // Objects of other kinds are input: nothing to say.
+    let out = check_with_stdin(&["-f", "-"], Some(b"apiVersion: v1\nkind: ConfigMap\n"));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+/// The same Service twice (two environments rendered into one namespace):
+/// one headless, one not. Whichever order the files come in, the
+/// StatefulSet is judged against both and the report names both places.
+#[test]
+fn a_service_defined_twice_gives_one_answer_whatever_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = |cluster_ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\nspec:\n  clusterIP: {cluster_ip}\n  selector: {{app: web}}\n"
+        )
+    };
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web, namespace: shop}\nspec:\n  serviceName: web\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n        - name: app\n          livenessProbe: {tcpSocket: {port: 80}}\n          readinessProbe: {tcpSocket: {port: 80}}\n";
+    std::fs::write(dir.path().join("a.yaml"), service("None")).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), sts).unwrap();
+    std::fs::write(dir.path().join("c.yaml"), service("10.0.0.1")).unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+
+    let mut answers = Vec::new();
+    for order in [
+        ["a.yaml", "b.yaml", "c.yaml"],
+        ["c.yaml", "b.yaml", "a.yaml"],
+    ] {
+        let args: Vec<String> = order
+            .iter()
+            .flat_map(|f| ["-f".to_string(), path(f)])
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = check(&[&args[..], &["-o", "json"]].concat());
+        assert_eq!(code(&out), 1, "{}", stdout(&out));
+        let report = json(&out);
+        let finding = &report["objects"][0]["findings"][0];
+        answers.push(finding["problem"].as_str().unwrap().to_string());
+        let places = report["duplicates"][0]["places"].as_array().unwrap();
+        assert_eq!(places.len(), 2, "{report}");
+        assert!(
+            places
+                .iter()
+                .any(|p| p.as_str().unwrap().contains("a.yaml:1:1"))
+                && places
+                    .iter()
+                    .any(|p| p.as_str().unwrap().contains("c.yaml:1:1")),
+            "{places:?}"
+        );
+    }
+    assert_eq!(answers[0], answers[1], "order-independent");
+    assert_eq!(
+        answers[0],
+        r#"Service "web" is not headless (clusterIP: 10.0.0.1) in one of its 2 definitions"#
+    );
+
+    let text = stdout(&check(&["-f", &path("a.yaml"), "-f", &path("c.yaml")]));
+    assert!(
+        text.contains("shop/web Service is defined 2 times: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn concatenated_json_from_stdin_is_checked_object_by_object() {
+    let one = r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"NAME","namespace":"shop"},"spec":{"serviceName":"","selector":{},"template":{"spec":{"containers":[{"name":"app"}]}}}}"#;
+    let stream = format!("{}{}\n", one.replace("NAME", "a"), one.replace("NAME", "b"));
+    let out = check_with_stdin(&["-f", "-", "-o", "json"], Some(stream.as_bytes()));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = json(&out);
+    let names: Vec<&str> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["a", "b"]);
+    // The second object starts right after the first, on line 1.
+    let first = one.replace("NAME", "a");
+    assert_eq!(report["objects"][1]["source"]["column"], first.len() + 1);
+    let finding = &report["objects"][1]["findings"][0];
+    assert_eq!(finding["rule"], "liveness-probe");
+    assert_eq!(finding["line"], 1);
+}

@@ -96,7 +96,7 @@ impl WarnReason {
             WarnReason::AlreadyBroken => " (allowed: already so before this update)",
             WarnReason::ServiceGoneOnUpdate => " (allowed on update: serviceName is immutable)",
             WarnReason::DryRunServiceMissing => {
-                " (allowed on dry-run: a Service in the same apply is not stored)"
+                " (allowed on dry-run: the same apply may create it)"
             }
             WarnReason::LookupFailed => " (allowed: Service lookup failed)",
         }

@@ -109,7 +109,9 @@ pub fn fit_warnings(texts: impl IntoIterator<Item = String>) -> Vec<String> {
     kept
 }
 
-/// Single line, at most `max` bytes, cut on a character boundary.
+/// Single line, at most `max` bytes. A cut falls between words (texts put
+/// the rule id, location and problem first, so those survive), or on a
+/// character boundary when a single word is too long.
 fn truncate(text: &str, max: usize) -> String {
     let line: String = text
         .chars()
@@ -123,7 +125,14 @@ fn truncate(text: &str, max: usize) -> String {
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{ELLIPSIS}", &line[..end])
+    let end = match line[..end].rfind(' ') {
+        Some(space) if space >= max / 2 => space,
+        _ => end,
+    };
+    format!(
+        "{}{ELLIPSIS}",
+        line[..end].trim_end_matches([' ', ':', ','])
+    )
 }
 
 #[cfg(test)]
@@ -135,6 +144,18 @@ mod tests {
         let w = truncate(&"é".repeat(300), MAX_WARNING_BYTES);
         assert!(w.len() <= MAX_WARNING_BYTES);
         assert!(w.ends_with("..."));
+    }
+
+    #[test]
+    fn long_warnings_are_cut_between_words() {
+        let text = format!(
+            "[headless-service] spec.serviceName {} is wrong: fix it",
+            "word ".repeat(60)
+        );
+        let w = truncate(&text, MAX_WARNING_BYTES);
+        assert!(w.len() <= MAX_WARNING_BYTES, "{}", w.len());
+        assert!(w.ends_with(" word..."), "{w}");
+        assert!(w.starts_with("[headless-service] spec.serviceName "), "{w}");
     }
 
     #[test]

@@ -46,9 +46,9 @@ pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
             return vec![finding(
                 FindingKind::ServiceMissing,
                 format!("{service_name:?} names no Service in namespace {ns:?}"),
-                format!(
-                    "create a headless Service {service_name:?} (clusterIP: None) selecting the pod labels"
-                ),
+                // The name is in the problem already: warnings are cut at 256 bytes.
+                "create a headless Service (clusterIP: None) of that name selecting the pod labels"
+                    .into(),
             )];
         }
         ServiceState::Unknown(why) => {
