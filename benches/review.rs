@@ -47,9 +47,7 @@ fn bodies_dir() -> PathBuf {
 fn services() -> ManifestServices {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    sts_guard::lookup::ManifestServices::read(&[path])
-        .expect("services.yaml")
-        .services
+    ManifestServices::read(&[path]).expect("services.yaml")
 }
 
 fn unwrap_decoded(body: &[u8]) -> AdmissionRequest<StatefulSet> {
