@@ -294,6 +294,7 @@ struct JsonTool {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JsonObject<'a> {
     kind: &'static str,
     namespace: &'a str,
