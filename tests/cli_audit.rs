@@ -1,16 +1,21 @@
 //! `sts-guard audit`. Without a cluster: the exit code and message when
-//! none can be reached. With one: the end-to-end control plane of
-//! tests/e2e/ (a real kube-apiserver and etcd on loopback), holding a known
-//! mix of compliant and non-compliant StatefulSets. That test is ignored by
-//! default because it needs the control plane binaries (built once by
-//! tests/e2e/build-control-plane.sh, ~6 minutes):
+//! none can be reached. With one: the end-to-end control plane
+//! (tests/support/control_plane.rs: a real kube-apiserver and etcd on
+//! loopback), holding a known mix of compliant and non-compliant
+//! StatefulSets. That test is ignored by default because it needs the
+//! control plane binaries (built once by tests/e2e/build-control-plane.sh,
+//! ~6 minutes):
 //!
 //!   cargo test --test cli_audit -- --ignored
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+
+use support::control_plane::ControlPlane;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -77,69 +82,58 @@ current-context: gone
     assert!(out.stdout.is_empty(), "no partial report");
 }
 
-/// Starts the control plane, stores the fixtures, runs the audits the test
-/// reads back from `work`, and stops it (in bash, so an EXIT trap always
-/// stops it). Each run leaves NAME.out, NAME.err and NAME.rc.
-const SCENARIO: &str = r#"
-set -euo pipefail
-. tests/e2e/lib.sh
-CP_BIN_DIR="$(tests/e2e/build-control-plane.sh | tail -n 1)"
-export CP_BIN_DIR
-trap 'cp_stop' EXIT
-trap 'exit 130' INT; trap 'exit 143' TERM
-cp_start "$WORK" >/dev/null
-for ns in shop data staging legacy batch; do kubectl create namespace "$ns" >/dev/null; done
-f=tests/fixtures/check
-kubectl apply -f "$f/compliant" -f "$f/policy/manifests" -f "$f/mixed/base" \
-  -f "$f/mixed/apps/backend/queue.yml" -f "$f/list/list.yaml" >/dev/null
-run() { # NAME ARGS...
-  local name="$1"; shift
-  set +e
-  "$STS_GUARD" audit "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
-  echo $? >"$WORK/$name.rc"
-  set -e
-}
-run all --chunk-size 2 -o json
-run text
-run staging -n staging --config "$f/policy/policy.yaml"
-run policy --config "$f/policy/policy.yaml" -o json
-run sarif -o sarif
-cp_stop
-run stopped
-"#;
-
+/// What one `sts-guard audit` printed.
 struct Run {
     rc: i32,
     out: String,
     err: String,
 }
 
-fn read_run(work: &Path, name: &str) -> Run {
-    let read = |ext: &str| std::fs::read_to_string(work.join(format!("{name}.{ext}"))).unwrap();
+fn audit_run(kubeconfig: &Path, args: &[&str]) -> Run {
+    let out = audit(kubeconfig, args);
     Run {
-        rc: read("rc").trim().parse().unwrap(),
-        out: read("out"),
-        err: read("err"),
+        rc: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
 #[test]
 #[ignore = "needs the e2e control plane: cargo test --test cli_audit -- --ignored"]
 fn audit_reviews_a_live_cluster() {
-    let work = tempfile::tempdir().unwrap();
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(SCENARIO)
-        .current_dir(root())
-        .env("WORK", work.path())
-        .env("STS_GUARD", env!("CARGO_BIN_EXE_sts-guard"))
-        .env_remove("STS_GUARD_CONFIG")
-        .status()
-        .expect("bash");
-    assert!(status.success(), "scenario failed: {status}");
+    // A control plane of its own (no webhook: the fixtures are stored as
+    // they are, compliant or not), stopped before the last audit.
+    let cp = ControlPlane::start().unwrap();
+    for ns in ["shop", "data", "staging", "legacy", "batch"] {
+        cp.kubectl(&["create", "namespace", ns]).assert_exit(0);
+    }
+    let f = root().join("tests/fixtures/check");
+    let fixtures = [
+        "compliant",
+        "policy/manifests",
+        "mixed/base",
+        "mixed/apps/backend/queue.yml",
+        "list/list.yaml",
+    ]
+    .map(|p| f.join(p).display().to_string());
+    let mut args = vec!["apply"];
+    for path in &fixtures {
+        args.extend(["-f", path]);
+    }
+    cp.kubectl(&args).assert_exit(0);
+    let policy_file = f.join("policy/policy.yaml").display().to_string();
+    let kubeconfig = &cp.kubeconfig;
+    let all = audit_run(kubeconfig, &["--chunk-size", "2", "-o", "json"]);
+    let text = audit_run(kubeconfig, &[]);
+    let staging = audit_run(kubeconfig, &["-n", "staging", "--config", &policy_file]);
+    let policy = audit_run(kubeconfig, &["--config", &policy_file, "-o", "json"]);
+    let sarif = audit_run(kubeconfig, &["-o", "sarif"]);
+    // The servers gone, the kubeconfig still there.
+    cp.stop_processes();
+    let stopped = audit_run(kubeconfig, &[]);
+    drop(cp);
 
     // Every namespace, listed two at a time: all 8 StatefulSets, sorted.
-    let all = read_run(work.path(), "all");
     assert_eq!(all.rc, 1, "{}", all.err);
     let report: Value = serde_json::from_str(&all.out).unwrap();
     assert_eq!(report["schemaVersion"], 1);
@@ -173,7 +167,6 @@ fn audit_reviews_a_live_cluster() {
     let expected: Vec<(String, &str)> = expected.iter().map(|(n, v)| (n.to_string(), *v)).collect();
     assert_eq!(verdicts, expected);
 
-    let text = read_run(work.path(), "text");
     assert_eq!(text.rc, 1);
     assert!(
         text.out
@@ -197,7 +190,6 @@ fn audit_reviews_a_live_cluster() {
     // stderr is not a terminal here: no progress counter.
     assert!(text.err.is_empty(), "{}", text.err);
 
-    let staging = read_run(work.path(), "staging");
     assert_eq!(staging.rc, 0, "warn mode: {}", staging.out);
     assert!(staging.out.contains("(warn mode)"), "{}", staging.out);
     assert!(
@@ -208,7 +200,6 @@ fn audit_reviews_a_live_cluster() {
 
     // The policy turns staging to warnings, legacy's liveness rule to audit
     // and exempts batch/queue-worker from the Service rule.
-    let policy = read_run(work.path(), "policy");
     assert_eq!(policy.rc, 1, "data and shop are still enforced");
     let report: Value = serde_json::from_str(&policy.out).unwrap();
     let action_of = |ns: &str, name: &str| -> Vec<String> {
@@ -238,7 +229,6 @@ fn audit_reviews_a_live_cluster() {
     assert_eq!(action_of("staging", "web"), vec!["readiness-probe:warn"]);
     assert_eq!(report["summary"]["denied"], 2);
 
-    let sarif = read_run(work.path(), "sarif");
     let sarif: Value = serde_json::from_str(&sarif.out).unwrap();
     let result = &sarif["runs"][0]["results"][0];
     assert!(result["locations"][0].get("physicalLocation").is_none());
@@ -247,7 +237,6 @@ fn audit_reviews_a_live_cluster() {
         "batch/queue-worker"
     );
 
-    let stopped = read_run(work.path(), "stopped");
     assert_eq!(stopped.rc, 2, "{}", stopped.err);
     assert!(
         stopped.err.starts_with("error: cannot list Services: "),

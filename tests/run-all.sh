@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+# The Rust e2e suite (tests/e2e/main.rs): ignored by the plain run above.
 tests/e2e/run.sh
 # The live-cluster audit test needs the control plane binaries the e2e run
 # just built (or found in its cache).

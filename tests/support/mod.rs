@@ -1,6 +1,11 @@
 //! Shared helpers for the HTTP tests: a real TLS server on loopback built
 //! from the library's own pieces, and a keep-alive HTTP/1.1 TLS client.
+//! `control_plane` and `webhook`: a real kube-apiserver + etcd with
+//! sts-guard registered, for the end-to-end and live-cluster tests.
 #![allow(dead_code)]
+
+pub mod control_plane;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,862 @@
+//! A real, minimal Kubernetes control plane for the end-to-end tests: etcd
+//! and kube-apiserver on loopback, built from source once by
+//! `tests/e2e/build-control-plane.sh` (or taken from `CP_BIN_DIR`).
+//!
+//! There is no controller-manager, scheduler or kubelet: objects are stored
+//! and admitted for real (defaulting, validation, admission webhooks, dry-run,
+//! warnings), but namespaces never finish deleting, no `default`
+//! ServiceAccount is created and StatefulSets never get Pods.
+//!
+//! Every process started here (etcd, kube-apiserver, webhooks through
+//! [`ControlPlane::spawn`]) runs in its own process group, logs to
+//! `<work>/logs/<name>.log`, and is stopped by [`ControlPlane::stop`] (also
+//! on drop) newest first. A watchdog process stops them too, and removes the
+//! work directory, when the test process goes away without stopping them
+//! (Ctrl-C, a panic outside a test, SIGKILL): it waits for end-of-file on a
+//! pipe only this process holds, so it needs no polling of its own.
+//!
+//! Environment: `CP_BIN_DIR` (prebuilt kube-apiserver + etcd),
+//! `CP_START_TIMEOUT` (seconds, default 120), `STS_GUARD_E2E_KEEP=1` (keep
+//! the work directory, printed at start, for inspection).
+
+use std::fs;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The sts-guard binary under test: `STS_GUARD_BIN`, else the one cargo
+/// built for this test target, else (an example, which cargo tells
+/// nothing) the one in the same target directory.
+pub fn sts_guard_bin() -> PathBuf {
+    std::env::var_os("STS_GUARD_BIN")
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| option_env!("CARGO_BIN_EXE_sts-guard").map(PathBuf::from))
+        .or_else(|| {
+            // target/<profile>/examples/<this> -> target/<profile>/sts-guard
+            let exe = std::env::current_exe().ok()?;
+            let bin = exe.parent()?.parent()?.join("sts-guard");
+            bin.is_file().then_some(bin)
+        })
+        .expect("set STS_GUARD_BIN to the sts-guard binary")
+}
+
+/// The directory holding `kube-apiserver` and `etcd`: `CP_BIN_DIR`, else
+/// the last stdout line of build-control-plane.sh (instant when cached; the
+/// first build takes minutes and shows its progress on stderr).
+pub fn control_plane_bin_dir() -> anyhow::Result<PathBuf> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("CP_BIN_DIR").filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(dir));
+        }
+        let script = repo_root().join("tests/e2e/build-control-plane.sh");
+        let out = Command::new(&script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!("{} failed: {}", script.display(), out.status));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| PathBuf::from(l.trim()))
+            .ok_or_else(|| format!("{} printed no directory", script.display()))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// A few random lower-case letters and digits (namespace suffixes, run ids).
+pub fn random_suffix(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = random_u64();
+    (0..len)
+        .map(|_| {
+            if x == 0 {
+                x = random_u64();
+            }
+            let c = ALPHABET[(x % ALPHABET.len() as u64) as usize];
+            x /= ALPHABET.len() as u64;
+            c as char
+        })
+        .collect()
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS once per process and varied per
+    // instance; the counter and the clock keep successive values apart.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// `n` distinct loopback ports that could be bound just now. They are
+/// picked below the kernel's ephemeral range, so an outgoing connection
+/// (apiserver -> etcd, kubectl -> apiserver) cannot take one between the
+/// pick and the bind; a port taken anyway by another test is handled by the
+/// callers' retry.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let lo = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Odd setups (the range starts very low): above the range instead.
+    let (from, to) = if lo > 12000 && lo <= 61000 {
+        (10000u16, lo - 1)
+    } else {
+        (61000, 65535)
+    };
+    let mut held: Vec<TcpListener> = Vec::new();
+    while held.len() < n {
+        let port = from + (random_u64() % u64::from(to - from + 1)) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l); // keep it bound so the next pick differs
+        }
+    }
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Polls `check` every `interval` until it returns `Ok(true)` (done),
+/// `Err` (give up at once: a process died...) or `timeout` passes.
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// Runs `future` to completion on a runtime of its own, on a thread of its
+/// own, so it works from plain code and from inside a test's runtime alike.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+                .block_on(future)
+        })
+        .join()
+        .expect("block_on thread panicked")
+    })
+}
+
+/// One plain-HTTP GET (etcd's /health, sts-guard's /metrics): status, body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The exit code; -1 when killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn from_std(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics, showing the output, unless the command exited with `code`.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32) -> &Output {
+        assert_eq!(self.code, code, "unexpected exit code\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "exit: {}", self.code)?;
+        for line in self.stdout.lines().take(40) {
+            writeln!(f, "stdout: {line}")?;
+        }
+        for line in self.stderr.lines().take(40) {
+            writeln!(f, "stderr: {line}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+/// A running etcd + kube-apiserver. See the module documentation.
+pub struct ControlPlane {
+    work: PathBuf,
+    keep: bool,
+    /// `https://127.0.0.1:<port>`
+    pub url: String,
+    /// Admin kubeconfig (system:masters), certificates by path.
+    pub kubeconfig: PathBuf,
+    procs: Mutex<Vec<Proc>>,
+    watchdog: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+/// Why one start attempt failed.
+enum StartError {
+    /// A port was taken meanwhile: worth a retry with fresh ports.
+    PortTaken,
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(e: anyhow::Error) -> Self {
+        StartError::Failed(e)
+    }
+}
+
+impl ControlPlane {
+    /// Builds or finds the binaries, makes a PKI, starts etcd and
+    /// kube-apiserver and returns once the API serves `namespace/default`.
+    pub fn start() -> anyhow::Result<ControlPlane> {
+        // On a thread of its own: the readiness checks run a tokio runtime,
+        // which must not be nested in the caller's (a #[tokio::test]).
+        std::thread::scope(|s| s.spawn(Self::start_here).join())
+            .unwrap_or_else(|_| bail!("starting the control plane panicked"))
+    }
+
+    fn start_here() -> anyhow::Result<ControlPlane> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let bin = control_plane_bin_dir()?;
+        for tool in ["etcd", "kube-apiserver"] {
+            if !bin.join(tool).is_file() {
+                bail!("no {tool} in {}", bin.display());
+            }
+        }
+        let keep = std::env::var("STS_GUARD_E2E_KEEP").is_ok_and(|v| !v.is_empty() && v != "0");
+        let work = tempfile::Builder::new()
+            .prefix("sts-guard-e2e.")
+            .tempdir()
+            .context("creating the work directory")?
+            .keep();
+        if keep {
+            eprintln!("e2e: work directory {} (kept)", work.display());
+        }
+        let mut cp = ControlPlane {
+            kubeconfig: work.join("kubeconfig"),
+            work,
+            keep,
+            url: String::new(),
+            procs: Mutex::new(Vec::new()),
+            watchdog: Mutex::new(None),
+        };
+        // From here on, dropping `cp` stops what was started.
+        cp.start_watchdog()?;
+        for dir in ["logs", "kube-cache", "pki"] {
+            fs::create_dir_all(cp.work.join(dir))?;
+        }
+        make_pki(&cp.work.join("pki"))?;
+        for attempt in 1..=3 {
+            match cp.start_once(&bin, &rt) {
+                Ok(()) => return Ok(cp),
+                Err(StartError::PortTaken) if attempt < 3 => {
+                    eprintln!("e2e: a port was taken meanwhile; retrying with new ports");
+                    cp.stop_processes();
+                }
+                Err(StartError::PortTaken) => bail!("ports kept being taken\n{}", cp.logs(60)),
+                Err(StartError::Failed(e)) => {
+                    bail!("the control plane did not start: {e:#}\n{}", cp.logs(60))
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// The work directory (pki/, logs/, kubeconfig, whatever tests put there).
+    pub fn work(&self) -> &Path {
+        &self.work
+    }
+
+    fn start_once(&mut self, bin: &Path, rt: &tokio::runtime::Runtime) -> Result<(), StartError> {
+        let ports = free_ports(3);
+        let (etcd_client, etcd_peer, api_port) = (ports[0], ports[1], ports[2]);
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+        let w = self.work.clone();
+        let pki = w.join("pki");
+        let _ = fs::remove_dir_all(w.join("etcd-data"));
+        fs::remove_file(self.log_path("etcd")).ok();
+        fs::remove_file(self.log_path("kube-apiserver")).ok();
+
+        // --unsafe-no-fsync: throwaway data; fsync on a loaded CI disk is
+        // the main cause of slow etcd writes.
+        let etcd = self.spawn(
+            "etcd",
+            Command::new(bin.join("etcd")).args([
+                "--name=e2e".to_string(),
+                format!("--data-dir={}", w.join("etcd-data").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=e2e={peer_url}"),
+                "--initial-cluster-state=new".to_string(),
+                "--unsafe-no-fsync".to_string(),
+            ]),
+        )?;
+        let etcd_addr: SocketAddr = ([127, 0, 0, 1], etcd_client).into();
+        self.wait_ready_or_dead("etcd", etcd, Duration::from_secs(30), || {
+            Ok(http_get(etcd_addr, "/health")
+                .is_ok_and(|(status, body)| status == 200 && body.contains(r#""health":"true""#)))
+        })?;
+
+        // Flags: a single-node API server that needs no other component.
+        //  --allow-privileged: like real clusters (kubeadm), so templates
+        //    with privileged containers pass validation.
+        //  --enable-admission-plugins: on top of the defaults; named
+        //    explicitly because the tests rely on them.
+        //  --cert-dir: never write generated certs outside the work dir.
+        //  --endpoint-reconciler-type=none: the "kubernetes" Service
+        //    endpoints would point at 127.0.0.1, which Endpoints validation
+        //    rejects (an error logged every few seconds); nothing needs them.
+        let p = |name: &str| pki.join(name).display().to_string();
+        let api = self.spawn(
+            "kube-apiserver",
+            Command::new(bin.join("kube-apiserver")).args([
+                "--bind-address=127.0.0.1".to_string(),
+                "--advertise-address=127.0.0.1".to_string(),
+                format!("--secure-port={api_port}"),
+                format!("--cert-dir={}", pki.display()),
+                format!("--tls-cert-file={}", p("apiserver.crt")),
+                format!("--tls-private-key-file={}", p("apiserver.key")),
+                format!("--client-ca-file={}", p("ca.crt")),
+                format!("--etcd-servers={etcd_url}"),
+                "--service-account-issuer=https://kubernetes.default.svc".to_string(),
+                format!("--service-account-key-file={}", p("sa.pub")),
+                format!("--service-account-signing-key-file={}", p("sa.key")),
+                "--authorization-mode=RBAC".to_string(),
+                "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook".to_string(),
+                "--allow-privileged=true".to_string(),
+                "--endpoint-reconciler-type=none".to_string(),
+                "--profiling=false".to_string(),
+            ]),
+        )?;
+        self.url = format!("https://127.0.0.1:{api_port}");
+        write_kubeconfig(&self.kubeconfig, &self.url, &pki)?;
+
+        // Ready when /readyz says so and the bootstrap controller has made
+        // namespace "default" (tests create objects right away).
+        let timeout = std::env::var("CP_START_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(Duration::from_secs(120), Duration::from_secs);
+        let client = rt.block_on(client_from(&self.kubeconfig))?;
+        self.wait_ready_or_dead("kube-apiserver", api, timeout, || {
+            let client = client.clone();
+            Ok(rt.block_on(async move {
+                let ready = client
+                    .request_text(hyper::Request::get("/readyz").body(Vec::new()).unwrap())
+                    .await
+                    .is_ok_and(|body| body.trim() == "ok");
+                ready
+                    && kube::Api::<Namespace>::all(client)
+                        .get_opt("default")
+                        .await
+                        .is_ok_and(|ns| ns.is_some())
+            }))
+        })?;
+        Ok(())
+    }
+
+    /// Waits until `ready` holds; fails at once if the process `pid` exits
+    /// (PortTaken when its log says a port was in use).
+    fn wait_ready_or_dead(
+        &self,
+        name: &str,
+        pid: u32,
+        timeout: Duration,
+        mut ready: impl FnMut() -> anyhow::Result<bool>,
+    ) -> Result<(), StartError> {
+        let mut died = false;
+        let waited = wait_for(
+            &format!("{name} to be ready"),
+            timeout,
+            Duration::from_millis(200),
+            || {
+                if ready()? {
+                    return Ok(true);
+                }
+                if !self.is_running(pid) {
+                    died = true;
+                    bail!("{name} exited");
+                }
+                Ok(false)
+            },
+        );
+        match waited {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let log = fs::read_to_string(self.log_path(name)).unwrap_or_default();
+                if died && log.contains("address already in use") {
+                    Err(StartError::PortTaken)
+                } else {
+                    Err(StartError::Failed(e))
+                }
+            }
+        }
+    }
+
+    /// Starts `cmd` in its own process group, output in logs/<name>.log
+    /// (appended), stdin closed; [`ControlPlane::stop`] and the watchdog
+    /// stop it. Returns its PID.
+    pub fn spawn(&self, name: &str, cmd: &mut Command) -> anyhow::Result<u32> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))
+            .with_context(|| format!("opening the log of {name}"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        let mut procs = self.procs();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name}: {:?}", cmd.get_program()))?;
+        let pid = child.id();
+        procs.push(Proc {
+            name: name.to_string(),
+            child,
+        });
+        self.write_pids(&procs);
+        Ok(pid)
+    }
+
+    /// True while the process `pid` (started by [`ControlPlane::spawn`]) runs.
+    pub fn is_running(&self, pid: u32) -> bool {
+        self.procs()
+            .iter_mut()
+            .find(|p| p.child.id() == pid)
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)))
+    }
+
+    /// Stops one process started by [`ControlPlane::spawn`] (SIGTERM to its
+    /// group, SIGKILL after 10 s) and waits for it.
+    pub fn stop_process(&self, pid: u32) {
+        let proc = {
+            let mut procs = self.procs();
+            let Some(i) = procs.iter().position(|p| p.child.id() == pid) else {
+                return;
+            };
+            let proc = procs.remove(i);
+            self.write_pids(&procs);
+            proc
+        };
+        terminate(proc.child);
+    }
+
+    /// Stops every process, newest first (helpers, then the apiserver while
+    /// etcd is still up, then etcd), then the watchdog, which removes the
+    /// work directory unless `STS_GUARD_E2E_KEEP` is set. Idempotent.
+    pub fn stop(&self) {
+        self.stop_processes();
+        let watchdog = self
+            .watchdog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((mut child, pipe)) = watchdog {
+            drop(pipe); // end-of-file: the watchdog finds nothing left to stop
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops every process, newest first, and keeps the work directory
+    /// (kubeconfig, logs) until [`ControlPlane::stop`] or drop.
+    pub fn stop_processes(&self) {
+        let procs = {
+            let mut procs = self.procs();
+            let taken = std::mem::take(&mut *procs);
+            self.write_pids(&procs);
+            taken
+        };
+        for p in procs.into_iter().rev() {
+            terminate(p.child);
+        }
+    }
+
+    fn procs(&self) -> MutexGuard<'_, Vec<Proc>> {
+        self.procs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The watchdog's list: one "PID NAME" line per running process.
+    fn write_pids(&self, procs: &[Proc]) {
+        let list: String = procs
+            .iter()
+            .map(|p| format!("{} {}\n", p.child.id(), p.name))
+            .collect();
+        let _ = fs::write(self.work.join("pids"), list);
+    }
+
+    fn start_watchdog(&self) -> anyhow::Result<()> {
+        // stdin is a pipe whose write end only this process holds (Rust
+        // opens it close-on-exec, so no other child inherits it): `cat`
+        // returns when this process exits, however it exits. Its own
+        // process group and an ignored SIGINT, so Ctrl-C in a terminal
+        // reaches the test process but not the watchdog.
+        const SCRIPT: &str = r#"
+trap '' INT HUP
+cat >/dev/null
+pids="$1/pids"
+if [[ -s "$pids" ]]; then
+  while read -r pid _; do kill -TERM -- "-$pid" 2>/dev/null; done <"$pids"
+  for ((i = 0; i < 100; i++)); do
+    alive=""
+    while read -r pid _; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done <"$pids"
+    [[ -z "$alive" ]] && break
+    sleep 0.1
+  done
+  while read -r pid _; do kill -KILL -- "-$pid" 2>/dev/null; done <"$pids"
+fi
+[[ "$2" == 1 ]] || rm -rf -- "$1"
+"#;
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg("e2e-watchdog")
+            .arg(&self.work)
+            .arg(if self.keep { "1" } else { "0" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting the watchdog (bash)")?;
+        let pipe = child.stdin.take().expect("piped stdin");
+        *self.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = Some((child, pipe));
+        Ok(())
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.work.join("logs").join(format!("{name}.log"))
+    }
+
+    /// The last `lines` lines of every log, for failure messages.
+    pub fn logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let Ok(dir) = fs::read_dir(self.work.join("logs")) else {
+            return out;
+        };
+        let mut paths: Vec<PathBuf> = dir.filter_map(|e| Some(e.ok()?.path())).collect();
+        paths.sort();
+        for path in paths {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!(
+                "===== {} (last {lines} lines) =====\n",
+                path.display()
+            ));
+            for line in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// A command whose kube client configuration is this control plane
+    /// (KUBECONFIG, and kubectl's cache kept out of $HOME).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.work.join("kube-cache"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `kubectl ARGS...` against this control plane.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        run(self.command("kubectl").args(args), None)
+    }
+
+    /// `kubectl ARGS...` with `input` on stdin (for `-f -`).
+    pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> Output {
+        run(self.command("kubectl").args(args), Some(input))
+    }
+
+    /// A kube client for this control plane, bound to the calling runtime.
+    pub async fn client(&self) -> kube::Client {
+        client_from(&self.kubeconfig)
+            .await
+            .expect("kube client from the e2e kubeconfig")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `cmd` to completion, feeding it `input`.
+pub fn run(cmd: &mut Command, input: Option<&str>) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_string();
+        // A writer thread, so a child that prints a lot before reading all
+        // of its input cannot deadlock against us.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
+    Output::from_std(child.wait_with_output().expect("wait for the command"))
+}
+
+fn terminate(mut child: Child) {
+    let group = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a negative PID signals that process group; the
+    // group is the one this child leads (process_group(0) at spawn).
+    unsafe { libc::kill(-group, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            // SAFETY: as above.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+}
+
+async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    // kube builds its rustls config on the process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    config.connect_timeout = Some(Duration::from_secs(2));
+    config.read_timeout = Some(Duration::from_secs(10));
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn write_kubeconfig(path: &Path, url: &str, pki: &Path) -> anyhow::Result<()> {
+    // JSON strings are YAML strings: paths need no further quoting.
+    let q = |p: &str| serde_json::to_string(&pki.join(p)).unwrap();
+    let text = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: sts-guard-e2e
+  cluster:
+    server: {url}
+    certificate-authority: {ca}
+users:
+- name: admin
+  user:
+    client-certificate: {crt}
+    client-key: {key}
+contexts:
+- name: sts-guard-e2e
+  context:
+    cluster: sts-guard-e2e
+    user: admin
+current-context: sts-guard-e2e
+",
+        ca = q("ca.crt"),
+        crt = q("admin.crt"),
+        key = q("admin.key"),
+    );
+    write_private(path, text.as_bytes())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The PKI of the control plane (rcgen, EC P-256 everywhere): ca.crt/key,
+/// the apiserver's serving certificate, the admin client certificate
+/// (O=system:masters; X.509 v3 with an Authority Key Identifier, which
+/// rustls-based clients require), and the service-account signing key.
+fn make_pki(dir: &Path) -> anyhow::Result<()> {
+    let name = |cn: &str, org: Option<&str>| {
+        let mut dn = DistinguishedName::new();
+        if let Some(o) = org {
+            dn.push(DnType::OrganizationName, o);
+        }
+        dn.push(DnType::CommonName, cn);
+        dn
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = name("sts-guard-e2e-ca", None);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    fs::write(dir.join("ca.crt"), ca_cert.pem())?;
+    write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let issue = |file: &str,
+                 dn: DistinguishedName,
+                 usage: ExtendedKeyUsagePurpose,
+                 sans: Vec<SanType>|
+     -> anyhow::Result<()> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &issuer)?;
+        fs::write(dir.join(format!("{file}.crt")), cert.pem())?;
+        write_private(
+            &dir.join(format!("{file}.key")),
+            key.serialize_pem().as_bytes(),
+        )
+    };
+    let mut sans = vec![
+        SanType::IpAddress([127, 0, 0, 1].into()),
+        SanType::IpAddress([10, 0, 0, 1].into()),
+    ];
+    for dns in [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ] {
+        sans.push(SanType::DnsName(dns.try_into()?));
+    }
+    issue(
+        "apiserver",
+        name("kube-apiserver", None),
+        ExtendedKeyUsagePurpose::ServerAuth,
+        sans,
+    )?;
+    issue(
+        "admin",
+        name("kubernetes-admin", Some("system:masters")),
+        ExtendedKeyUsagePurpose::ClientAuth,
+        Vec::new(),
+    )?;
+    // Service-account tokens are signed ES256 with this key.
+    let sa = KeyPair::generate()?;
+    write_private(&dir.join("sa.key"), sa.serialize_pem().as_bytes())?;
+    fs::write(dir.join("sa.pub"), sa.public_key_pem())?;
+    Ok(())
+}
+
+/// Stops `cp` when the process exits normally (a `static` is never
+/// dropped): the test harness returns from main and the C runtime runs
+/// this. Abnormal exits are the watchdog's.
+pub fn stop_at_exit(cp: &'static ControlPlane) {
+    static REGISTERED: Mutex<Vec<&'static ControlPlane>> = Mutex::new(Vec::new());
+    extern "C" fn stop_all() {
+        if let Ok(list) = REGISTERED.try_lock() {
+            for cp in list.iter() {
+                cp.stop();
+            }
+        }
+    }
+    let mut list = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    if list.is_empty() {
+        // SAFETY: registers a plain function with no arguments; it only
+        // touches statics that outlive main.
+        unsafe { libc::atexit(stop_all) };
+    }
+    list.push(cp);
+}
