@@ -6,6 +6,12 @@
 # run for real), but namespaces never finish deleting, no default
 # ServiceAccount is created and StatefulSets never get Pods.
 #
+# The Rust tests (tests/e2e/main.rs, tests/cli_audit.rs) start the same
+# control plane from tests/support/control_plane.rs and register sts-guard
+# through tests/support/webhook.rs; this file is for bash scripts
+# (bench/e2e-cost.sh, smoke.sh). Keep the kube-apiserver flags and
+# webhooks_from_deploy of the two alike.
+#
 # Source it from a bash script (it sets no shell options of its own):
 #
 #   . tests/e2e/lib.sh
