@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use sts_guard::cli::check::{CheckOptions, check};
+use sts_guard::commands::check::{CheckOptions, check};
 
 const FILES: usize = 10;
 const PER_FILE: usize = 1_000;

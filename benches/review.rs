@@ -20,12 +20,12 @@ use std::path::PathBuf;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::admission::AdmissionReview;
 
-use sts_guard::admission::{Context, Endpoint, review};
 use sts_guard::lookup::ManifestServices;
 use sts_guard::policy::Policy;
-use sts_guard::server::routes::{Rejection, decode};
+use sts_guard::webhook::routes::{Endpoint, decide};
+use sts_guard::webhook::wire::{Admission, Rejection, decode};
 
 fn bodies_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("STS_GUARD_BENCH_BODIES") {
@@ -50,7 +50,7 @@ fn services() -> ManifestServices {
     ManifestServices::read(&[path]).expect("services.yaml")
 }
 
-fn unwrap_decoded(body: &[u8]) -> AdmissionRequest<StatefulSet> {
+fn unwrap_decoded(body: &[u8]) -> Admission {
     match decode(body) {
         Ok(request) => request,
         Err(Rejection::BadRequest(reason)) => panic!("bench body rejected: {reason}"),
@@ -64,22 +64,18 @@ fn pure_path<M: Measurement>(c: &mut Criterion<M>) {
     let dir = bodies_dir();
     let policy = Policy::default();
     let services = services();
-    let ctx = Context {
-        policy: &policy,
-        services: &services,
-    };
     for size in ["typical", "large"] {
         for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
             let name = endpoint.as_str();
             let body = std::fs::read(dir.join(format!("{size}-{name}.json")))
                 .expect("reading a bench body");
             let request = unwrap_decoded(&body);
-            let decision = review(&request, endpoint, &ctx);
+            let decision = decide(&request, endpoint, &policy, &services);
             assert!(decision.allowed(), "{size} {name}: {:?}", decision.denial);
             if endpoint == Endpoint::Mutate {
                 assert!(decision.patch.is_some(), "{size} mutate: no patch");
             }
-            let response = decision.clone().into_response(&request).into_review();
+            let response = decision.clone().into_response(&request.uid).into_review();
 
             let mut group = c.benchmark_group(format!("{name}/{size}"));
             group.throughput(Throughput::Bytes(body.len() as u64));
@@ -94,10 +90,10 @@ fn pure_path<M: Measurement>(c: &mut Criterion<M>) {
                 })
             });
             group.bench_function(BenchmarkId::from_parameter("review"), |b| {
-                b.iter(|| review(black_box(&request), endpoint, &ctx))
+                b.iter(|| decide(black_box(&request), endpoint, &policy, &services))
             });
             group.bench_function(BenchmarkId::from_parameter("respond"), |b| {
-                b.iter(|| black_box(decision.clone()).into_response(&request))
+                b.iter(|| black_box(decision.clone()).into_response(&request.uid))
             });
             group.bench_function(BenchmarkId::from_parameter("encode"), |b| {
                 b.iter(|| serde_json::to_vec(black_box(&response)).expect("encode"))
@@ -105,8 +101,8 @@ fn pure_path<M: Measurement>(c: &mut Criterion<M>) {
             group.bench_function(BenchmarkId::from_parameter("all"), |b| {
                 b.iter(|| {
                     let request = unwrap_decoded(black_box(&body));
-                    let decision = review(&request, endpoint, &ctx);
-                    let response = decision.into_response(&request).into_review();
+                    let decision = decide(&request, endpoint, &policy, &services);
+                    let response = decision.into_response(&request.uid).into_review();
                     serde_json::to_vec(&response).expect("encode")
                 })
             });

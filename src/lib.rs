@@ -1,12 +1,29 @@
 //! sts-guard: an admission webhook that keeps StatefulSets healthy by
 //! construction. One rule engine behind three front doors: `serve`
-//! (admission webhook), `check` (offline manifests) and `audit` (live cluster).
+//! (admission webhook), `check` (offline manifests) and `audit` (live
+//! cluster).
+//!
+//! Layers, each importing only those below it:
+//! - `webhook` (the HTTP edge) and `commands` (`check`, `audit`, `certs`);
+//! - `lookup` (what rules look up: watch cache, manifests, listings) and
+//!   `manifest` (reading YAML and JSON as kubectl does);
+//! - `review` (the pure core: modes, exemptions, ratcheting, mutations);
+//! - `rules` (one file per rule) and `policy`;
+//! - `view` (the typed views every layer reads).
 
-pub mod admission;
-pub mod cli;
+pub mod commands;
 pub mod lookup;
 pub mod manifest;
 pub mod policy;
 pub mod reload;
+pub mod review;
 pub mod rules;
-pub mod server;
+pub mod view;
+pub mod webhook;
+
+/// rustls 0.23 needs one process-wide crypto provider (for the webhook's
+/// TLS and for kube's client); installing it explicitly at start-up beats a
+/// panic on the first handshake. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

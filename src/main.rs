@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use sts_guard::cli;
-use sts_guard::server::{self, Limits, ServeConfig};
+use sts_guard::commands as cli;
+use sts_guard::webhook::{self, Limits, ServeConfig};
 
 #[derive(Parser)]
 #[command(
@@ -54,9 +54,9 @@ enum OutputFormat {
     Sarif,
 }
 
-impl From<OutputFormat> for sts_guard::cli::report::Format {
+impl From<OutputFormat> for sts_guard::commands::report::Format {
     fn from(f: OutputFormat) -> Self {
-        use sts_guard::cli::report::Format;
+        use sts_guard::commands::report::Format;
         match f {
             OutputFormat::Text => Format::Text,
             OutputFormat::Json => Format::Json,
@@ -171,13 +171,15 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format, default_level);
     match cli.command {
         Command::Serve(args) => run_serve(args),
-        Command::Certs(args) => match sts_guard::cli::certs::run(&args.out, &args.dns, &args.ip) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
+        Command::Certs(args) => {
+            match sts_guard::commands::certs::run(&args.out, &args.dns, &args.ip) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         Command::Check(args) => {
             let options = cli::check::CheckOptions {
                 paths: args.paths,
@@ -240,7 +242,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::serve(config)) {
+    match runtime.block_on(webhook::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "serve failed");

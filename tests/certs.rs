@@ -29,9 +29,9 @@ fn certs_writes_ca_cert_and_a_private_key_only_its_owner_reads() {
     assert!(crt.starts_with("-----BEGIN CERTIFICATE-----"));
     assert_ne!(crt, ca);
     // The pair loads as a TLS identity (the same check serve makes).
-    sts_guard::server::tls::install_crypto_provider();
+    sts_guard::install_crypto_provider();
     let key = std::fs::read(out.join("tls.key")).unwrap();
-    sts_guard::server::tls::certified_key(crt.as_bytes(), &key, "tls.crt", "tls.key").unwrap();
+    sts_guard::webhook::tls::certified_key(crt.as_bytes(), &key, "tls.crt", "tls.key").unwrap();
 }
 
 #[test]

@@ -15,13 +15,13 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use sts_guard::cli::check::{CheckOptions, check};
-use sts_guard::cli::report::{Body as ReportBody, Verdict};
+use sts_guard::commands::check::{CheckOptions, check};
+use sts_guard::commands::report::{Body as ReportBody, Verdict};
 use sts_guard::lookup::{ManifestServices, ServiceSource};
 use sts_guard::manifest::{self, InputObject};
 use sts_guard::policy::Policy;
-use sts_guard::server::metrics::Metrics;
-use sts_guard::server::routes::{App, router};
+use sts_guard::webhook::metrics::Metrics;
+use sts_guard::webhook::routes::{App, router};
 
 fn corpus() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/charts");

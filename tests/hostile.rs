@@ -29,14 +29,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-use sts_guard::admission::{
-    MAX_DENIAL_BYTES, MAX_DENIAL_PROBLEMS, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
-};
 use sts_guard::lookup::ServiceSource;
 use sts_guard::policy::Policy;
-use sts_guard::server::Limits;
-use sts_guard::server::metrics::Metrics;
-use sts_guard::server::routes::{App, MAX_BODY_BYTES, router};
+use sts_guard::webhook::Limits;
+use sts_guard::webhook::decision::{
+    MAX_DENIAL_BYTES, MAX_DENIAL_PROBLEMS, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
+};
+use sts_guard::webhook::metrics::Metrics;
+use sts_guard::webhook::routes::{App, MAX_BODY_BYTES, router};
 use support::*;
 
 /// Every hostile request is answered within this (debug build, loaded CI).

@@ -16,9 +16,9 @@ use tower::ServiceExt;
 
 use sts_guard::lookup::ServiceSource;
 use sts_guard::policy::Policy;
-use sts_guard::server::Limits;
-use sts_guard::server::metrics::Metrics;
-use sts_guard::server::routes::{App, MAX_BODY_BYTES, router};
+use sts_guard::webhook::Limits;
+use sts_guard::webhook::metrics::Metrics;
+use sts_guard::webhook::routes::{App, MAX_BODY_BYTES, router};
 use support::*;
 
 fn app(policy: &str) -> Arc<App> {

@@ -17,9 +17,9 @@ fn the_shipped_configmap_policy_parses_and_starts_in_audit() {
     let text = configmap["data"]["policy.yaml"].as_str().unwrap();
     let policy = Policy::from_yaml(text, "policy-configmap.yaml").unwrap();
     for rule in [
-        RuleId::LivenessProbe,
-        RuleId::ReadinessProbe,
-        RuleId::HeadlessService,
+        RuleId("liveness-probe"),
+        RuleId("readiness-probe"),
+        RuleId("headless-service"),
     ] {
         assert_eq!(policy.mode("any", rule), Mode::Audit, "safe start");
     }
@@ -28,13 +28,19 @@ fn the_shipped_configmap_policy_parses_and_starts_in_audit() {
 #[test]
 fn the_example_policy_parses_as_documented() {
     let policy = Policy::from_yaml(&repo("examples/policy.yaml"), "examples/policy.yaml").unwrap();
-    assert_eq!(policy.mode("legacy", RuleId::LivenessProbe), Mode::Warn);
-    assert_eq!(policy.mode("sandbox", RuleId::HeadlessService), Mode::Audit);
-    assert_eq!(policy.mode("shop", RuleId::HeadlessService), Mode::Enforce);
+    assert_eq!(policy.mode("legacy", RuleId("liveness-probe")), Mode::Warn);
+    assert_eq!(
+        policy.mode("sandbox", RuleId("headless-service")),
+        Mode::Audit
+    );
+    assert_eq!(
+        policy.mode("shop", RuleId("headless-service")),
+        Mode::Enforce
+    );
     assert!(policy.mutations("batch").startup_probe);
     assert!(
         policy
-            .exemption("batch", "queue-worker", RuleId::HeadlessService)
+            .exemption("batch", "queue-worker", RuleId("headless-service"))
             .is_some()
     );
 }

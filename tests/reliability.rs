@@ -38,9 +38,9 @@ use tokio_rustls::TlsConnector;
 use sts_guard::lookup::{ClusterServices, LookupPath, ServiceSource};
 use sts_guard::policy::Policy;
 use sts_guard::rules::ServiceState;
-use sts_guard::server::Limits;
-use sts_guard::server::metrics::Metrics;
-use sts_guard::server::routes::{App, router};
+use sts_guard::webhook::Limits;
+use sts_guard::webhook::metrics::Metrics;
+use sts_guard::webhook::routes::{App, router};
 use support::*;
 
 // ---------------------------------------------------------------------------
@@ -159,7 +159,7 @@ impl Drop for Serve {
 // A load client that tells "never sent" from "sent and failed"
 
 fn connector_for(bundle: &Path, client_cert: Option<(&Path, &Path)>) -> TlsConnector {
-    sts_guard::server::tls::install_crypto_provider();
+    sts_guard::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(bundle).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -184,7 +184,7 @@ fn connector_for(bundle: &Path, client_cert: Option<(&Path, &Path)>) -> TlsConne
 /// certificate of the session it resumes, so only a full handshake shows
 /// which certificate the server presents now.
 fn probe_connector(bundle: &Path) -> TlsConnector {
-    sts_guard::server::tls::install_crypto_provider();
+    sts_guard::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(bundle).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -893,7 +893,7 @@ async fn validate(app: &Arc<App>, body: Vec<u8>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itself() {
-    sts_guard::server::tls::install_crypto_provider();
+    sts_guard::install_crypto_provider();
     let api = Arc::new(Mutex::new(FakeApi::default()));
     api.lock().unwrap().add("shop", "web");
     let api_addr = start_fake_api(api.clone()).await;

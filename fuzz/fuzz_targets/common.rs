@@ -16,14 +16,14 @@ use std::sync::{Arc, LazyLock};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
-use sts_guard::admission::{
+use sts_guard::review::{
     Context, Decision, Endpoint, MAX_DENIAL_BYTES, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
     review,
 };
 use sts_guard::policy::Policy;
 use sts_guard::rules::{ServiceLookup, ServiceState};
-use sts_guard::server::decode::reviewed_part;
-use sts_guard::server::routes::{Rejection, decode};
+use sts_guard::webhook::decode::reviewed_part;
+use sts_guard::webhook::routes::{Rejection, decode};
 
 /// `shop/web` exists and is headless, `shop/down` cannot be looked up (API
 /// trouble), everything else is missing.
@@ -75,7 +75,7 @@ pub fn policies() -> usize {
 /// Decodes `body` as the HTTP edge does and reviews it under policy `which`.
 pub fn check_body(body: &[u8], which: usize) {
     // The HTTP edge answers 413 before decoding anything larger.
-    if body.len() > sts_guard::server::routes::MAX_BODY_BYTES {
+    if body.len() > sts_guard::webhook::routes::MAX_BODY_BYTES {
         return;
     }
     let policy = &POLICIES[which % POLICIES.len()];

@@ -217,7 +217,7 @@ fn object_field<'a>(review: &'a mut Value, field: &str) -> Option<&'a mut Map<St
 /// HTTP edge refuses larger ones before decoding, so they test nothing.
 fn fitting(v: &Value) -> usize {
     let each = serde_json::to_vec(v).map_or(usize::MAX, |b| b.len() + 1);
-    sts_guard::server::routes::MAX_BODY_BYTES / each
+    sts_guard::webhook::routes::MAX_BODY_BYTES / each
 }
 
 fn apply(review: &mut Value, m: &Mutation) {
@@ -372,7 +372,7 @@ fuzz_target!(|input: Input| {
         // Keep the body within what the webhook accepts (and memory low).
         if matches!(m, Mutation::Duplicate(..))
             && serde_json::to_vec(&review).map_or(true, |b| {
-                b.len() > sts_guard::server::routes::MAX_BODY_BYTES
+                b.len() > sts_guard::webhook::routes::MAX_BODY_BYTES
             })
         {
             break;

@@ -15,6 +15,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::LookupPath;
 use crate::rules::ServiceState;
+use crate::view;
+
+/// A client from the usual configuration (in-cluster, or `KUBECONFIG`),
+/// with the process-wide TLS crypto provider kube's rustls client needs.
+pub async fn connect() -> Result<kube::Client, kube::Error> {
+    crate::install_crypto_provider();
+    kube::Client::try_default().await
+}
 
 pub struct ClusterServices {
     client: kube::Client,
@@ -71,12 +79,14 @@ impl ClusterServices {
     }
 
     pub async fn resolve(&self, namespace: &str, name: &str) -> (ServiceState, LookupPath) {
+        let found =
+            |svc: &Service| ServiceState::Found(Arc::new(view::Service::of(svc, namespace)));
         if let Some(svc) = self.store.get(&ObjectRef::new(name).within(namespace)) {
-            return (ServiceState::Found(svc), LookupPath::Cache);
+            return (found(&svc), LookupPath::Cache);
         }
         let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
         match tokio::time::timeout(self.lookup_timeout, api.get_opt(name)).await {
-            Ok(Ok(Some(svc))) => (ServiceState::Found(Arc::new(svc)), LookupPath::ApiGet),
+            Ok(Ok(Some(svc))) => (found(&svc), LookupPath::ApiGet),
             Ok(Ok(None)) => (ServiceState::NotFound, LookupPath::ApiGet),
             Ok(Err(e)) => {
                 tracing::warn!(namespace, name, error = %e, "service lookup failed");

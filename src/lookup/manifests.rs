@@ -11,10 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
-
 use crate::manifest::InputError;
-use crate::rules::{ServiceLookup, ServiceState};
+use crate::rules::{Lookups, ServiceState};
+use crate::view::Service;
 
 #[derive(Default, Debug)]
 pub struct ManifestServices {
@@ -43,16 +42,21 @@ impl ManifestServices {
         let mut services = ManifestServices::default();
         for s in crate::manifest::read_services(paths)? {
             let place = s.source.to_string();
-            services.insert(s.service, &s.namespace, place);
+            services.insert(&s.service, &s.namespace, place);
         }
         Ok(services)
     }
 
     /// Adds a Service in `namespace`; `place` says where it was read.
-    pub fn insert(&mut self, service: Service, namespace: &str, place: String) {
-        let name = service.metadata.name.clone().unwrap_or_default();
+    pub fn insert(
+        &mut self,
+        service: &k8s_openapi::api::core::v1::Service,
+        namespace: &str,
+        place: String,
+    ) {
+        let service = Service::of(service, namespace);
         self.by_name
-            .entry((namespace.to_string(), name))
+            .entry((namespace.to_string(), service.name.clone()))
             .or_default()
             .push(Definition {
                 service: Arc::new(service),
@@ -85,18 +89,13 @@ impl ManifestServices {
     }
 }
 
-/// What the headless-service rule reads of a Service, as a sort key: two
-/// definitions that agree on it are the same answer.
+/// What the rules read of a Service, as a sort key: two definitions that
+/// agree on it are the same answer.
 fn what_the_rule_reads(service: &Service) -> String {
-    let spec = service.spec.as_ref();
-    serde_json::to_string(&(
-        spec.and_then(|s| s.cluster_ip.as_deref()),
-        spec.and_then(|s| s.selector.as_ref()),
-    ))
-    .unwrap_or_default()
+    serde_json::to_string(&(&service.cluster_ip, &service.selector)).unwrap_or_default()
 }
 
-impl ServiceLookup for ManifestServices {
+impl Lookups for ManifestServices {
     fn service(&self, namespace: &str, name: &str) -> ServiceState {
         let Some(defs) = self.by_name.get(&(namespace.to_string(), name.to_string())) else {
             return ServiceState::NotFound;

@@ -1,20 +1,26 @@
-//! Where Services come from: the cluster (watch cache, then one bounded GET)
-//! for `serve` and `audit`, or the manifests given to `check`.
+//! What rules look up, and where it comes from: the cluster (watch cache,
+//! then one bounded GET) for `serve`, the manifests given to `check`, the
+//! listings of `audit`.
+//!
+//! `serve` fetches, before the pure review runs, exactly what the rules
+//! declared ([`crate::rules::needs`]) into a [`Fetched`]; the review reads
+//! only that.
 
 mod cluster;
 mod manifests;
 
 use std::sync::Arc;
 
-pub use cluster::ClusterServices;
+pub use cluster::{ClusterServices, connect};
 pub use manifests::{Duplicate, ManifestServices};
 
-use crate::rules::{ServiceLookup, ServiceState};
+use crate::rules::{Lookups, Need, ServiceState};
 
-/// The Services a server reviews against.
+/// Where a server's lookups are answered.
 #[derive(Clone)]
 pub enum ServiceSource {
     Cluster(Arc<ClusterServices>),
+    /// Fixed manifests (`serve --services-from`: benchmarks, demos).
     Static(Arc<ManifestServices>),
 }
 
@@ -39,20 +45,26 @@ impl LookupPath {
 }
 
 impl ServiceSource {
-    /// Looks up one Service ahead of the pure review.
-    pub async fn resolve(&self, namespace: &str, name: &str) -> (Resolved, LookupPath) {
-        let (state, path) = match self {
-            ServiceSource::Cluster(c) => c.resolve(namespace, name).await,
-            ServiceSource::Static(s) => (s.service(namespace, name), LookupPath::Static),
-        };
-        (
-            Resolved {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                state,
-            },
-            path,
-        )
+    /// Answers every need ahead of the pure review; `on_lookup` hears where
+    /// each was answered.
+    pub async fn fetch(&self, needs: Vec<Need>, mut on_lookup: impl FnMut(LookupPath)) -> Fetched {
+        let mut fetched = Fetched::default();
+        for need in needs {
+            let state = match &need {
+                Need::Service { namespace, name } => {
+                    let (state, path) = match self {
+                        ServiceSource::Cluster(c) => c.resolve(namespace, name).await,
+                        ServiceSource::Static(s) => {
+                            (s.service(namespace, name), LookupPath::Static)
+                        }
+                    };
+                    on_lookup(path);
+                    state
+                }
+            };
+            fetched.answers.push((need, state));
+        }
+        fetched
     }
 
     /// True once the source can answer from its cache.
@@ -64,31 +76,37 @@ impl ServiceSource {
     }
 }
 
-/// One Service looked up in advance, so the review itself stays synchronous
-/// and pure. A StatefulSet names exactly one Service (and `serviceName` is
-/// immutable, so the old object of an UPDATE names the same one).
-pub struct Resolved {
-    namespace: String,
-    name: String,
-    state: ServiceState,
+/// What was fetched for one request: the answer to each need.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    answers: Vec<(Need, ServiceState)>,
 }
 
-impl Resolved {
-    pub fn none() -> Self {
-        Resolved {
-            namespace: String::new(),
-            name: String::new(),
-            state: ServiceState::NotFound,
-        }
-    }
-}
-
-impl ServiceLookup for Resolved {
+impl Lookups for Fetched {
     fn service(&self, namespace: &str, name: &str) -> ServiceState {
-        if namespace == self.namespace && name == self.name {
-            self.state.clone()
-        } else {
-            ServiceState::Unknown("not looked up".into())
+        let found = self.answers.iter().find(|(need, _)| match need {
+            Need::Service {
+                namespace: n,
+                name: s,
+            } => n == namespace && s == name,
+        });
+        match found {
+            Some((_, state)) => state.clone(),
+            None => {
+                // A rule asked for what it did not declare: a bug, caught by
+                // the tests (debug builds panic); in production the rule
+                // warns instead of guessing.
+                debug_assert!(
+                    false,
+                    "Service {namespace}/{name} looked up but not declared"
+                );
+                tracing::error!(
+                    namespace,
+                    name,
+                    "a rule looked up a Service it did not declare"
+                );
+                ServiceState::Unknown("not fetched: an sts-guard bug, please report it".into())
+            }
         }
     }
 }

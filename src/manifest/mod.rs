@@ -25,13 +25,13 @@ mod node;
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use thiserror::Error;
 
 pub use node::{Node, NodeValue, Position};
 
 use crate::rules::FieldPath;
+use crate::view::StatefulSet;
 
 /// How stdin is named in messages and reports.
 pub const STDIN_NAME: &str = "<stdin>";
@@ -619,7 +619,13 @@ fn statefulset(node: Node, source: Source, default_namespace: &str) -> InputObje
         return invalid(message, node.position_of(&path));
     }
     let json = node.to_json();
-    match serde_path_to_error::deserialize::<_, StatefulSet>(&json) {
+    // The whole object as the API server would decode it, so a field of the
+    // wrong type anywhere is reported as the API server would refuse it;
+    // then the part the review reads.
+    let decoded =
+        serde_path_to_error::deserialize::<_, k8s_openapi::api::apps::v1::StatefulSet>(&json)
+            .and_then(|_| serde_path_to_error::deserialize::<_, StatefulSet>(&json));
+    match decoded {
         Ok(sts) => InputObject::StatefulSet(Box::new(InputStatefulSet {
             sts,
             namespace,

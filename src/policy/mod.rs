@@ -285,10 +285,10 @@ exemptions:
     #[test]
     fn modes_follow_precedence() {
         let p = Policy::from_yaml(EXAMPLE, "t").unwrap();
-        assert_eq!(p.mode("shop", RuleId::LivenessProbe), Mode::Audit);
-        assert_eq!(p.mode("shop", RuleId::HeadlessService), Mode::Enforce);
-        assert_eq!(p.mode("other", RuleId::HeadlessService), Mode::Audit);
-        assert_eq!(p.mode("other", RuleId::ReadinessProbe), Mode::Warn);
+        assert_eq!(p.mode("shop", RuleId("liveness-probe")), Mode::Audit);
+        assert_eq!(p.mode("shop", RuleId("headless-service")), Mode::Enforce);
+        assert_eq!(p.mode("other", RuleId("headless-service")), Mode::Audit);
+        assert_eq!(p.mode("other", RuleId("readiness-probe")), Mode::Warn);
         assert!(!p.rule_settings().sidecars_require_probes);
     }
 
@@ -305,15 +305,15 @@ exemptions:
     fn exemptions_match_name_and_rule() {
         let p = Policy::from_yaml(EXAMPLE, "t").unwrap();
         assert!(
-            p.exemption("batch", "queue-worker", RuleId::HeadlessService)
+            p.exemption("batch", "queue-worker", RuleId("headless-service"))
                 .is_some()
         );
         assert!(
-            p.exemption("batch", "queue-worker", RuleId::LivenessProbe)
+            p.exemption("batch", "queue-worker", RuleId("liveness-probe"))
                 .is_none()
         );
         assert!(
-            p.exemption("batch", "other", RuleId::HeadlessService)
+            p.exemption("batch", "other", RuleId("headless-service"))
                 .is_none()
         );
     }
@@ -321,7 +321,7 @@ exemptions:
     #[test]
     fn empty_file_enforces_everything() {
         let p = Policy::from_yaml("", "t").unwrap();
-        assert_eq!(p.mode("any", RuleId::HeadlessService), Mode::Enforce);
+        assert_eq!(p.mode("any", RuleId("headless-service")), Mode::Enforce);
     }
 
     #[test]

@@ -4,36 +4,50 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Service;
+use super::{FieldPath, Finding, FindingKind, Need, Rule, RuleId, ServiceState, Subject};
+use crate::view::{Service, StatefulSet};
 
-use super::{FieldPath, Finding, FindingKind, RuleId, ServiceState, Subject};
+pub const RULE: Rule = Rule {
+    id: RuleId("headless-service"),
+    summary: "spec.serviceName names a headless Service that selects the pods",
+    help: "Create a Service in the same namespace with clusterIP: None whose selector matches spec.template.metadata.labels; otherwise the per-pod DNS names (web-0.web.ns.svc.cluster.local) never appear.",
+    needs,
+    check,
+};
 
-pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
-    let spec = subject.sts.spec.as_ref();
-    let service_name = spec
-        .and_then(|s| s.service_name.as_deref())
-        .unwrap_or_default();
+/// The Service `spec.serviceName` names (immutable, so the old object of
+/// an UPDATE names the same one).
+fn needs(sts: &StatefulSet, namespace: &str) -> Vec<Need> {
+    match sts.service_name() {
+        "" => Vec::new(),
+        name => vec![Need::Service {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }],
+    }
+}
+
+fn check(subject: &Subject<'_>) -> Vec<Finding> {
+    let service_name = subject.sts.service_name();
     let finding = |kind, problem: String, fix: String| Finding {
-        rule: RuleId::HeadlessService,
+        rule: RULE.id,
         kind,
         path: FieldPath::of(&["spec", "serviceName"]),
         container: None,
         problem,
         fix,
-        key: RuleId::HeadlessService.to_string(),
+        key: RULE.id.to_string(),
     };
     if service_name.is_empty() {
         return vec![finding(
-            FindingKind::Other,
+            FindingKind::Object,
             "is empty".into(),
             "set serviceName to a headless Service (clusterIP: None) that selects the pods".into(),
         )];
     }
     let ns = subject.namespace;
-    let labels = spec
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.as_ref());
-    let problem = match subject.services.service(ns, service_name) {
+    let labels = subject.sts.template_labels();
+    let problem = match subject.lookups.service(ns, service_name) {
         ServiceState::Found(svc) => judge(&svc, service_name, labels),
         // The first definition that fails, of an order the lookup fixed.
         ServiceState::Several(defs) => defs.iter().find_map(|svc| {
@@ -60,7 +74,7 @@ pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
         }
     };
     problem
-        .map(|(problem, fix)| finding(FindingKind::Other, problem, fix.into()))
+        .map(|(problem, fix)| finding(FindingKind::Object, problem, fix.into()))
         .into_iter()
         .collect()
 }
@@ -71,8 +85,7 @@ fn judge(
     name: &str,
     labels: Option<&BTreeMap<String, String>>,
 ) -> Option<(String, &'static str)> {
-    let svc_spec = service.spec.as_ref();
-    let cluster_ip = svc_spec.and_then(|s| s.cluster_ip.as_deref());
+    let cluster_ip = service.cluster_ip.as_deref();
     if cluster_ip != Some("None") {
         return Some((
             format!(
@@ -83,7 +96,7 @@ fn judge(
         ));
     }
     let empty = BTreeMap::new();
-    let selector = svc_spec.and_then(|s| s.selector.as_ref()).unwrap_or(&empty);
+    let selector = service.selector.as_ref().unwrap_or(&empty);
     let labels = labels.unwrap_or(&empty);
     if selector.is_empty() {
         return Some((

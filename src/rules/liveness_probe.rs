@@ -1,14 +1,22 @@
 //! `liveness-probe`: every container (and restartable sidecar) has a
 //! `livenessProbe`, so a hung process is restarted.
 
-use super::{Finding, RuleId, Subject, require_probe};
+use super::{Rule, RuleId, Subject, needs_nothing, require_probe};
 
-pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
+pub const RULE: Rule = Rule {
+    id: RuleId("liveness-probe"),
+    summary: "Every container and restartable sidecar has a livenessProbe",
+    help: "Add a livenessProbe (httpGet, tcpSocket, exec or grpc) so the kubelet restarts a hung process. Plain init containers and ephemeral containers cannot have probes and are not asked for one.",
+    needs: needs_nothing,
+    check,
+};
+
+fn check(subject: &Subject<'_>) -> Vec<super::Finding> {
     require_probe(
         subject,
-        RuleId::LivenessProbe,
+        RULE.id,
         "livenessProbe",
-        |c| c.liveness_probe.as_ref(),
+        |c| c.liveness_probe.is_some(),
         "add a livenessProbe (httpGet, tcpSocket, exec or grpc) so a hung process is restarted",
     )
 }

@@ -1,96 +1,146 @@
-//! Validating rules. One rule, one module, one stable id.
+//! Validating rules. One rule, one file, one stable id.
 //!
-//! A rule is a plain function from a [`Subject`] to the [`Finding`]s it
-//! reports. Rules know nothing of modes, exemptions, UPDATE or dry-run: the
-//! admission layer decides what a finding means for the request.
-
-mod headless_service;
-mod liveness_probe;
-mod readiness_probe;
+//! A rule is a [`Rule`] value: its id, its description, what it needs
+//! looked up, and a plain function from a [`Subject`] to the [`Finding`]s
+//! it reports. Rules know nothing of modes, exemptions, UPDATE, dry-run or
+//! HTTP: the review decides what a finding means for the request, and the
+//! webhook fetches what [`Rule::needs`] declares before the review runs.
+//!
+//! # Adding a rule
+//!
+//! 1. Write `src/rules/<name>.rs` holding
+//!    `pub const RULE: Rule = Rule { id: RuleId("<id>"), .. }`: the id (never
+//!    renamed once released: it is in messages, metric labels, reports and
+//!    policy files), a one-line summary and the help SARIF shows, `needs`
+//!    (use [`needs_nothing`] when the rule reads only the StatefulSet) and
+//!    `check`. A rule reads only [`crate::view::StatefulSet`]; a field it
+//!    needs that the view lacks is added there, once, for every front door.
+//! 2. Add `<name>` to the `rules!` list below.
+//!
+//! That is all: the policy file accepts the id, `sts-guard.io/exempt`
+//! knows it, SARIF lists it, metrics label its findings, and the test
+//! `every_lookup_a_rule_makes_was_declared` holds it to its `needs`.
 
 use std::fmt;
+use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, Probe, Service};
 use serde::{Deserialize, Serialize};
 
-/// Stable rule ids: they appear in messages, metric labels, reports and the
-/// policy file, so never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum RuleId {
-    #[serde(rename = "liveness-probe")]
-    LivenessProbe,
-    #[serde(rename = "readiness-probe")]
-    ReadinessProbe,
-    #[serde(rename = "headless-service")]
-    HeadlessService,
+use crate::view::{self, Container, StatefulSet};
+
+/// Declares the rule modules and [`RULES`], in the order their findings are
+/// reported.
+macro_rules! rules {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+        /// Every rule, in the order its findings are reported.
+        pub const RULES: &[&Rule] = &[$(&$module::RULE),*];
+    };
 }
+
+rules![liveness_probe, readiness_probe, headless_service];
+
+/// A rule's stable id: `liveness-probe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(pub &'static str);
 
 impl RuleId {
     pub const fn as_str(self) -> &'static str {
-        match self {
-            RuleId::LivenessProbe => "liveness-probe",
-            RuleId::ReadinessProbe => "readiness-probe",
-            RuleId::HeadlessService => "headless-service",
-        }
+        self.0
     }
 
+    /// The rule with this id, if there is one.
     pub fn parse(id: &str) -> Option<RuleId> {
-        RULES.iter().map(|r| r.id).find(|r| r.as_str() == id)
+        RULES.iter().map(|r| r.id).find(|r| r.0 == id)
+    }
+
+    /// `liveness-probe, readiness-probe, ...`, for messages.
+    pub fn known() -> String {
+        RULES.iter().map(|r| r.id.0).collect::<Vec<_>>().join(", ")
     }
 }
 
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
 }
 
-/// A rule: its id and the check it runs.
+impl Serialize for RuleId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        RuleId::parse(&id).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown rule id `{id}`, expected one of {}",
+                RuleId::known()
+            ))
+        })
+    }
+}
+
+/// A rule: its id, what it is about, what it looks up and the check it runs.
 pub struct Rule {
     pub id: RuleId,
+    /// One line: what a compliant StatefulSet has.
+    pub summary: &'static str,
+    /// Why, and how to comply (SARIF's rule help).
+    pub help: &'static str,
+    /// What [`Rule::check`] will ask the [`Lookups`] for, given the object.
+    pub needs: fn(&StatefulSet, &str) -> Vec<Need>,
     pub check: fn(&Subject<'_>) -> Vec<Finding>,
 }
 
-/// Every rule, in the order their findings are reported. Adding a rule means
-/// adding a module and one line here.
-pub const RULES: &[Rule] = &[
-    Rule {
-        id: RuleId::LivenessProbe,
-        check: liveness_probe::check,
-    },
-    Rule {
-        id: RuleId::ReadinessProbe,
-        check: readiness_probe::check,
-    },
-    Rule {
-        id: RuleId::HeadlessService,
-        check: headless_service::check,
-    },
-];
+/// For rules that read only the StatefulSet.
+pub fn needs_nothing(_: &StatefulSet, _: &str) -> Vec<Need> {
+    Vec::new()
+}
+
+/// Something a rule looks up besides the object under review.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Need {
+    /// The Service `name` in `namespace`.
+    Service { namespace: String, name: String },
+}
+
+/// What every rule will look up for `sts` in `namespace`.
+pub fn needs(sts: &StatefulSet, namespace: &str) -> Vec<Need> {
+    let mut all: Vec<Need> = RULES
+        .iter()
+        .flat_map(|r| (r.needs)(sts, namespace))
+        .collect();
+    all.dedup();
+    all
+}
 
 /// What a Service lookup found.
 #[derive(Debug, Clone)]
 pub enum ServiceState {
-    Found(std::sync::Arc<Service>),
+    Found(Arc<view::Service>),
     /// Defined more than once, differently (in `check`'s manifests); each
     /// definition must pass.
-    Several(Vec<std::sync::Arc<Service>>),
+    Several(Vec<Arc<view::Service>>),
     NotFound,
     /// The lookup could not be answered (API server unreachable or slow).
     Unknown(String),
 }
 
-/// Where rules read Services from: the watch cache in `serve`, the manifests
-/// given to `check`, the listed Services in `audit`.
-pub trait ServiceLookup {
+/// Where rules read what they look up: what the webhook fetched for this
+/// request in `serve`, the manifests given to `check`, the listings of
+/// `audit`.
+pub trait Lookups {
     fn service(&self, namespace: &str, name: &str) -> ServiceState;
 }
 
-/// A lookup that knows no Service; useful for callers that only mutate.
-pub struct NoServices;
+/// Knows nothing; for callers that only mutate.
+pub struct NoLookups;
 
-impl ServiceLookup for NoServices {
+impl Lookups for NoLookups {
     fn service(&self, _: &str, _: &str) -> ServiceState {
         ServiceState::NotFound
     }
@@ -117,22 +167,22 @@ pub struct Subject<'a> {
     pub sts: &'a StatefulSet,
     /// The StatefulSet's namespace (from the request when the object has none).
     pub namespace: &'a str,
-    pub services: &'a dyn ServiceLookup,
+    pub lookups: &'a dyn Lookups,
     pub settings: RuleSettings,
 }
 
-/// Kinds of findings the admission layer treats specially.
+/// How the review treats a finding on UPDATE and dry-run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
-    /// A probe is missing on a container.
-    MissingProbe,
-    /// `serviceName` names no Service (may just not be stored yet, on dry-run).
+    /// Something the object itself gets wrong: denies when enforced, unless
+    /// the old object of an UPDATE got it wrong too.
+    Object,
+    /// `serviceName` names no Service: it may not be stored yet (dry-run)
+    /// or was deleted after creation (UPDATE, `serviceName` is immutable).
     ServiceMissing,
     /// The Service could not be looked up at all.
     ServiceUnknown,
-    /// Any other way of breaking a rule.
-    Other,
 }
 
 /// One step into an object: a field or a list index.
@@ -247,17 +297,18 @@ pub struct ProbedContainer<'a> {
 /// Containers the probe rules apply to: every regular container, and
 /// restartable sidecars when the settings ask. Plain init containers and
 /// ephemeral containers are never included: the API forbids probes there.
-pub fn probed_containers<'a>(
-    sts: &'a StatefulSet,
+pub fn probed_containers(
+    sts: &StatefulSet,
     settings: RuleSettings,
-) -> impl Iterator<Item = ProbedContainer<'a>> {
-    let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+) -> impl Iterator<Item = ProbedContainer<'_>> {
+    let pod = sts.pod();
+    let pod_path = || FieldPath::of(&["spec", "template", "spec"]);
     let regular = pod
         .into_iter()
         .flat_map(|p| p.containers.iter().enumerate())
-        .map(|(i, c)| ProbedContainer {
+        .map(move |(i, c)| ProbedContainer {
             container: c,
-            path: FieldPath::of(&["spec", "template", "spec", "containers"]).index(i),
+            path: pod_path().field("containers").index(i),
         });
     let sidecars = pod
         .filter(|_| settings.sidecars_require_probes)
@@ -265,9 +316,9 @@ pub fn probed_containers<'a>(
         .into_iter()
         .flat_map(|cs| cs.iter().enumerate())
         .filter(|(_, c)| is_restartable_sidecar(c))
-        .map(|(i, c)| ProbedContainer {
+        .map(move |(i, c)| ProbedContainer {
             container: c,
-            path: FieldPath::of(&["spec", "template", "spec", "initContainers"]).index(i),
+            path: pod_path().field("initContainers").index(i),
         });
     regular.chain(sidecars)
 }
@@ -282,14 +333,14 @@ fn require_probe(
     subject: &Subject<'_>,
     rule: RuleId,
     field: &str,
-    probe: fn(&Container) -> Option<&Probe>,
+    probe: fn(&Container) -> bool,
     fix: &str,
 ) -> Vec<Finding> {
     probed_containers(subject.sts, subject.settings)
-        .filter(|pc| probe(pc.container).is_none())
+        .filter(|pc| !probe(pc.container))
         .map(|pc| Finding {
             rule,
-            kind: FindingKind::MissingProbe,
+            kind: FindingKind::Object,
             key: format!("{rule}/{}", pc.container.name),
             path: pc.path,
             container: Some(pc.container.name.clone()),
@@ -298,3 +349,6 @@ fn require_probe(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

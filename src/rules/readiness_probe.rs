@@ -1,14 +1,22 @@
 //! `readiness-probe`: every container (and restartable sidecar) has a
 //! `readinessProbe`, so traffic only reaches replicas that can serve it.
 
-use super::{Finding, RuleId, Subject, require_probe};
+use super::{Finding, Rule, RuleId, Subject, needs_nothing, require_probe};
 
-pub fn check(subject: &Subject<'_>) -> Vec<Finding> {
+pub const RULE: Rule = Rule {
+    id: RuleId("readiness-probe"),
+    summary: "Every container and restartable sidecar has a readinessProbe",
+    help: "Add a readinessProbe so traffic only reaches pods that can serve it. Each container needs its own: one probe somewhere in the pod does not cover the others.",
+    needs: needs_nothing,
+    check,
+};
+
+fn check(subject: &Subject<'_>) -> Vec<Finding> {
     require_probe(
         subject,
-        RuleId::ReadinessProbe,
+        RULE.id,
         "readinessProbe",
-        |c| c.readiness_probe.as_ref(),
+        |c| c.readiness_probe.is_some(),
         "add a readinessProbe so traffic only reaches a replica that is ready",
     )
 }

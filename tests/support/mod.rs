@@ -25,9 +25,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use sts_guard::lookup::{ManifestServices, ServiceSource};
 use sts_guard::policy::Policy;
-use sts_guard::server::metrics::Metrics;
-use sts_guard::server::routes::{App, router};
-use sts_guard::server::{Limits, accept_loop, tls};
+use sts_guard::webhook::metrics::Metrics;
+use sts_guard::webhook::routes::{App, router};
+use sts_guard::webhook::{Limits, accept_loop, tls};
 
 pub const CREATE_WEB: &str = include_str!("../fixtures/admission/create-web.json");
 pub const UID: &str = "7f0b2a8e-3c1d-4f5e-9a6b-2c3d4e5f6a7b";
@@ -45,7 +45,7 @@ pub fn services() -> ManifestServices {
 
 /// Writes a CA and a serving certificate for localhost/127.0.0.1.
 pub fn make_certs(dir: &Path) {
-    sts_guard::cli::certs::run(
+    sts_guard::commands::certs::run(
         dir,
         &["localhost".to_string()],
         &["127.0.0.1".parse().unwrap()],
@@ -65,7 +65,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(policy: Policy, limits: Limits) -> TestServer {
-        tls::install_crypto_provider();
+        sts_guard::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         make_certs(dir.path());
         let metrics = Metrics::new();
@@ -115,7 +115,7 @@ impl TestServer {
 }
 
 pub fn tls_connector(ca: &Path) -> TlsConnector {
-    tls::install_crypto_provider();
+    sts_guard::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();

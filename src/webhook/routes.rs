@@ -1,18 +1,21 @@
-//! The HTTP edge: decode, look the Service up, call the pure review, encode.
+//! The HTTP edge: decode, fetch what the rules declare they need, call the
+//! pure review, render the answer for the API server. Only this module and
+//! [`super::wire`] and [`super::decision`] know HTTP and the API server's
+//! limits (the body size here, warnings and denials there).
 //!
-//! Bad input, decided explicitly:
-//! - body over [`MAX_BODY_BYTES`] → 413;
-//! - not JSON, not an `admission.k8s.io/v1` `AdmissionReview`, or no
-//!   `request` → 400 with a one-line reason (there is no uid to echo);
-//! - a request for another kind → allowed, uid echoed (not ours to judge;
-//!   only a misconfigured webhook sends one);
-//! - a StatefulSet request whose object does not parse → denied with the
-//!   reason and code 400, uid echoed.
+//! A body over [`MAX_BODY_BYTES`] gets 413; the other bad inputs are
+//! decided in [`super::wire`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::decision::Decision;
+use super::metrics::Metrics;
+use super::wire::{Admission, Rejection, decode};
+use crate::lookup::{Fetched, ServiceSource};
+use crate::policy::Policy;
+use crate::review;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
@@ -20,15 +23,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse};
-use kube::core::{DynamicObject, Status};
-use serde::Deserialize;
-
-use super::metrics::Metrics;
-use crate::admission::{Context, Decision, Endpoint, ObjectRef, review};
-use crate::lookup::{Resolved, ServiceSource};
-use crate::policy::Policy;
 
 /// The API server accepts objects up to 3 MiB and an UPDATE review carries
 /// two of them plus the envelope; 8 MiB leaves room for JSON escaping.
@@ -131,10 +125,26 @@ async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
     handle(&app, Endpoint::Mutate, &body).await
 }
 
+/// Which webhook is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
 async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     let started = Instant::now();
-    let request = match decode(body) {
-        Ok(request) => request,
+    let admission = match decode(body) {
+        Ok(admission) => admission,
         Err(Rejection::BadRequest(reason)) => {
             app.metrics.request(endpoint, "invalid");
             tracing::info!(endpoint = endpoint.as_str(), reason = %redact(&reason), "bad request");
@@ -151,36 +161,28 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
             return json(&response.into_review());
         }
     };
-    let services = match (&endpoint, request.object.as_ref()) {
-        (Endpoint::Validate, Some(sts)) => {
-            let object = ObjectRef::of(&request, sts);
-            match sts.spec.as_ref().and_then(|s| s.service_name.as_deref()) {
-                Some(name) if !name.is_empty() => {
-                    let (resolved, path) = app.services.resolve(object.namespace, name).await;
-                    app.metrics.lookup(path);
-                    resolved
-                }
-                _ => Resolved::none(),
+    let fetched = match (endpoint, admission.review_request()) {
+        (Endpoint::Validate, Some(request)) => {
+            let mut needs = crate::rules::needs(request.sts, request.object.namespace);
+            if let Some(old) = request.old {
+                needs.extend(crate::rules::needs(old, request.object.namespace));
+                needs.dedup();
             }
+            app.services
+                .fetch(needs, |path| app.metrics.lookup(path))
+                .await
         }
-        _ => Resolved::none(),
+        _ => Fetched::default(),
     };
     let policy = app.policy.load();
-    let mut decision = review(
-        &request,
-        endpoint,
-        &Context {
-            policy: &policy,
-            services: &services,
-        },
-    );
-    let namespace = request.namespace.as_deref().unwrap_or("");
-    log_decision(endpoint, &request, &decision);
+    let mut decision = decide(&admission, endpoint, &policy, &fetched);
+    let namespace = admission.namespace.as_deref().unwrap_or("");
+    log_decision(endpoint, &admission, &decision);
     // The response takes the decision apart; the metrics need only its
     // label and findings, so those are kept aside instead of a clone.
     let label = Metrics::decision_label(&decision);
     let outcomes = std::mem::take(&mut decision.outcomes);
-    let response = json(&decision.into_response(&request).into_review());
+    let response = json(&decision.into_response(&admission.uid).into_review());
     app.metrics.record(
         endpoint,
         namespace,
@@ -191,7 +193,25 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     response
 }
 
-fn log_decision(endpoint: Endpoint, request: &AdmissionRequest<StatefulSet>, decision: &Decision) {
+/// The pure part of a request: the review for one endpoint, rendered.
+pub fn decide(
+    admission: &Admission,
+    endpoint: Endpoint,
+    policy: &Policy,
+    lookups: &dyn crate::rules::Lookups,
+) -> Decision {
+    let Some(request) = admission.review_request() else {
+        return Decision::default();
+    };
+    match endpoint {
+        Endpoint::Validate => {
+            Decision::validated(request.object, review::validate(&request, policy, lookups))
+        }
+        Endpoint::Mutate => Decision::mutated(review::mutate(&request, policy)),
+    }
+}
+
+fn log_decision(endpoint: Endpoint, request: &Admission, decision: &Decision) {
     let rules: Vec<String> = decision
         .outcomes
         .iter()
@@ -283,157 +303,4 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Why a body was not reviewed.
-#[derive(Debug)]
-pub enum Rejection {
-    /// No request to answer: HTTP 400 with this reason.
-    BadRequest(String),
-    /// A request we answer without review (uid echoed), with its metric label.
-    Answer(Box<AdmissionResponse>, &'static str),
-}
-
-const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
-const REVIEW_KIND: &str = "AdmissionReview";
-
-/// Decodes an AdmissionReview of a StatefulSet: the envelope and request
-/// in full, each object only as far as the review reads it (see
-/// [`super::decode`]). Only a body that fails is looked at again, to recover
-/// the uid and say what is wrong.
-pub fn decode(body: &[u8]) -> Result<AdmissionRequest<StatefulSet>, Rejection> {
-    // A body that is valid UTF-8 as a whole (every real one) is parsed as a
-    // str: same result, without checking each string of it again.
-    let parsed = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str::<super::decode::Review>(text),
-        Err(_) => serde_json::from_slice::<super::decode::Review>(body),
-    };
-    let review = parsed.map_err(|error| diagnose(body, &error))?;
-    check_envelope(&review.api_version, &review.kind)?;
-    let request = review
-        .request
-        .ok_or_else(|| Rejection::BadRequest("AdmissionReview has no request".into()))?
-        .into_admission_request(kube::core::TypeMeta {
-            api_version: review.api_version,
-            kind: review.kind,
-        });
-    if !is_statefulset(
-        &request.kind.group,
-        &request.kind.version,
-        &request.kind.kind,
-    ) {
-        return Err(not_ours(&request.uid, &request.kind.kind));
-    }
-    Ok(request)
-}
-
-fn check_envelope(api_version: &str, kind: &str) -> Result<(), Rejection> {
-    if api_version != REVIEW_API_VERSION || kind != REVIEW_KIND {
-        return Err(Rejection::BadRequest(format!(
-            "expected apiVersion {REVIEW_API_VERSION} kind {REVIEW_KIND}, got apiVersion {api_version:?} kind {kind:?}"
-        )));
-    }
-    Ok(())
-}
-
-fn is_statefulset(group: &str, version: &str, kind: &str) -> bool {
-    group == "apps" && version == "v1" && kind == "StatefulSet"
-}
-
-/// Explains a body the typed decode refused with `error`.
-fn diagnose(body: &[u8], error: &serde_json::Error) -> Rejection {
-    // Just enough of the envelope to find the uid and the kind.
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Envelope {
-        #[serde(default)]
-        api_version: String,
-        #[serde(default)]
-        kind: String,
-        request: Option<RequestHead>,
-    }
-    #[derive(Deserialize)]
-    struct RequestHead {
-        uid: String,
-        kind: Option<Gvk>,
-    }
-    #[derive(Deserialize)]
-    struct Gvk {
-        #[serde(default)]
-        group: String,
-        #[serde(default)]
-        version: String,
-        #[serde(default)]
-        kind: String,
-    }
-    let envelope: Envelope = match serde_json::from_slice(body) {
-        Ok(e) => e,
-        Err(e) => return Rejection::BadRequest(format!("body is not an AdmissionReview: {e}")),
-    };
-    if let Err(rejection) = check_envelope(&envelope.api_version, &envelope.kind) {
-        return rejection;
-    }
-    let Some(head) = envelope.request else {
-        return Rejection::BadRequest("AdmissionReview has no request".into());
-    };
-    let kind = head.kind.unwrap_or(Gvk {
-        group: String::new(),
-        version: String::new(),
-        kind: String::new(),
-    });
-    if !is_statefulset(&kind.group, &kind.version, &kind.kind) {
-        return not_ours(&head.uid, &kind.kind);
-    }
-    // Ours, but the typed decode failed: say where.
-    let reason = format!("request.object is not a valid apps/v1 StatefulSet: {error}");
-    Rejection::Answer(
-        Box::new(denied(&head.uid, reason, 400, "BadRequest")),
-        "invalid",
-    )
-}
-
-/// Another kind: allowed, so a misconfigured webhook cannot block it.
-fn not_ours(uid: &str, kind: &str) -> Rejection {
-    let mut response = empty_response(uid);
-    response.allowed = true;
-    response.result.message =
-        format!("sts-guard reviews apps/v1 StatefulSets only; {kind:?} allowed unchecked");
-    Rejection::Answer(Box::new(response), "not-statefulset")
-}
-
-fn denied(uid: &str, reason: String, code: u16, status_reason: &str) -> AdmissionResponse {
-    let mut response = empty_response(uid).deny(reason);
-    response.result.code = code;
-    response.result.reason = status_reason.into();
-    response
-}
-
-/// A response carrying the uid of a request we could not fully decode.
-/// kube's `AdmissionResponse::invalid` leaves the uid empty, which the API
-/// server rejects; this keeps it.
-fn empty_response(uid: &str) -> AdmissionResponse {
-    let request: AdmissionRequest<DynamicObject> = AdmissionRequest {
-        types: kube::core::TypeMeta {
-            api_version: REVIEW_API_VERSION.into(),
-            kind: REVIEW_KIND.into(),
-        },
-        uid: uid.to_string(),
-        ..blank_request()
-    };
-    let mut response = AdmissionResponse::from(&request);
-    response.result = Status::default();
-    response
-}
-
-fn blank_request() -> AdmissionRequest<DynamicObject> {
-    // The smallest valid request, so the struct update above stays readable.
-    serde_json::from_value(serde_json::json!({
-        "uid": "",
-        "kind": {"group": "", "version": "", "kind": ""},
-        "resource": {"group": "", "version": "", "resource": ""},
-        "name": "",
-        "operation": "CREATE",
-        "userInfo": {},
-    }))
-    .expect("static request is valid")
 }

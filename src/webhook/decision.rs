@@ -1,7 +1,92 @@
-//! Human sentences at the edge: the denial message and the warning list,
-//! cut to what the API server passes on (256 bytes each, 4 KiB in all).
+//! The review's outcomes as the API server takes them: one denial message
+//! (capped), warnings cut to what the API server passes on (256 bytes each,
+//! 4 KiB in all), the patch, and 403 `Forbidden` so kubectl reports a
+//! denial as it reports an RBAC or policy one.
 
-use super::{Action, Outcome, ReviewSubject};
+use json_patch::Patch;
+use kube::core::Status;
+use kube::core::admission::AdmissionResponse;
+
+use crate::review::{Action, Mutation, ObjectRef, Outcome, Validation};
+
+/// The answer to one admission request, rendered for the API server.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    /// `None`: allowed. `Some(message)`: denied with that message.
+    pub denial: Option<String>,
+    /// Shown by kubectl as `Warning: ...`; cut to the API server's limits.
+    pub warnings: Vec<String>,
+    /// RFC 6902 patch; `None` when nothing changes.
+    pub patch: Option<Patch>,
+    /// Every finding and what was done with it (for logs and metrics).
+    pub outcomes: Vec<Outcome>,
+    /// Names of the mutations the patch applies (`parallel`, `startup-probe`).
+    pub mutations: Vec<&'static str>,
+}
+
+impl Decision {
+    pub fn validated(object: ObjectRef<'_>, validation: Validation) -> Decision {
+        Decision {
+            denial: denial_message(object, &validation.outcomes),
+            warnings: warning_list(&validation.outcomes, &validation.notices),
+            outcomes: validation.outcomes,
+            ..Decision::default()
+        }
+    }
+
+    pub fn mutated(mutation: Mutation) -> Decision {
+        Decision {
+            warnings: fit_warnings(mutation.notices),
+            patch: mutation.patch,
+            mutations: mutation.mutations,
+            ..Decision::default()
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.denial.is_none()
+    }
+
+    /// The decision as the API server expects it, for the request `uid`.
+    pub fn into_response(self, uid: &str) -> AdmissionResponse {
+        let mut response = response(uid);
+        if !self.warnings.is_empty() {
+            response.warnings = Some(self.warnings);
+        }
+        if let Some(message) = self.denial {
+            return denied(response, message, 403, "Forbidden");
+        }
+        match self.patch {
+            // Serializing a Patch of JSON values cannot fail; if it ever
+            // does, allowing unpatched is the safe answer for a mutation.
+            Some(patch) => response.clone().with_patch(patch).unwrap_or(response),
+            None => response,
+        }
+    }
+}
+
+/// An allowed `admission.k8s.io/v1` response for request `uid`, as kube
+/// builds one from a request (without needing the request itself).
+pub fn response(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_string();
+    response.allowed = true;
+    response.result = Status::default();
+    response
+}
+
+/// `response` turned into a denial with `code` and `reason`.
+pub fn denied(
+    response: AdmissionResponse,
+    message: String,
+    code: u16,
+    reason: &str,
+) -> AdmissionResponse {
+    let mut denied = response.deny(message);
+    denied.result.code = code;
+    denied.result.reason = reason.into();
+    denied
+}
 
 /// The API server truncates each warning past this many bytes.
 pub const MAX_WARNING_BYTES: usize = 256;
@@ -18,7 +103,7 @@ pub const MAX_DENIAL_BYTES: usize = 8 * 1024;
 /// One message naming every finding that denies (up to the caps above: a
 /// StatefulSet with thousands of containers gets a readable message, not
 /// megabytes), or `None` if none does.
-pub fn denial_message(subject: &ReviewSubject<'_>, outcomes: &[Outcome]) -> Option<String> {
+pub fn denial_message(object: ObjectRef<'_>, outcomes: &[Outcome]) -> Option<String> {
     let denied: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.action == Action::Deny)
@@ -30,8 +115,8 @@ pub fn denial_message(subject: &ReviewSubject<'_>, outcomes: &[Outcome]) -> Opti
     let mut message = truncate(
         &format!(
             "statefulset {}/{} has {} problem{}:",
-            subject.object.namespace,
-            subject.object.name,
+            object.namespace,
+            object.name,
             n,
             if n == 1 { "" } else { "s" }
         ),

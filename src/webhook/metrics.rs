@@ -9,8 +9,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::admission::{Decision, Endpoint, Outcome};
+use super::decision::Decision;
+use super::routes::Endpoint;
 use crate::lookup::LookupPath;
+use crate::review::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {

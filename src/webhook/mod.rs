@@ -1,10 +1,14 @@
 //! `sts-guard serve`: the TLS listener, health, metrics, reloads and
 //! graceful shutdown around the pure review.
 
-pub mod decode;
+pub mod decision;
 pub mod metrics;
 pub mod routes;
 pub mod tls;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,7 +77,7 @@ pub struct ServeConfig {
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    tls::install_crypto_provider();
+    crate::install_crypto_provider();
     let metrics = Metrics::new();
 
     let policy = Policy::load_or_default(config.policy.as_deref())?;
@@ -84,7 +88,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             ServiceSource::Static(Arc::new(services))
         }
         None => {
-            let client = kube::Client::try_default()
+            let client = crate::lookup::connect()
                 .await
                 .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
             ServiceSource::Cluster(ClusterServices::start(client, config.lookup_timeout))

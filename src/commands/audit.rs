@@ -63,11 +63,7 @@ pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
 
 pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
-    // kube's rustls client needs the process-wide provider too.
-    crate::server::tls::install_crypto_provider();
-    let client = kube::Client::try_default()
-        .await
-        .map_err(AuditError::Config)?;
+    let client = crate::lookup::connect().await.map_err(AuditError::Config)?;
     let progress = Progress::new();
 
     let mut services = ManifestServices::default();
@@ -84,7 +80,7 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
                 svc.metadata.annotations = None;
                 svc.status = None;
                 let ns = svc.metadata.namespace.clone().unwrap_or_default();
-                services.insert(svc, &ns, String::new());
+                services.insert(&svc, &ns, String::new());
             }
         },
     )
@@ -98,8 +94,11 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
         options.page_size,
         &progress,
         |page| {
-            for sts in page {
-                let namespace = sts.metadata.namespace.clone().unwrap_or_default();
+            for full in page {
+                let namespace = full.metadata.namespace.clone().unwrap_or_default();
+                // What the API server stored decodes into the view; if it
+                // ever did not, the object is reviewed as having nothing.
+                let sts = crate::view::StatefulSet::of(&full).unwrap_or_default();
                 objects.push(ObjectReport::reviewed(
                     &sts,
                     namespace,

@@ -6,15 +6,15 @@
 
 use std::io::{self, Write};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Serialize;
 
 use super::review::{Review, review};
-use crate::admission::{Action, Outcome, WarnReason};
 use crate::lookup::Duplicate;
 use crate::manifest::{InputError, Position, Source};
 use crate::policy::Policy;
-use crate::rules::ServiceLookup;
+use crate::review::{Action, Outcome, WarnReason};
+use crate::rules::Lookups;
+use crate::view::StatefulSet;
 
 /// Bump when a field of the JSON report changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -100,11 +100,11 @@ impl ObjectReport {
         namespace: String,
         origin: Origin,
         policy: &Policy,
-        services: &dyn ServiceLookup,
+        lookups: &dyn Lookups,
     ) -> ObjectReport {
         ObjectReport {
             name: sts.metadata.name.clone().unwrap_or_default(),
-            body: Body::Reviewed(review(sts, &namespace, policy, services)),
+            body: Body::Reviewed(review(sts, &namespace, policy, lookups)),
             namespace,
             origin,
             positions: Vec::new(),

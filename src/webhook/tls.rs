@@ -32,12 +32,7 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// The process-wide crypto provider; installed once at start-up so the first
-/// handshake cannot panic for want of one.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
+/// The process-wide crypto provider ([`crate::install_crypto_provider`]).
 fn provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default()
         .cloned()

@@ -9,15 +9,13 @@ use std::time::Duration;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, Probe};
-use kube::core::admission::Operation;
+use k8s_openapi::api::core::v1::Probe;
 use serde_json::Value;
 
-use super::warnings::fit_warnings;
-use super::{Decision, ReviewSubject};
+use super::{Operation, Request};
 use crate::policy::{EffectiveMutations, Policy};
 use crate::rules::is_restartable_sidecar;
+use crate::view::{Container, StatefulSet};
 
 pub const PARALLEL_ANNOTATION: &str = "sts-guard.io/parallel";
 pub const STARTUP_PROBE_ANNOTATION: &str = "sts-guard.io/startup-probe";
@@ -26,12 +24,24 @@ pub const STARTUP_TIMEOUT_ANNOTATION: &str = "sts-guard.io/startup-timeout";
 /// Kubernetes' default probe period, used when the copied probe has none.
 const DEFAULT_PERIOD_SECONDS: i32 = 10;
 
+/// What the mutating side would change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mutation {
+    /// RFC 6902 patch; `None` when nothing changes.
+    pub patch: Option<Patch>,
+    /// Names of the mutations the patch applies (`parallel`, `startup-probe`).
+    pub mutations: Vec<&'static str>,
+    /// Notes on the object's `sts-guard.io/` annotations (a value ignored,
+    /// a mutation that cannot apply on UPDATE).
+    pub notices: Vec<String>,
+}
+
 /// Builds the patch for the mutations the policy and annotations ask for.
-pub fn mutate(subject: &ReviewSubject<'_>, policy: &Policy) -> Decision {
+pub fn mutate(request: &Request<'_>, policy: &Policy) -> Mutation {
     let mut notices = Vec::new();
     let wanted = requested_mutations(
-        subject.sts,
-        policy.mutations(subject.object.namespace),
+        request.sts,
+        policy.mutations(request.object.namespace),
         &mut notices,
     );
     let mut ops = Vec::new();
@@ -39,10 +49,10 @@ pub fn mutate(subject: &ReviewSubject<'_>, policy: &Policy) -> Decision {
 
     // No spec, nothing to patch into (`/spec/podManagementPolicy` would not
     // apply); the API server never sends a StatefulSet without one.
-    if let (true, Some(spec)) = (wanted.parallel, subject.sts.spec.as_ref()) {
+    if let (true, Some(spec)) = (wanted.parallel, request.sts.spec.as_ref()) {
         let current = spec.pod_management_policy.as_deref();
         if current != Some("Parallel") {
-            if subject.operation == Operation::Create {
+            if request.operation == Operation::Create {
                 ops.push(add(
                     &["spec", "podManagementPolicy"],
                     Value::from("Parallel"),
@@ -59,18 +69,16 @@ pub fn mutate(subject: &ReviewSubject<'_>, policy: &Policy) -> Decision {
 
     if wanted.startup_probe {
         let before = ops.len();
-        ops.extend(startup_probe_ops(subject.sts, wanted.startup_timeout));
+        ops.extend(startup_probe_ops(request.sts, wanted.startup_timeout));
         if ops.len() > before {
             mutations.push("startup-probe");
         }
     }
 
-    Decision {
+    Mutation {
         patch: (!ops.is_empty()).then_some(Patch(ops)),
         mutations,
-        warnings: fit_warnings(notices.iter().cloned()),
         notices,
-        ..Decision::default()
     }
 }
 
@@ -80,8 +88,7 @@ fn requested_mutations(
     defaults: EffectiveMutations,
     notices: &mut Vec<String>,
 ) -> EffectiveMutations {
-    let annotations = sts.metadata.annotations.as_ref();
-    let get = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
+    let get = |key: &str| sts.annotation(key);
     let mut flag = |key: &str, default: bool| match get(key) {
         None => default,
         Some(v) => match v.trim().to_ascii_lowercase().as_str() {
@@ -120,7 +127,7 @@ fn requested_mutations(
 /// One `add` per container (and restartable sidecar) that has a liveness or
 /// readiness probe to copy but no startup probe.
 fn startup_probe_ops(sts: &StatefulSet, timeout: Duration) -> Vec<PatchOperation> {
-    let Some(pod) = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+    let Some(pod) = sts.pod() else {
         return Vec::new();
     };
     let regular = pod
@@ -180,37 +187,11 @@ pub fn startup_probe_for(container: &Container, timeout: Duration) -> Option<Pro
 
 /// `add` at a path given as unescaped segments; escaping `~` and `/` is the
 /// pointer type's job.
-pub fn add(segments: &[&str], value: Value) -> PatchOperation {
+fn add(segments: &[&str], value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation {
         path: PointerBuf::from_tokens(segments.iter().copied()),
         value,
     })
-}
-
-/// `add` operations that set `segments` to `value` in `doc`, creating any
-/// missing parent objects on the way (JSON Patch will not).
-pub fn set_creating_parents(doc: &Value, segments: &[&str], value: Value) -> PatchOperation {
-    let mut node = doc;
-    for (depth, segment) in segments.iter().enumerate() {
-        let is_last = depth + 1 == segments.len();
-        match node.get(*segment) {
-            Some(child) if !is_last && child.is_object() => node = child,
-            _ if is_last => break,
-            _ => {
-                // Parent missing: add it whole, holding the rest of the path.
-                let nested = segments[depth + 1..]
-                    .iter()
-                    .rev()
-                    .fold(value, |inner, key| {
-                        let mut map = serde_json::Map::new();
-                        map.insert((*key).to_string(), inner);
-                        Value::Object(map)
-                    });
-                return add(&segments[..=depth], nested);
-            }
-        }
-    }
-    add(segments, value)
 }
 
 #[cfg(test)]
@@ -223,32 +204,6 @@ mod tests {
         let op = add(&["metadata", "annotations", "sts-guard.io/a~b"], json!("x"));
         let PatchOperation::Add(a) = op else { panic!() };
         assert_eq!(a.path.as_str(), "/metadata/annotations/sts-guard.io~1a~0b");
-    }
-
-    #[test]
-    fn missing_parents_are_created() {
-        let doc = json!({"metadata": {"name": "web"}});
-        let op = set_creating_parents(
-            &doc,
-            &["metadata", "annotations", "sts-guard.io/mutated"],
-            json!("parallel"),
-        );
-        let mut patched = doc.clone();
-        json_patch::patch(&mut patched, &[op]).unwrap();
-        assert_eq!(
-            patched["metadata"]["annotations"]["sts-guard.io/mutated"],
-            "parallel"
-        );
-    }
-
-    #[test]
-    fn existing_parents_are_reused() {
-        let doc = json!({"metadata": {"annotations": {"keep": "me"}}});
-        let op = set_creating_parents(&doc, &["metadata", "annotations", "new"], json!("v"));
-        let mut patched = doc.clone();
-        json_patch::patch(&mut patched, &[op]).unwrap();
-        assert_eq!(patched["metadata"]["annotations"]["keep"], "me");
-        assert_eq!(patched["metadata"]["annotations"]["new"], "v");
     }
 
     #[test]

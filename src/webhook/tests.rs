@@ -1,18 +1,20 @@
-//! Decision tables for the pure review, on requests shaped like the ones a
-//! real API server sends (tests/fixtures/admission/create-web.json).
+//! Decision tables for the review as the webhook answers it, on requests
+//! shaped like the ones a real API server sends
+//! (tests/fixtures/admission/create-web.json), decoded by the webhook's
+//! own decoder and rendered as the API server receives them.
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use rstest::rstest;
 use serde_json::{Value, json};
 
-use super::*;
+use super::decision::Decision;
+use super::routes::{Endpoint, decide};
+use super::wire::{Admission, decode};
 use crate::lookup::ManifestServices;
 use crate::policy::Policy;
-use crate::rules::{ServiceLookup, ServiceState};
+use crate::rules::{Lookups, NoLookups, RuleId, ServiceState};
 
 pub const CREATE_WEB: &str = include_str!("../../tests/fixtures/admission/create-web.json");
 
@@ -21,9 +23,8 @@ pub fn fixture() -> Value {
     serde_json::from_str(CREATE_WEB).unwrap()
 }
 
-pub fn request(review: &Value) -> AdmissionRequest<StatefulSet> {
-    let review: AdmissionReview<StatefulSet> = serde_json::from_value(review.clone()).unwrap();
-    review.try_into().unwrap()
+pub fn request(review: &Value) -> Admission {
+    decode(&serde_json::to_vec(review).unwrap()).unwrap()
 }
 
 fn service(name: &str, cluster_ip: &str, selector: Value) -> Service {
@@ -39,23 +40,18 @@ fn service(name: &str, cluster_ip: &str, selector: Value) -> Service {
 pub fn headless_web() -> ManifestServices {
     let mut services = ManifestServices::default();
     services.insert(
-        service("web", "None", json!({"app.kubernetes.io/name": "web"})),
+        &service("web", "None", json!({"app.kubernetes.io/name": "web"})),
         "shop",
         String::new(),
     );
     services
 }
 
-fn run(
-    review: &Value,
-    endpoint: Endpoint,
-    policy: &Policy,
-    services: &dyn ServiceLookup,
-) -> Decision {
-    super::review(&request(review), endpoint, &Context { policy, services })
+fn run(review: &Value, endpoint: Endpoint, policy: &Policy, services: &dyn Lookups) -> Decision {
+    decide(&request(review), endpoint, policy, services)
 }
 
-fn validate_with(review: &Value, services: &dyn ServiceLookup) -> Decision {
+fn validate_with(review: &Value, services: &dyn Lookups) -> Decision {
     run(review, Endpoint::Validate, &Policy::default(), services)
 }
 
@@ -84,18 +80,11 @@ fn compliant_statefulset_is_allowed_silently() {
 fn the_response_echoes_the_uid() {
     let review = fixture();
     let req = request(&review);
-    let d = validate_with(&review, &NoLookup);
-    let response = d.into_response(&req);
+    let d = validate_with(&review, &NoLookups);
+    let response = d.into_response(&req.uid);
     assert_eq!(response.uid, "7f0b2a8e-3c1d-4f5e-9a6b-2c3d4e5f6a7b");
     assert!(!response.allowed);
     assert_eq!(response.result.code, 403);
-}
-
-struct NoLookup;
-impl ServiceLookup for NoLookup {
-    fn service(&self, _: &str, _: &str) -> ServiceState {
-        ServiceState::NotFound
-    }
 }
 
 #[test]
@@ -105,7 +94,7 @@ fn one_denial_lists_every_problem_with_its_fix() {
         c.as_object_mut().unwrap().remove("livenessProbe");
         c.as_object_mut().unwrap().remove("readinessProbe");
     }
-    let d = validate_with(&review, &NoLookup);
+    let d = validate_with(&review, &NoLookups);
     let message = d.denial.expect("denied");
     assert!(
         message.starts_with("statefulset shop/web has 5 problems:"),
@@ -126,8 +115,8 @@ fn one_denial_lists_every_problem_with_its_fix() {
 }
 
 #[rstest]
-#[case::liveness_only_on_first("livenessProbe", 1, RuleId::LivenessProbe, "metrics")]
-#[case::readiness_only_on_second("readinessProbe", 0, RuleId::ReadinessProbe, "app")]
+#[case::liveness_only_on_first("livenessProbe", 1, RuleId("liveness-probe"), "metrics")]
+#[case::readiness_only_on_second("readinessProbe", 0, RuleId("readiness-probe"), "app")]
 fn each_container_needs_its_own_probe(
     #[case] field: &str,
     #[case] index: usize,
@@ -200,9 +189,9 @@ fn findings_name_their_container_and_object_level_ones_none() {
     assert_eq!(
         containers,
         vec![
-            (RuleId::LivenessProbe, Some("proxy")),
-            (RuleId::ReadinessProbe, Some("proxy")),
-            (RuleId::HeadlessService, None),
+            (RuleId("liveness-probe"), Some("proxy")),
+            (RuleId("readiness-probe"), Some("proxy")),
+            (RuleId("headless-service"), None),
         ]
     );
 }
@@ -217,7 +206,7 @@ fn a_service_that_is_not_a_matching_headless_one_denies(
     #[case] problem: &str,
 ) {
     let mut services = ManifestServices::default();
-    services.insert(service("web", cluster_ip, selector), "shop", String::new());
+    services.insert(&service("web", cluster_ip, selector), "shop", String::new());
     let d = validate_with(&fixture(), &services);
     let m = d.denial.expect("denied");
     assert!(m.contains("[headless-service] spec.serviceName"), "{m}");
@@ -229,7 +218,7 @@ fn a_service_in_another_namespace_does_not_count() {
     let mut services = ManifestServices::default();
     let mut svc = service("web", "None", json!({"app.kubernetes.io/name": "web"}));
     svc.metadata.namespace = Some("other".into());
-    services.insert(svc, "other", String::new());
+    services.insert(&svc, "other", String::new());
     assert!(!validate_with(&fixture(), &services).allowed());
 }
 
@@ -237,7 +226,7 @@ fn a_service_in_another_namespace_does_not_count() {
 fn dry_run_with_a_missing_service_warns_instead_of_denying() {
     let mut review = fixture();
     review["request"]["dryRun"] = json!(true);
-    let d = validate_with(&review, &NoLookup);
+    let d = validate_with(&review, &NoLookups);
     assert!(d.allowed(), "{d:?}");
     assert_eq!(d.warnings.len(), 1);
     assert!(
@@ -254,12 +243,12 @@ fn dry_run_still_denies_missing_probes() {
         .as_object_mut()
         .unwrap()
         .remove("readinessProbe");
-    let d = validate_with(&review, &NoLookup);
+    let d = validate_with(&review, &NoLookups);
     assert_eq!(
         rules_of(&d),
         vec![
-            (RuleId::ReadinessProbe, "deny".into()),
-            (RuleId::HeadlessService, "warn".into())
+            (RuleId("readiness-probe"), "deny".into()),
+            (RuleId("headless-service"), "warn".into())
         ]
     );
 }
@@ -296,7 +285,10 @@ fn update_that_removes_a_probe_is_denied() {
         .unwrap()
         .remove("livenessProbe");
     let d = validate_with(&review, &headless_web());
-    assert_eq!(rules_of(&d), vec![(RuleId::LivenessProbe, "deny".into())]);
+    assert_eq!(
+        rules_of(&d),
+        vec![(RuleId("liveness-probe"), "deny".into())]
+    );
 }
 
 #[test]
@@ -317,7 +309,7 @@ fn ratcheting_follows_container_names_not_indexes() {
 fn a_vanished_service_never_blocks_an_update() {
     let mut review = fixture();
     as_update(&mut review);
-    let d = validate_with(&review, &NoLookup);
+    let d = validate_with(&review, &NoLookups);
     assert!(d.allowed());
     assert!(d.warnings[0].contains("allowed on update: serviceName is immutable"));
 }
@@ -325,7 +317,7 @@ fn a_vanished_service_never_blocks_an_update() {
 #[test]
 fn a_failed_lookup_warns_and_the_other_rules_still_enforce() {
     struct Down;
-    impl ServiceLookup for Down {
+    impl Lookups for Down {
         fn service(&self, _: &str, _: &str) -> ServiceState {
             ServiceState::Unknown("API server did not answer within 2s".into())
         }
@@ -371,12 +363,12 @@ fn modes_and_exemptions(
     #[case] action: &str,
 ) {
     let policy = Policy::from_yaml(policy, "t").unwrap();
-    let d = run(&fixture(), Endpoint::Validate, &policy, &NoLookup);
+    let d = run(&fixture(), Endpoint::Validate, &policy, &NoLookups);
     assert_eq!(d.allowed(), allowed, "{d:?}");
     assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
     assert_eq!(
         rules_of(&d),
-        vec![(RuleId::HeadlessService, action.to_string())]
+        vec![(RuleId("headless-service"), action.to_string())]
     );
 }
 
@@ -392,7 +384,7 @@ fn owners_exempt_themselves_only_when_the_policy_allows(
     review["request"]["object"]["metadata"]["annotations"]["sts-guard.io/exempt"] =
         json!("headless-service");
     let policy = Policy::from_yaml(policy, "t").unwrap();
-    let d = run(&review, Endpoint::Validate, &policy, &NoLookup);
+    let d = run(&review, Endpoint::Validate, &policy, &NoLookups);
     assert_eq!(d.allowed(), allowed, "{d:?}");
     if !allowed {
         assert!(
@@ -433,7 +425,7 @@ fn patched(review: &Value, patch: &json_patch::Patch) -> Value {
 }
 
 fn mutate(review: &Value, policy: &Policy) -> Decision {
-    run(review, Endpoint::Mutate, policy, &NoLookup)
+    run(review, Endpoint::Mutate, policy, &NoLookups)
 }
 
 #[test]
@@ -454,7 +446,8 @@ fn parallel_on_create_replaces_the_defaulted_ordered_ready() {
     );
     assert_eq!(d.mutations, vec!["parallel"]);
     let next = patched(&review, &patch);
-    let sts: StatefulSet = serde_json::from_value(next["request"]["object"].clone()).unwrap();
+    let sts: crate::view::StatefulSet =
+        serde_json::from_value(next["request"]["object"].clone()).unwrap();
     assert_eq!(
         sts.spec.unwrap().pod_management_policy.as_deref(),
         Some("Parallel")
@@ -484,7 +477,8 @@ fn startup_probes_copy_each_containers_own_check() {
     let patch = d.patch.clone().expect("patch");
     assert_eq!(d.mutations, vec!["startup-probe"]);
     let next = patched(&review, &patch);
-    let sts: StatefulSet = serde_json::from_value(next["request"]["object"].clone()).unwrap();
+    let sts: crate::view::StatefulSet =
+        serde_json::from_value(next["request"]["object"].clone()).unwrap();
     let pod = sts.spec.unwrap().template.spec.unwrap();
     let app = pod.containers[0].startup_probe.as_ref().unwrap();
     assert_eq!(
@@ -546,7 +540,7 @@ fn mutate_never_denies_and_validate_never_patches() {
         .unwrap()
         .remove("livenessProbe");
     assert!(mutate(&review, &Policy::default()).allowed());
-    assert!(validate_with(&review, &NoLookup).patch.is_none());
+    assert!(validate_with(&review, &NoLookups).patch.is_none());
 }
 
 #[test]

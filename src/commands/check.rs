@@ -33,7 +33,7 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
         match object {
             InputObject::Service(s) => {
                 let place = s.source.to_string();
-                services.insert(s.service, &s.namespace, place);
+                services.insert(&s.service, &s.namespace, place);
             }
             InputObject::Invalid(bad) => done.push((
                 position,
@@ -70,11 +70,7 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
 }
 
 fn names_a_service(s: &InputStatefulSet) -> bool {
-    s.sts
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.service_name.as_deref())
-        .is_some_and(|name| !name.is_empty())
+    !s.sts.service_name().is_empty()
 }
 
 fn review_input(s: InputStatefulSet, policy: &Policy, services: &ManifestServices) -> ObjectReport {

@@ -1,42 +1,57 @@
-//! From findings to a decision: modes, exemptions, ratcheting on UPDATE and
+//! From findings to outcomes: modes, exemptions, ratcheting on UPDATE and
 //! the dry-run rule for missing Services.
 
 use std::collections::HashSet;
 
-use kube::core::admission::Operation;
+use super::{Action, Operation, Outcome, Request, WarnReason};
+use crate::policy::{Mode, Policy};
+use crate::rules::{self, FindingKind, Lookups, RuleId, Subject};
 
-use super::warnings::{denial_message, warning_list};
-use super::{Action, Context, Decision, EXEMPT_ANNOTATION, Outcome, ReviewSubject, WarnReason};
-use crate::policy::Mode;
-use crate::rules::{self, FindingKind, RuleId, Subject};
+/// Owner exemption: comma-separated rule ids (or `all`); only honoured when
+/// the policy allows owner exemptions in the namespace.
+pub const EXEMPT_ANNOTATION: &str = "sts-guard.io/exempt";
 
-pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
-    let policy = ctx.policy;
-    let ns = subject.object.namespace;
+/// What the validating side found, and what each finding does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validation {
+    /// Every finding and what was done with it, in rule order.
+    pub outcomes: Vec<Outcome>,
+    /// Notes on the object's `sts-guard.io/` annotations (a value ignored,
+    /// an exemption the policy does not allow).
+    pub notices: Vec<String>,
+}
+
+impl Validation {
+    pub fn denies(&self) -> bool {
+        self.outcomes.iter().any(|o| o.action == Action::Deny)
+    }
+}
+
+pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -> Validation {
+    let ns = request.object.namespace;
     let settings = policy.rule_settings();
     let findings = rules::evaluate(&Subject {
-        sts: subject.sts,
+        sts: request.sts,
         namespace: ns,
-        services: ctx.services,
+        lookups,
         settings,
     });
     // Read first so a misused annotation is reported even on a compliant object.
     let mut notices = Vec::new();
-    let owner_exempt = owner_exemptions(subject, policy.owner_exemptions_allowed(ns), &mut notices);
+    let owner_exempt = owner_exemptions(request, policy.owner_exemptions_allowed(ns), &mut notices);
     if findings.is_empty() {
-        return Decision {
-            warnings: warning_list(&[], &notices),
+        return Validation {
+            outcomes: Vec::new(),
             notices,
-            ..Decision::default()
         };
     }
 
     // Ratcheting: what the old object already broke does not block an update.
-    let already_broken: HashSet<String> = match (&subject.operation, subject.old) {
+    let already_broken: HashSet<String> = match (request.operation, request.old) {
         (Operation::Update, Some(old)) => rules::evaluate(&Subject {
             sts: old,
             namespace: ns,
-            services: ctx.services,
+            lookups,
             settings,
         })
         .into_iter()
@@ -45,10 +60,10 @@ pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
         _ => HashSet::new(),
     };
 
-    let outcomes: Vec<Outcome> = findings
+    let outcomes = findings
         .into_iter()
         .map(|finding| {
-            let action = if let Some(e) = policy.exemption(ns, subject.object.name, finding.rule) {
+            let action = if let Some(e) = policy.exemption(ns, request.object.name, finding.rule) {
                 Action::Exempt(e.reason.clone())
             } else if owner_exempt.contains(&finding.rule) {
                 Action::Exempt(format!("{EXEMPT_ANNOTATION} annotation"))
@@ -56,35 +71,29 @@ pub fn validate(subject: &ReviewSubject<'_>, ctx: &Context<'_>) -> Decision {
                 match policy.mode(ns, finding.rule) {
                     Mode::Audit => Action::Audit,
                     Mode::Warn => Action::Warn(WarnReason::WarnMode),
-                    Mode::Enforce => enforce(subject, &finding, &already_broken),
+                    Mode::Enforce => enforce(request, &finding, &already_broken),
                 }
             };
             Outcome { finding, action }
         })
         .collect();
-
-    Decision {
-        denial: denial_message(subject, &outcomes),
-        warnings: warning_list(&outcomes, &notices),
-        notices,
-        patch: None,
-        outcomes,
-        mutations: Vec::new(),
-    }
+    Validation { outcomes, notices }
 }
 
-/// An enforced finding denies, except where PRODUCT.md says an API server's
-/// behaviour makes denying wrong.
+/// An enforced finding denies, except where the API server's behaviour
+/// makes denying wrong: a Service lookup that failed, a Service missing on
+/// UPDATE (`serviceName` is immutable) or on dry-run (a Service in the same
+/// apply is not stored), a problem the old object already had.
 fn enforce(
-    subject: &ReviewSubject<'_>,
+    request: &Request<'_>,
     finding: &rules::Finding,
     already_broken: &HashSet<String>,
 ) -> Action {
-    let update = subject.operation == Operation::Update;
+    let update = request.operation == Operation::Update;
     match finding.kind {
         FindingKind::ServiceUnknown => Action::Warn(WarnReason::LookupFailed),
         FindingKind::ServiceMissing if update => Action::Warn(WarnReason::ServiceGoneOnUpdate),
-        FindingKind::ServiceMissing if subject.dry_run => {
+        FindingKind::ServiceMissing if request.dry_run => {
             Action::Warn(WarnReason::DryRunServiceMissing)
         }
         _ if update && already_broken.contains(&finding.key) => {
@@ -96,23 +105,17 @@ fn enforce(
 
 /// Rules the owner exempted with the annotation, if the policy lets them.
 fn owner_exemptions(
-    subject: &ReviewSubject<'_>,
+    request: &Request<'_>,
     allowed: bool,
     notices: &mut Vec<String>,
 ) -> Vec<RuleId> {
-    let Some(value) = subject
-        .sts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(EXEMPT_ANNOTATION))
-    else {
+    let Some(value) = request.sts.annotation(EXEMPT_ANNOTATION) else {
         return Vec::new();
     };
     if !allowed {
         notices.push(format!(
             "{EXEMPT_ANNOTATION} is ignored: the policy does not let owners exempt themselves in namespace {:?}; ask the platform team",
-            subject.object.namespace
+            request.object.namespace
         ));
         return Vec::new();
     }
@@ -124,7 +127,8 @@ fn owner_exemptions(
         match RuleId::parse(id) {
             Some(rule) => exempt.push(rule),
             None => notices.push(format!(
-                "{EXEMPT_ANNOTATION}: unknown rule id {id:?} ignored (known: liveness-probe, readiness-probe, headless-service, all)"
+                "{EXEMPT_ANNOTATION}: unknown rule id {id:?} ignored (known: {}, all)",
+                RuleId::known()
             )),
         }
     }

@@ -1,13 +1,12 @@
 //! One StatefulSet through both webhooks, the way the API server would run
 //! them on a CREATE: mutating first, then validating the mutated object.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::core::admission::Operation;
 use thiserror::Error;
 
-use crate::admission::{self, Context, Decision, ObjectRef, Outcome, ReviewSubject};
 use crate::policy::Policy;
-use crate::rules::ServiceLookup;
+use crate::review::{self, ObjectRef, Operation, Outcome, Request};
+use crate::rules::Lookups;
+use crate::view::StatefulSet;
 
 /// What both webhooks would say about one StatefulSet.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +36,7 @@ pub fn review(
     sts: &StatefulSet,
     namespace: &str,
     policy: &Policy,
-    services: &dyn ServiceLookup,
+    lookups: &dyn Lookups,
 ) -> Review {
     let name = sts
         .metadata
@@ -45,14 +44,14 @@ pub fn review(
         .as_deref()
         .or(sts.metadata.generate_name.as_deref())
         .unwrap_or("");
-    let subject = |sts| ReviewSubject {
+    let request = |sts| Request {
         object: ObjectRef { namespace, name },
         sts,
         old: None,
         operation: Operation::Create,
         dry_run: false,
     };
-    let mutated = admission::patch::mutate(&subject(sts), policy);
+    let mutated = review::mutate(&request(sts), policy);
     let mut notes = mutated.notices;
 
     let patched = match &mutated.patch {
@@ -68,8 +67,7 @@ pub fn review(
         },
         None => None,
     };
-    let ctx = Context { policy, services };
-    let validated: Decision = admission::validate(&subject(patched.as_ref().unwrap_or(sts)), &ctx);
+    let validated = review::validate(&request(patched.as_ref().unwrap_or(sts)), policy, lookups);
     notes.extend(validated.notices);
 
     Review {
@@ -89,8 +87,8 @@ fn apply(sts: &StatefulSet, patch: &json_patch::Patch) -> Result<StatefulSet, Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::Action;
-    use crate::rules::NoServices;
+    use crate::review::Action;
+    use crate::rules::NoLookups;
     use serde_json::json;
 
     fn sts(annotations: serde_json::Value) -> StatefulSet {
@@ -118,7 +116,7 @@ mod tests {
             &sts(json!({"sts-guard.io/parallel": "true", "sts-guard.io/startup-probe": "true"})),
             "shop",
             &Policy::default(),
-            &NoServices,
+            &NoLookups,
         );
         assert_eq!(r.mutations, vec!["parallel", "startup-probe"]);
         assert_eq!(r.patch.as_ref().map(|p| p.0.len()), Some(2));
@@ -137,7 +135,7 @@ mod tests {
             &sts(json!({"sts-guard.io/parallel": "yes", "sts-guard.io/exempt": "all"})),
             "shop",
             &Policy::default(),
-            &NoServices,
+            &NoLookups,
         );
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
         assert!(r.notes.iter().all(|n| n.starts_with("sts-guard.io/")));

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use super::report::{Body, ObjectReport, Origin, Report, action_reason};
 use super::text::summary_line;
-use crate::admission::{Action, Outcome};
 use crate::manifest::{InputError, Position, STDIN_NAME};
-use crate::rules::{RULES, RuleId};
+use crate::review::{Action, Outcome};
+use crate::rules::RULES;
 
 /// The pseudo-rule of objects that are not StatefulSets the API accepts.
 const INVALID_RULE: &str = "invalid-object";
@@ -48,9 +48,12 @@ fn rules() -> Vec<Value> {
     let mut rules: Vec<Value> = RULES
         .iter()
         .map(|r| {
-            let (short, help) = describe(r.id);
-            // SARIF wants a readable name distinct from the opaque id.
-            rule(r.id.as_str(), &format!("{:?}", r.id), short, help)
+            rule(
+                r.id.as_str(),
+                &readable_name(r.id.as_str()),
+                r.summary,
+                r.help,
+            )
         })
         .collect();
     rules.push(rule(
@@ -68,6 +71,20 @@ fn rules() -> Vec<Value> {
     rules
 }
 
+/// SARIF wants a readable name distinct from the opaque id:
+/// `liveness-probe` is `LivenessProbe`.
+fn readable_name(id: &str) -> String {
+    id.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 fn rule(id: &str, name: &str, short: &str, help: &str) -> Value {
     json!({
         "id": id,
@@ -76,25 +93,6 @@ fn rule(id: &str, name: &str, short: &str, help: &str) -> Value {
         "help": {"text": help},
         "defaultConfiguration": {"level": "error"},
     })
-}
-
-/// Written here, not in the rules, because only SARIF shows a rule
-/// description apart from its findings; a new rule fails to compile here.
-fn describe(id: RuleId) -> (&'static str, &'static str) {
-    match id {
-        RuleId::LivenessProbe => (
-            "Every container and restartable sidecar has a livenessProbe",
-            "Add a livenessProbe (httpGet, tcpSocket, exec or grpc) so the kubelet restarts a hung process. Plain init containers and ephemeral containers cannot have probes and are not asked for one.",
-        ),
-        RuleId::ReadinessProbe => (
-            "Every container and restartable sidecar has a readinessProbe",
-            "Add a readinessProbe so traffic only reaches pods that can serve it. Each container needs its own: one probe somewhere in the pod does not cover the others.",
-        ),
-        RuleId::HeadlessService => (
-            "spec.serviceName names a headless Service that selects the pods",
-            "Create a Service in the same namespace with clusterIP: None whose selector matches spec.template.metadata.labels; otherwise the per-pod DNS names (web-0.web.ns.svc.cluster.local) never appear.",
-        ),
-    }
 }
 
 fn results_of(object: &ObjectReport) -> Vec<Value> {

@@ -5,8 +5,8 @@
 use std::io::{self, Write};
 
 use super::report::{Body, ObjectReport, Origin, Report, Summary, Verdict, action_reason};
-use crate::admission::{Action, Outcome};
 use crate::manifest::Position;
+use crate::review::{Action, Outcome};
 
 /// Width of the action column, so findings line up.
 const ACTION_WIDTH: usize = 8;

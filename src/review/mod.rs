@@ -1,0 +1,139 @@
+//! The pure core: a request reduced to what the review reads, a policy and
+//! what was looked up in; outcomes out. No I/O, no HTTP, no wire limits:
+//! the webhook renders outcomes for the API server, `check` and `audit`
+//! render them as reports. Same input, same outcome, so reinvocation and
+//! dry-run get identical answers.
+
+mod mutate;
+mod validate;
+
+use serde::Serialize;
+
+use crate::view::StatefulSet;
+
+pub use mutate::{
+    Mutation, PARALLEL_ANNOTATION, STARTUP_PROBE_ANNOTATION, STARTUP_TIMEOUT_ANNOTATION, mutate,
+    startup_probe_for,
+};
+pub use validate::{EXEMPT_ANNOTATION, Validation, validate};
+
+/// The operations sts-guard reviews (the webhook configurations send no
+/// others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+}
+
+/// Identity of the object under review, for messages and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// One request as the review sees it; the webhook builds it from an
+/// AdmissionReview, `check` and `audit` from a manifest or a listing.
+pub struct Request<'a> {
+    pub object: ObjectRef<'a>,
+    pub sts: &'a StatefulSet,
+    /// The stored object, on UPDATE.
+    pub old: Option<&'a StatefulSet>,
+    pub operation: Operation,
+    pub dry_run: bool,
+}
+
+/// What was done with one finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action", content = "why")]
+pub enum Action {
+    /// Denies the request.
+    Deny,
+    /// Allowed with a warning; `why` says why it was not denied.
+    Warn(WarnReason),
+    /// Allowed silently; logged and counted.
+    Audit,
+    /// Not applied to this object.
+    Exempt(String),
+}
+
+impl Action {
+    /// Label used in metrics, logs and reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::Deny => "deny",
+            Action::Warn(_) => "warn",
+            Action::Audit => "audit",
+            Action::Exempt(_) => "exempt",
+        }
+    }
+}
+
+/// Why an enforced finding only warns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarnReason {
+    /// The namespace or rule is in warn mode.
+    WarnMode,
+    /// UPDATE: the old object already broke the rule (ratcheting).
+    AlreadyBroken,
+    /// UPDATE: `serviceName` is immutable; a vanished Service never blocks.
+    ServiceGoneOnUpdate,
+    /// Dry-run: the Service may be in the same apply but not stored.
+    DryRunServiceMissing,
+    /// The Service could not be looked up (API server unreachable).
+    LookupFailed,
+}
+
+impl WarnReason {
+    /// Appended to the warning so the user knows why it was not denied.
+    /// Short: a warning is cut at 256 bytes.
+    pub fn note(self) -> &'static str {
+        match self {
+            WarnReason::WarnMode => "",
+            WarnReason::AlreadyBroken => " (allowed: already so before this update)",
+            WarnReason::ServiceGoneOnUpdate => " (allowed on update: serviceName is immutable)",
+            WarnReason::DryRunServiceMissing => {
+                " (allowed on dry-run: the same apply may create it)"
+            }
+            WarnReason::LookupFailed => " (allowed: Service lookup failed)",
+        }
+    }
+
+    /// The stable code logs and reports use (`dry-run-service-missing`).
+    pub fn code(self) -> &'static str {
+        match self {
+            WarnReason::WarnMode => "warn-mode",
+            WarnReason::AlreadyBroken => "already-broken",
+            WarnReason::ServiceGoneOnUpdate => "service-gone-on-update",
+            WarnReason::DryRunServiceMissing => "dry-run-service-missing",
+            WarnReason::LookupFailed => "lookup-failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    #[serde(flatten)]
+    pub finding: crate::rules::Finding,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WarnReason;
+
+    #[test]
+    fn warn_reason_codes_are_serdes_kebab_names() {
+        for reason in [
+            WarnReason::WarnMode,
+            WarnReason::AlreadyBroken,
+            WarnReason::ServiceGoneOnUpdate,
+            WarnReason::DryRunServiceMissing,
+            WarnReason::LookupFailed,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.code());
+        }
+    }
+}

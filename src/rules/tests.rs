@@ -1,0 +1,84 @@
+//! The rule mechanism itself: ids, and that every rule looks up only what
+//! it declared (the webhook fetches exactly that and nothing else).
+
+use std::cell::RefCell;
+
+use serde_json::json;
+
+use super::*;
+
+/// Answers every query, and remembers it.
+#[derive(Default)]
+struct Recording(RefCell<Vec<Need>>);
+
+impl Lookups for Recording {
+    fn service(&self, namespace: &str, name: &str) -> ServiceState {
+        self.0.borrow_mut().push(Need::Service {
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+        ServiceState::NotFound
+    }
+}
+
+fn statefulsets() -> Vec<StatefulSet> {
+    [
+        json!({}),
+        json!({"spec": {}}),
+        json!({"spec": {"serviceName": ""}}),
+        json!({"spec": {"serviceName": "web", "template": {"spec": {"containers": [{"name": "app"}]}}}}),
+        json!({"metadata": {"namespace": "elsewhere"}, "spec": {"serviceName": "db"}}),
+    ]
+    .into_iter()
+    .map(|v| serde_json::from_value(v).unwrap())
+    .collect()
+}
+
+#[test]
+fn every_lookup_a_rule_makes_was_declared() {
+    for sts in statefulsets() {
+        for rule in RULES {
+            let recording = Recording::default();
+            (rule.check)(&Subject {
+                sts: &sts,
+                namespace: "shop",
+                lookups: &recording,
+                settings: RuleSettings::default(),
+            });
+            let declared = (rule.needs)(&sts, "shop");
+            for asked in recording.0.into_inner() {
+                assert!(
+                    declared.contains(&asked),
+                    "{} looked up {asked:?} without declaring it (declared {declared:?})",
+                    rule.id
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ids_are_unique_kebab_case_and_parse_back() {
+    let mut seen = std::collections::HashSet::new();
+    for rule in RULES {
+        let id = rule.id.as_str();
+        assert!(seen.insert(id), "{id} twice");
+        assert!(
+            id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{id}"
+        );
+        assert_eq!(RuleId::parse(id), Some(rule.id));
+        assert!(!rule.summary.is_empty() && !rule.help.is_empty(), "{id}");
+    }
+    assert_eq!(RuleId::parse("all"), None);
+}
+
+#[test]
+fn an_unknown_rule_id_in_a_policy_names_the_known_ones() {
+    let err = serde_json::from_value::<RuleId>(json!("liveness")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown rule id `liveness`, expected one of liveness-probe"),
+        "{err}"
+    );
+}
