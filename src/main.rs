@@ -133,16 +133,16 @@ struct ServeArgs {
     #[arg(long, env = "STS_GUARD_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
     /// Close connections whose request headers take longer than this.
-    #[arg(long, env = "STS_GUARD_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    header_read_timeout: Duration,
+    #[arg(long, env = "STS_GUARD_HEADER_READ_TIMEOUT", default_value_t = Limits::default().header_read_timeout.into())]
+    header_read_timeout: humantime::Duration,
     /// Close connections whose TLS handshake takes longer than this.
-    #[arg(long, env = "STS_GUARD_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    handshake_timeout: Duration,
+    #[arg(long, env = "STS_GUARD_HANDSHAKE_TIMEOUT", default_value_t = Limits::default().handshake_timeout.into())]
+    handshake_timeout: humantime::Duration,
     /// Answer 408 to a request not read and answered within this.
-    #[arg(long, env = "STS_GUARD_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    request_timeout: Duration,
+    #[arg(long, env = "STS_GUARD_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.into())]
+    request_timeout: humantime::Duration,
     /// Refuse connections beyond this many.
-    #[arg(long, env = "STS_GUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long, env = "STS_GUARD_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
 }
 
@@ -226,9 +226,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         shutdown_delay: args.shutdown_delay,
         shutdown_timeout: args.shutdown_timeout,
         limits: Limits {
-            header_read_timeout: args.header_read_timeout,
-            handshake_timeout: args.handshake_timeout,
-            request_timeout: args.request_timeout,
+            header_read_timeout: args.header_read_timeout.into(),
+            handshake_timeout: args.handshake_timeout.into(),
+            request_timeout: args.request_timeout.into(),
             max_connections: args.max_connections,
         },
     };

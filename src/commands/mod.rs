@@ -4,8 +4,8 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod report;
-pub mod review;
 mod sarif;
+pub mod simulate;
 mod text;
 
 use std::error::Error;

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::review::{Review, review};
+use super::simulate::{Simulation, simulate};
 use crate::lookup::Duplicate;
 use crate::manifest::{InputError, Position, Source};
 use crate::policy::Policy;
@@ -61,7 +61,7 @@ impl std::fmt::Display for Origin {
 /// What came of one object.
 #[derive(Debug, Clone)]
 pub enum Body {
-    Reviewed(Review),
+    Reviewed(Simulation),
     /// The object does not decode as a StatefulSet: the API server would
     /// refuse it, so it counts as denied. The message, and where in the
     /// file the problem is.
@@ -104,7 +104,7 @@ impl ObjectReport {
     ) -> ObjectReport {
         ObjectReport {
             name: sts.metadata.name.clone().unwrap_or_default(),
-            body: Body::Reviewed(review(sts, &namespace, policy, lookups)),
+            body: Body::Reviewed(simulate(sts, &namespace, policy, lookups)),
             namespace,
             origin,
             positions: Vec::new(),

@@ -26,16 +26,6 @@ pub enum Mode {
     Audit,
 }
 
-impl Mode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Audit => "audit",
-        }
-    }
-}
-
 /// Mutation defaults; `None` means "not set here, ask the next level".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -120,13 +110,6 @@ pub struct EffectiveMutations {
     pub parallel: bool,
     pub startup_probe: bool,
     pub startup_timeout: Duration,
-}
-
-/// Why a rule does not apply to an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExemptBy {
-    Policy { reason: String },
-    Owner,
 }
 
 impl Policy {

@@ -12,6 +12,46 @@ use prometheus_client::registry::Registry;
 use super::decision::Decision;
 use super::routes::Endpoint;
 use crate::lookup::LookupPath;
+
+/// The `decision` label of `sts_guard_admission_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionLabel {
+    Allowed,
+    Warned,
+    Mutated,
+    Denied,
+    /// A StatefulSet request whose object does not decode, or a body that
+    /// is not an AdmissionReview.
+    Invalid,
+    /// A request for another kind, allowed unchecked.
+    NotStatefulSet,
+}
+
+impl DecisionLabel {
+    /// The label of a reviewed request.
+    pub fn of(decision: &Decision) -> DecisionLabel {
+        if !decision.allowed() {
+            DecisionLabel::Denied
+        } else if decision.patch.is_some() {
+            DecisionLabel::Mutated
+        } else if !decision.warnings.is_empty() {
+            DecisionLabel::Warned
+        } else {
+            DecisionLabel::Allowed
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionLabel::Allowed => "allowed",
+            DecisionLabel::Warned => "warned",
+            DecisionLabel::Mutated => "mutated",
+            DecisionLabel::Denied => "denied",
+            DecisionLabel::Invalid => "invalid",
+            DecisionLabel::NotStatefulSet => "not-statefulset",
+        }
+    }
+}
 use crate::review::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,26 +152,13 @@ impl Metrics {
         })
     }
 
-    /// The `decision` label of a reviewed request.
-    pub fn decision_label(decision: &Decision) -> &'static str {
-        if !decision.allowed() {
-            "denied"
-        } else if decision.patch.is_some() {
-            "mutated"
-        } else if !decision.warnings.is_empty() {
-            "warned"
-        } else {
-            "allowed"
-        }
-    }
-
-    /// Counts a reviewed request (`label` from [`Metrics::decision_label`]),
+    /// Counts a reviewed request (`label` from [`DecisionLabel::of`]),
     /// its findings and how long it took.
     pub fn record(
         &self,
         endpoint: Endpoint,
         namespace: &str,
-        label: &'static str,
+        label: DecisionLabel,
         outcomes: &[Outcome],
         seconds: f64,
     ) {
@@ -153,11 +180,11 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn request(&self, endpoint: Endpoint, decision: &'static str) {
+    pub fn request(&self, endpoint: Endpoint, decision: DecisionLabel) {
         self.requests
             .get_or_create(&RequestLabels {
                 endpoint: endpoint.as_str(),
-                decision,
+                decision: decision.as_str(),
             })
             .inc();
     }

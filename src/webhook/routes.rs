@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::decision::Decision;
-use super::metrics::Metrics;
+use super::metrics::{DecisionLabel, Metrics};
 use super::wire::{Admission, Rejection, decode};
 use crate::lookup::{Fetched, ServiceSource};
 use crate::policy::Policy;
@@ -146,7 +146,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     let admission = match decode(body) {
         Ok(admission) => admission,
         Err(Rejection::BadRequest(reason)) => {
-            app.metrics.request(endpoint, "invalid");
+            app.metrics.request(endpoint, DecisionLabel::Invalid);
             tracing::info!(endpoint = endpoint.as_str(), reason = %redact(&reason), "bad request");
             return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
         }
@@ -154,10 +154,10 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
             app.metrics.request(endpoint, outcome);
             // A decode error quotes the object; another kind's note does not.
             let message = match outcome {
-                "invalid" => redact(&response.result.message),
+                DecisionLabel::Invalid => redact(&response.result.message),
                 _ => response.result.message.clone(),
             };
-            tracing::info!(endpoint = endpoint.as_str(), uid = %response.uid, outcome, %message, "answered without review");
+            tracing::info!(endpoint = endpoint.as_str(), uid = %response.uid, outcome = outcome.as_str(), %message, "answered without review");
             return json(&response.into_review());
         }
     };
@@ -180,7 +180,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     log_decision(endpoint, &admission, &decision);
     // The response takes the decision apart; the metrics need only its
     // label and findings, so those are kept aside instead of a clone.
-    let label = Metrics::decision_label(&decision);
+    let label = DecisionLabel::of(&decision);
     let outcomes = std::mem::take(&mut decision.outcomes);
     let response = json(&decision.into_response(&admission.uid).into_review());
     app.metrics.record(

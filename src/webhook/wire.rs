@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::decision;
+use super::metrics::DecisionLabel;
 use crate::review::{self, ObjectRef};
 use crate::view::StatefulSet;
 
@@ -154,7 +155,7 @@ pub enum Rejection {
     /// No request to answer: HTTP 400 with this reason.
     BadRequest(String),
     /// A request we answer without review (uid echoed), with its metric label.
-    Answer(Box<AdmissionResponse>, &'static str),
+    Answer(Box<AdmissionResponse>, DecisionLabel),
 }
 
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -245,7 +246,7 @@ fn diagnose(body: &[u8], error: &serde_json::Error) -> Rejection {
             400,
             "BadRequest",
         )),
-        "invalid",
+        DecisionLabel::Invalid,
     )
 }
 
@@ -254,7 +255,7 @@ fn not_ours(uid: &str, kind: &str) -> Rejection {
     let mut response = decision::response(uid);
     response.result.message =
         format!("sts-guard reviews apps/v1 StatefulSets only; {kind:?} allowed unchecked");
-    Rejection::Answer(Box::new(response), "not-statefulset")
+    Rejection::Answer(Box::new(response), DecisionLabel::NotStatefulSet)
 }
 
 #[cfg(test)]

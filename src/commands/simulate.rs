@@ -10,7 +10,7 @@ use crate::view::StatefulSet;
 
 /// What both webhooks would say about one StatefulSet.
 #[derive(Debug, Clone, Default)]
-pub struct Review {
+pub struct Simulation {
     /// Every finding of the validating webhook and what it does.
     pub outcomes: Vec<Outcome>,
     /// Names of the mutations the mutating webhook would apply.
@@ -32,12 +32,12 @@ enum PatchError {
 }
 
 /// Reviews `sts` as a CREATE (not dry-run) in `namespace`.
-pub fn review(
+pub fn simulate(
     sts: &StatefulSet,
     namespace: &str,
     policy: &Policy,
     lookups: &dyn Lookups,
-) -> Review {
+) -> Simulation {
     let name = sts
         .metadata
         .name
@@ -70,7 +70,7 @@ pub fn review(
     let validated = review::validate(&request(patched.as_ref().unwrap_or(sts)), policy, lookups);
     notes.extend(validated.notices);
 
-    Review {
+    Simulation {
         outcomes: validated.outcomes,
         mutations: mutated.mutations,
         patch: mutated.patch,
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn mutations_are_listed_and_validation_still_runs() {
-        let r = review(
+        let r = simulate(
             &sts(json!({"sts-guard.io/parallel": "true", "sts-guard.io/startup-probe": "true"})),
             "shop",
             &Policy::default(),
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn annotation_notices_become_notes() {
-        let r = review(
+        let r = simulate(
             &sts(json!({"sts-guard.io/parallel": "yes", "sts-guard.io/exempt": "all"})),
             "shop",
             &Policy::default(),
