@@ -1,21 +1,32 @@
-//! Services from a live cluster: a reflector (watch cache) answers normal
-//! admissions without an API call; a miss falls back to one GET bounded by a
-//! short deadline, so a Service created a moment before its StatefulSet is
-//! still found, and an unreachable API server costs at most that deadline.
+//! Services from a live cluster. A watch of the **headless** Services only
+//! (the field selector `spec.clusterIP=None`, which the API server serves)
+//! keeps a map of small projections (namespace, name, clusterIP, selector:
+//! what the headless-service rule reads), so a normal admission makes no
+//! API call and memory follows the number of headless Services, not the
+//! size of the cluster. A miss (a Service that is not headless, or was
+//! created a moment ago) falls back to one GET bounded by a short
+//! deadline, so "is not headless" and "names no Service" stay exact, and
+//! an unreachable API server costs at most that deadline.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use serde::{Deserialize, Deserializer};
 
 use super::LookupPath;
 use crate::rules::ServiceState;
 use crate::view;
+
+/// The field selector of the watch: headless Services only.
+pub const HEADLESS_SELECTOR: &str = "spec.clusterIP=None";
 
 /// A client from the usual configuration (in-cluster, or `KUBECONFIG`),
 /// with the process-wide TLS crypto provider kube's rustls client needs.
@@ -24,51 +35,65 @@ pub async fn connect() -> Result<kube::Client, kube::Error> {
     kube::Client::try_default().await
 }
 
+type Key = (String, String);
+
 pub struct ClusterServices {
     client: kube::Client,
-    store: Store<Service>,
+    headless: Arc<RwLock<HashMap<Key, Arc<view::Service>>>>,
     synced: Arc<AtomicBool>,
     lookup_timeout: Duration,
 }
 
 impl ClusterServices {
     /// Starts the watch in the background; `is_synced` turns true once the
-    /// first full list has arrived.
+    /// first full list has arrived. The watcher relists and rewatches by
+    /// itself (with backoff) after an error; the map keeps its last state
+    /// meanwhile.
     pub fn start(client: kube::Client, lookup_timeout: Duration) -> Arc<Self> {
-        let (store, writer) = reflector::store();
+        let headless = Arc::new(RwLock::new(HashMap::new()));
         let synced = Arc::new(AtomicBool::new(false));
-        let api: Api<Service> = Api::all(client.clone());
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            // Only spec.clusterIP and spec.selector are read: drop the bulk.
-            .modify(|svc: &mut Service| {
-                svc.metadata.managed_fields = None;
-                svc.metadata.annotations = None;
-                svc.status = None;
-            })
-            .reflect(writer)
-            .applied_objects();
+        let api: Api<WatchedService> = Api::all(client.clone());
+        let stream =
+            watcher(api, watcher::Config::default().fields(HEADLESS_SELECTOR)).default_backoff();
+        let (map, flag) = (headless.clone(), synced.clone());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
+            // A relist is collected here and swapped in whole at its end, so
+            // a lookup never sees a half-listed cache.
+            let mut relist: Option<HashMap<Key, Arc<view::Service>>> = None;
             while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    // The watcher retries with backoff by itself; the cache
-                    // keeps its last state meanwhile.
-                    tracing::warn!(error = %e, "service watch interrupted; retrying");
+                match event {
+                    Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
+                    Ok(watcher::Event::InitApply(svc)) => {
+                        if let Some(buffer) = relist.as_mut() {
+                            let (key, value) = svc.projection();
+                            buffer.insert(key, value);
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let fresh = relist.take().unwrap_or_default();
+                        let count = fresh.len();
+                        *write(&map) = fresh;
+                        if !flag.swap(true, Ordering::AcqRel) {
+                            tracing::info!(headless_services = count, "service cache synced");
+                        }
+                    }
+                    Ok(watcher::Event::Apply(svc)) => {
+                        let (key, value) = svc.projection();
+                        write(&map).insert(key, value);
+                    }
+                    Ok(watcher::Event::Delete(svc)) => {
+                        write(&map).remove(&svc.projection().0);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "service watch interrupted; retrying");
+                    }
                 }
-            }
-        });
-        let ready_store = store.clone();
-        let ready_flag = synced.clone();
-        tokio::spawn(async move {
-            if ready_store.wait_until_ready().await.is_ok() {
-                ready_flag.store(true, Ordering::Release);
-                tracing::info!(services = ready_store.len(), "service cache synced");
             }
         });
         Arc::new(ClusterServices {
             client,
-            store,
+            headless,
             synced,
             lookup_timeout,
         })
@@ -78,15 +103,26 @@ impl ClusterServices {
         self.synced.load(Ordering::Acquire)
     }
 
+    /// Headless Services in the cache.
+    pub fn len(&self) -> usize {
+        read(&self.headless).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub async fn resolve(&self, namespace: &str, name: &str) -> (ServiceState, LookupPath) {
-        let found =
-            |svc: &Service| ServiceState::Found(Arc::new(view::Service::of(svc, namespace)));
-        if let Some(svc) = self.store.get(&ObjectRef::new(name).within(namespace)) {
-            return (found(&svc), LookupPath::Cache);
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(svc) = read(&self.headless).get(&key) {
+            return (ServiceState::Found(svc.clone()), LookupPath::Cache);
         }
         let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
         match tokio::time::timeout(self.lookup_timeout, api.get_opt(name)).await {
-            Ok(Ok(Some(svc))) => (found(&svc), LookupPath::ApiGet),
+            Ok(Ok(Some(svc))) => (
+                ServiceState::Found(Arc::new(view::Service::of(&svc, namespace))),
+                LookupPath::ApiGet,
+            ),
             Ok(Ok(None)) => (ServiceState::NotFound, LookupPath::ApiGet),
             Ok(Err(e)) => {
                 tracing::warn!(namespace, name, error = %e, "service lookup failed");
@@ -106,5 +142,124 @@ impl ClusterServices {
                 )
             }
         }
+    }
+}
+
+/// A poisoned lock only means a writer panicked mid-update of a map of
+/// independent entries: the map is still usable.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A Service as the watch decodes it: the projection, and the metadata the
+/// watch itself needs. Everything else (managedFields, annotations such as
+/// `last-applied-configuration`, ports, status) is skipped unbuilt.
+#[derive(Debug, Clone, Deserialize)]
+struct WatchedService {
+    #[serde(deserialize_with = "lean_metadata")]
+    metadata: ObjectMeta,
+    spec: Option<WatchedSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WatchedSpec {
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    selector: Option<BTreeMap<String, String>>,
+}
+
+impl WatchedService {
+    fn projection(self) -> (Key, Arc<view::Service>) {
+        let namespace = self.metadata.namespace.unwrap_or_default();
+        let name = self.metadata.name.unwrap_or_default();
+        let spec = self.spec;
+        let service = view::Service {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            cluster_ip: spec.as_ref().and_then(|s| s.cluster_ip.clone()),
+            selector: spec.and_then(|s| s.selector),
+        };
+        ((namespace, name), Arc::new(service))
+    }
+}
+
+/// Name, namespace and resourceVersion (the watch resumes from it).
+fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Lean {
+        name: Option<String>,
+        namespace: Option<String>,
+        resource_version: Option<String>,
+    }
+    let lean = Lean::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: lean.name,
+        namespace: lean.namespace,
+        resource_version: lean.resource_version,
+        ..ObjectMeta::default()
+    })
+}
+
+impl kube::Resource for WatchedService {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Service".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "services".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_watch_keeps_the_projection_and_skips_the_rest() {
+        let svc: WatchedService = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {
+                "name": "web", "namespace": "shop", "resourceVersion": "42",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(10_000)},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+            "status": {"loadBalancer": {}},
+        }))
+        .unwrap();
+        assert_eq!(svc.metadata.resource_version.as_deref(), Some("42"));
+        assert!(svc.metadata.annotations.is_none() && svc.metadata.managed_fields.is_none());
+        let ((ns, name), projection) = svc.projection();
+        assert_eq!((ns.as_str(), name.as_str()), ("shop", "web"));
+        assert_eq!(projection.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(
+            projection
+                .selector
+                .as_ref()
+                .unwrap()
+                .get("app")
+                .map(String::as_str),
+            Some("web")
+        );
     }
 }
