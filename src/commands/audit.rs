@@ -1,15 +1,16 @@
 //! `sts-guard audit`: the webhook's answer for every StatefulSet already in
 //! a live cluster ("would this be admitted if created today?").
 //!
-//! Services are listed first (one map, like `check`'s manifests), then
-//! StatefulSets page by page, each page reviewed and dropped, so memory
-//! follows the size of the report rather than of the cluster.
+//! Services are listed first, page by page, into one map of projections
+//! (like `check`'s manifests), then StatefulSets page by page, each
+//! reviewed and dropped. Both are decoded lean (`lookup::listing`): no
+//! managedFields, no annotations but `sts-guard.io/` ones, nothing the
+//! rules do not read.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::ListParams;
 use serde::de::DeserializeOwned;
@@ -17,6 +18,7 @@ use thiserror::Error;
 
 use super::report::{Command, ObjectReport, Origin, Report};
 use crate::lookup::ManifestServices;
+use crate::lookup::listing::{ListedService, ListedStatefulSet};
 use crate::policy::{Policy, PolicyError};
 
 /// Objects per list call, as kubectl's `--chunk-size`: big enough to be
@@ -66,41 +68,38 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     let client = crate::lookup::connect().await.map_err(AuditError::Config)?;
     let progress = Progress::new();
 
+    // Every Service of the audited namespaces, as the projection the rules
+    // read (all of them, not only the headless ones: "is not headless" must
+    // stay exact); then StatefulSets page by page, each reviewed and
+    // dropped, so what is held is the projections and the report.
     let mut services = ManifestServices::default();
-    let service_api: Api<Service> = api(&client, options.namespace.as_deref());
+    let service_api: Api<ListedService> = api(&client, options.namespace.as_deref());
     list_pages(
         &service_api,
         "Services",
         options.page_size,
         &progress,
         |page| {
-            for mut svc in page {
-                // Only spec.clusterIP and spec.selector are read.
-                svc.metadata.managed_fields = None;
-                svc.metadata.annotations = None;
-                svc.status = None;
-                let ns = svc.metadata.namespace.clone().unwrap_or_default();
-                services.insert(&svc, &ns, String::new());
+            for svc in page {
+                let (_, projection) = svc.projection();
+                services.insert_projection(Arc::unwrap_or_clone(projection), String::new());
             }
         },
     )
     .await?;
 
     let mut objects = Vec::new();
-    let sts_api: Api<StatefulSet> = api(&client, options.namespace.as_deref());
+    let sts_api: Api<ListedStatefulSet> = api(&client, options.namespace.as_deref());
     list_pages(
         &sts_api,
         "StatefulSets",
         options.page_size,
         &progress,
         |page| {
-            for full in page {
-                let namespace = full.metadata.namespace.clone().unwrap_or_default();
-                // What the API server stored decodes into the view; if it
-                // ever did not, the object is reviewed as having nothing.
-                let sts = crate::view::StatefulSet::of(&full).unwrap_or_default();
+            for listed in page {
+                let namespace = listed.namespace().to_string();
                 objects.push(ObjectReport::reviewed(
-                    &sts,
+                    &listed.into_view(),
                     namespace,
                     Origin::Cluster,
                     &policy,

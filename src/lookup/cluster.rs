@@ -8,20 +8,18 @@
 //! deadline, so "is not headless" and "names no Service" stay exact, and
 //! an unreachable API server costs at most that deadline.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use serde::{Deserialize, Deserializer};
 
 use super::LookupPath;
+use super::listing::{Key, ListedService};
 use crate::rules::ServiceState;
 use crate::view;
 
@@ -34,8 +32,6 @@ pub async fn connect() -> Result<kube::Client, kube::Error> {
     crate::install_crypto_provider();
     kube::Client::try_default().await
 }
-
-type Key = (String, String);
 
 pub struct ClusterServices {
     client: kube::Client,
@@ -52,7 +48,7 @@ impl ClusterServices {
     pub fn start(client: kube::Client, lookup_timeout: Duration) -> Arc<Self> {
         let headless = Arc::new(RwLock::new(HashMap::new()));
         let synced = Arc::new(AtomicBool::new(false));
-        let api: Api<WatchedService> = Api::all(client.clone());
+        let api: Api<ListedService> = Api::all(client.clone());
         let stream =
             watcher(api, watcher::Config::default().fields(HEADLESS_SELECTOR)).default_backoff();
         let (map, flag) = (headless.clone(), synced.clone());
@@ -153,113 +149,4 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A Service as the watch decodes it: the projection, and the metadata the
-/// watch itself needs. Everything else (managedFields, annotations such as
-/// `last-applied-configuration`, ports, status) is skipped unbuilt.
-#[derive(Debug, Clone, Deserialize)]
-struct WatchedService {
-    #[serde(deserialize_with = "lean_metadata")]
-    metadata: ObjectMeta,
-    spec: Option<WatchedSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct WatchedSpec {
-    #[serde(rename = "clusterIP")]
-    cluster_ip: Option<String>,
-    selector: Option<BTreeMap<String, String>>,
-}
-
-impl WatchedService {
-    fn projection(self) -> (Key, Arc<view::Service>) {
-        let namespace = self.metadata.namespace.unwrap_or_default();
-        let name = self.metadata.name.unwrap_or_default();
-        let spec = self.spec;
-        let service = view::Service {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            cluster_ip: spec.as_ref().and_then(|s| s.cluster_ip.clone()),
-            selector: spec.and_then(|s| s.selector),
-        };
-        ((namespace, name), Arc::new(service))
-    }
-}
-
-/// Name, namespace and resourceVersion (the watch resumes from it).
-fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Lean {
-        name: Option<String>,
-        namespace: Option<String>,
-        resource_version: Option<String>,
-    }
-    let lean = Lean::deserialize(d)?;
-    Ok(ObjectMeta {
-        name: lean.name,
-        namespace: lean.namespace,
-        resource_version: lean.resource_version,
-        ..ObjectMeta::default()
-    })
-}
-
-impl kube::Resource for WatchedService {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Service".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "services".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_watch_keeps_the_projection_and_skips_the_rest() {
-        let svc: WatchedService = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {
-                "name": "web", "namespace": "shop", "resourceVersion": "42",
-                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(10_000)},
-                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
-            },
-            "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 80}]},
-            "status": {"loadBalancer": {}},
-        }))
-        .unwrap();
-        assert_eq!(svc.metadata.resource_version.as_deref(), Some("42"));
-        assert!(svc.metadata.annotations.is_none() && svc.metadata.managed_fields.is_none());
-        let ((ns, name), projection) = svc.projection();
-        assert_eq!((ns.as_str(), name.as_str()), ("shop", "web"));
-        assert_eq!(projection.cluster_ip.as_deref(), Some("None"));
-        assert_eq!(
-            projection
-                .selector
-                .as_ref()
-                .unwrap()
-                .get("app")
-                .map(String::as_str),
-            Some("web")
-        );
-    }
 }

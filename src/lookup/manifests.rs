@@ -54,9 +54,13 @@ impl ManifestServices {
         namespace: &str,
         place: String,
     ) {
-        let service = Service::of(service, namespace);
+        self.insert_projection(Service::of(service, namespace), place);
+    }
+
+    /// Adds what the rules read of a Service.
+    pub fn insert_projection(&mut self, service: Service, place: String) {
         self.by_name
-            .entry((namespace.to_string(), service.name.clone()))
+            .entry((service.namespace.clone(), service.name.clone()))
             .or_default()
             .push(Definition {
                 service: Arc::new(service),

@@ -7,6 +7,7 @@
 //! only that.
 
 mod cluster;
+pub mod listing;
 mod manifests;
 
 use std::sync::Arc;

@@ -1,0 +1,240 @@
+//! What `serve` watches and `audit` lists, decoded lean: the part the
+//! rules read and the metadata the API machinery needs (name, namespace,
+//! resourceVersion), everything else (managedFields, other annotations,
+//! status) skipped unbuilt. So memory follows what sts-guard needs, not the
+//! size of the objects in the cluster.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Deserializer};
+
+use crate::view::{self, ANNOTATION_PREFIX};
+
+/// (namespace, name)
+pub type Key = (String, String);
+
+/// A Service as the watch and `audit` decode it: the projection, and the
+/// metadata the watch itself needs. Everything else (managedFields, annotations such as
+/// `last-applied-configuration`, ports, status) is skipped unbuilt.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedService {
+    #[serde(deserialize_with = "lean_metadata")]
+    metadata: ObjectMeta,
+    spec: Option<WatchedSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WatchedSpec {
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    selector: Option<BTreeMap<String, String>>,
+}
+
+impl ListedService {
+    pub fn projection(self) -> (Key, Arc<view::Service>) {
+        let namespace = self.metadata.namespace.unwrap_or_default();
+        let name = self.metadata.name.unwrap_or_default();
+        let spec = self.spec;
+        let service = view::Service {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            cluster_ip: spec.as_ref().and_then(|s| s.cluster_ip.clone()),
+            selector: spec.and_then(|s| s.selector),
+        };
+        ((namespace, name), Arc::new(service))
+    }
+}
+
+/// Name, namespace and resourceVersion (the watch resumes from it).
+fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Lean {
+        name: Option<String>,
+        namespace: Option<String>,
+        resource_version: Option<String>,
+    }
+    let lean = Lean::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: lean.name,
+        namespace: lean.namespace,
+        resource_version: lean.resource_version,
+        ..ObjectMeta::default()
+    })
+}
+
+impl kube::Resource for ListedService {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Service".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "services".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A StatefulSet as `audit` lists it: the view, and the metadata listing
+/// needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedStatefulSet {
+    #[serde(deserialize_with = "reviewed_metadata")]
+    metadata: ObjectMeta,
+    spec: Option<view::Spec>,
+}
+
+impl ListedStatefulSet {
+    pub fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or_default()
+    }
+
+    pub fn into_view(self) -> view::StatefulSet {
+        let m = self.metadata;
+        view::StatefulSet {
+            api_version: (),
+            kind: (),
+            metadata: view::Metadata {
+                name: m.name,
+                generate_name: m.generate_name,
+                namespace: m.namespace,
+                labels: m.labels,
+                annotations: view::OurAnnotations(m.annotations.unwrap_or_default()),
+            },
+            spec: self.spec,
+        }
+    }
+}
+
+/// What the review reads of a StatefulSet's metadata, and its
+/// resourceVersion; of the annotations only the `sts-guard.io/` ones.
+fn reviewed_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Reviewed {
+        name: Option<String>,
+        generate_name: Option<String>,
+        namespace: Option<String>,
+        resource_version: Option<String>,
+        labels: Option<BTreeMap<String, String>>,
+        #[serde(default)]
+        annotations: view::OurAnnotations,
+    }
+    let m = Reviewed::deserialize(d)?;
+    debug_assert!(
+        m.annotations
+            .0
+            .keys()
+            .all(|k| k.starts_with(ANNOTATION_PREFIX))
+    );
+    Ok(ObjectMeta {
+        name: m.name,
+        generate_name: m.generate_name,
+        namespace: m.namespace,
+        resource_version: m.resource_version,
+        labels: m.labels,
+        annotations: Some(m.annotations.0),
+        ..ObjectMeta::default()
+    })
+}
+
+impl kube::Resource for ListedStatefulSet {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "StatefulSet".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "apps".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "statefulsets".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_watch_keeps_the_projection_and_skips_the_rest() {
+        let svc: ListedService = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {
+                "name": "web", "namespace": "shop", "resourceVersion": "42",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(10_000)},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+            "status": {"loadBalancer": {}},
+        }))
+        .unwrap();
+        assert_eq!(svc.metadata.resource_version.as_deref(), Some("42"));
+        assert!(svc.metadata.annotations.is_none() && svc.metadata.managed_fields.is_none());
+        let ((ns, name), projection) = svc.projection();
+        assert_eq!((ns.as_str(), name.as_str()), ("shop", "web"));
+        assert_eq!(projection.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(
+            projection
+                .selector
+                .as_ref()
+                .unwrap()
+                .get("app")
+                .map(String::as_str),
+            Some("web")
+        );
+    }
+
+    #[test]
+    fn a_listed_statefulset_becomes_the_view_the_webhook_reads() {
+        let full = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {
+                "name": "web", "namespace": "shop", "resourceVersion": "7",
+                "labels": {"app": "web"},
+                "annotations": {"sts-guard.io/parallel": "true", "other": "x"},
+                "managedFields": [{"manager": "kubectl"}],
+            },
+            "spec": {
+                "serviceName": "web", "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "app", "image": "nginx",
+                                      "readinessProbe": {"tcpSocket": {"port": 80}}}]}},
+            },
+            "status": {"replicas": 3},
+        });
+        let listed: ListedStatefulSet = serde_json::from_value(full.clone()).unwrap();
+        assert_eq!(listed.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(listed.namespace(), "shop");
+        let via_listing = listed.into_view();
+        let via_webhook: view::StatefulSet = serde_json::from_value(full).unwrap();
+        assert_eq!(via_listing, via_webhook);
+    }
+}
