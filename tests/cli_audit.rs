@@ -10,18 +10,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use support::control_plane::ControlPlane;
+use support::control_plane::{ControlPlane, Output, free_ports, repo_root};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn audit(kubeconfig: &Path, args: &[&str]) -> Output {
+fn audit(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sts-guard"))
         .arg("audit")
         .args(args)
@@ -49,11 +45,7 @@ fn audit_without_cluster_configuration_exits_2() {
 #[test]
 fn audit_of_an_unreachable_cluster_exits_2() {
     // A port nothing listens on: connection refused at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_ports(1)[0];
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
@@ -82,20 +74,9 @@ current-context: gone
     assert!(out.stdout.is_empty(), "no partial report");
 }
 
-/// What one `sts-guard audit` printed.
-struct Run {
-    rc: i32,
-    out: String,
-    err: String,
-}
-
-fn audit_run(kubeconfig: &Path, args: &[&str]) -> Run {
-    let out = audit(kubeconfig, args);
-    Run {
-        rc: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// What one `sts-guard audit` printed, and its exit code.
+fn audit_run(kubeconfig: &Path, args: &[&str]) -> Output {
+    Output::from_std(audit(kubeconfig, args))
 }
 
 #[test]
@@ -107,7 +88,7 @@ fn audit_reviews_a_live_cluster() {
     for ns in ["shop", "data", "staging", "legacy", "batch"] {
         cp.kubectl(&["create", "namespace", ns]).assert_exit(0);
     }
-    let f = root().join("tests/fixtures/check");
+    let f = repo_root().join("tests/fixtures/check");
     let fixtures = [
         "compliant",
         "policy/manifests",
@@ -134,8 +115,8 @@ fn audit_reviews_a_live_cluster() {
     drop(cp);
 
     // Every namespace, listed two at a time: all 8 StatefulSets, sorted.
-    assert_eq!(all.rc, 1, "{}", all.err);
-    let report: Value = serde_json::from_str(&all.out).unwrap();
+    assert_eq!(all.code, 1, "{}", all.stderr);
+    let report: Value = serde_json::from_str(&all.stdout).unwrap();
     assert_eq!(report["schemaVersion"], 1);
     assert_eq!(report["command"], "audit");
     let verdicts: Vec<(String, &str)> = report["objects"]
@@ -167,41 +148,41 @@ fn audit_reviews_a_live_cluster() {
     let expected: Vec<(String, &str)> = expected.iter().map(|(n, v)| (n.to_string(), *v)).collect();
     assert_eq!(verdicts, expected);
 
-    assert_eq!(text.rc, 1);
+    assert_eq!(text.code, 1);
     assert!(
-        text.out
+        text.stdout
             .contains("shop/queue StatefulSet, cluster: would be denied"),
         "{}",
-        text.out
+        text.stdout
     );
     assert!(
-        text.out.contains(
+        text.stdout.contains(
             r#"denied   [liveness-probe] spec.template.spec.containers[0] "rabbitmq" has no livenessProbe"#
         ),
         "{}",
-        text.out
+        text.stdout
     );
     assert!(
-        text.out
+        text.stdout
             .ends_with("8 StatefulSets checked: 5 would be denied, 0 warned, 3 ok\n"),
         "{}",
-        text.out
+        text.stdout
     );
     // stderr is not a terminal here: no progress counter.
-    assert!(text.err.is_empty(), "{}", text.err);
+    assert!(text.stderr.is_empty(), "{}", text.stderr);
 
-    assert_eq!(staging.rc, 0, "warn mode: {}", staging.out);
-    assert!(staging.out.contains("(warn mode)"), "{}", staging.out);
+    assert_eq!(staging.code, 0, "warn mode: {}", staging.stdout);
+    assert!(staging.stdout.contains("(warn mode)"), "{}", staging.stdout);
     assert!(
         staging
-            .out
+            .stdout
             .ends_with("1 StatefulSet checked: 0 would be denied, 1 warned, 0 ok\n")
     );
 
     // The policy turns staging to warnings, legacy's liveness rule to audit
     // and exempts batch/queue-worker from the Service rule.
-    assert_eq!(policy.rc, 1, "data and shop are still enforced");
-    let report: Value = serde_json::from_str(&policy.out).unwrap();
+    assert_eq!(policy.code, 1, "data and shop are still enforced");
+    let report: Value = serde_json::from_str(&policy.stdout).unwrap();
     let action_of = |ns: &str, name: &str| -> Vec<String> {
         report["objects"]
             .as_array()
@@ -229,7 +210,7 @@ fn audit_reviews_a_live_cluster() {
     assert_eq!(action_of("staging", "web"), vec!["readiness-probe:warn"]);
     assert_eq!(report["summary"]["denied"], 2);
 
-    let sarif: Value = serde_json::from_str(&sarif.out).unwrap();
+    let sarif: Value = serde_json::from_str(&sarif.stdout).unwrap();
     let result = &sarif["runs"][0]["results"][0];
     assert!(result["locations"][0].get("physicalLocation").is_none());
     assert_eq!(
@@ -237,10 +218,10 @@ fn audit_reviews_a_live_cluster() {
         "batch/queue-worker"
     );
 
-    assert_eq!(stopped.rc, 2, "{}", stopped.err);
+    assert_eq!(stopped.code, 2, "{}", stopped.stderr);
     assert!(
-        stopped.err.starts_with("error: cannot list Services: "),
+        stopped.stderr.starts_with("error: cannot list Services: "),
         "{}",
-        stopped.err
+        stopped.stderr
     );
 }

@@ -9,11 +9,7 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::Request;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use sts_guard::commands::check::{CheckOptions, check};
 use sts_guard::commands::report::{Body as ReportBody, Verdict};
@@ -21,7 +17,7 @@ use sts_guard::lookup::{ManifestServices, ServiceSource};
 use sts_guard::manifest::{self, InputObject};
 use sts_guard::policy::Policy;
 use sts_guard::webhook::metrics::Metrics;
-use sts_guard::webhook::routes::{App, router};
+use sts_guard::webhook::routes::App;
 
 fn corpus() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/charts");
@@ -163,17 +159,7 @@ fn review(operation: &str, object: &Value, dry_run: bool) -> Value {
 }
 
 async fn warnings(app: &Arc<App>, review: &Value) -> Vec<String> {
-    let response = router(app.clone())
-        .oneshot(
-            Request::post("/validate")
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(review).unwrap()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let (_, answer) = support::router_review(app, "/validate", review).await;
     assert_eq!(answer["response"]["uid"], support::UID);
     answer["response"]["warnings"]
         .as_array()

@@ -4,7 +4,7 @@
 //! panic or a 5xx. Then the transport: slow clients, HTTP/1.0, pipelining,
 //! chunked bodies, stalled handshakes, and the limits that bound them.
 //!
-//! The decisions (see also src/server/routes.rs and docs/reliability.md):
+//! The decisions (see also src/webhook/routes.rs and docs/reliability.md):
 //! - not JSON, not an AdmissionReview, or no readable request uid → 400 with
 //!   a one-line reason (no uid to echo);
 //! - a readable uid and a StatefulSet kind but an object field the review
@@ -18,29 +18,26 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use http_body_util::BodyExt;
-use rstest::rstest;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
 
-use sts_guard::lookup::ServiceSource;
 use sts_guard::policy::Policy;
 use sts_guard::webhook::Limits;
 use sts_guard::webhook::decision::{
     MAX_DENIAL_BYTES, MAX_DENIAL_PROBLEMS, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
 };
-use sts_guard::webhook::metrics::Metrics;
-use sts_guard::webhook::routes::{App, MAX_BODY_BYTES, router};
+use sts_guard::webhook::routes::MAX_BODY_BYTES;
 use support::*;
 
 /// Every hostile request is answered within this (debug build, loaded CI).
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+const ENFORCE: &str = "";
+const WARN: &str = "mode: warn";
 
 /// What a case must get back.
 #[derive(Debug, Clone, Copy)]
@@ -57,653 +54,16 @@ enum Expect {
     Denied(u16, &'static str),
 }
 
-// ---- building bodies ----
-
-fn to_bytes(v: &Value) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap()
-}
-
-fn with(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut r = fixture();
-    edit(&mut r);
-    to_bytes(&r)
-}
-
-fn object(r: &mut Value) -> &mut Value {
-    &mut r["request"]["object"]
-}
-
-fn containers(r: &mut Value) -> &mut Vec<Value> {
-    object(r)["spec"]["template"]["spec"]["containers"]
-        .as_array_mut()
-        .unwrap()
-}
-
-/// The fixture with `"__HOLE__"` (a JSON string) replaced by raw bytes.
-fn splice(edit: impl FnOnce(&mut Value), raw: &[u8]) -> Vec<u8> {
-    let body = with(edit);
-    let hole = b"\"__HOLE__\"";
-    let at = body
-        .windows(hole.len())
-        .position(|w| w == hole)
-        .expect("hole in body");
-    [&body[..at], raw, &body[at + hole.len()..]].concat()
-}
-
-/// An annotation the review reads (every `sts-guard.io/` one is decoded).
-fn annotation_hole(r: &mut Value) {
-    object(r)["metadata"]["annotations"]["sts-guard.io/note"] = json!("__HOLE__");
-}
-
-/// An annotation the review skips unread.
-fn other_annotation_hole(r: &mut Value) {
-    object(r)["metadata"]["annotations"]["example.com/x"] = json!("__HOLE__");
-}
-
-/// A number the review reads: the first container's liveness period.
-fn probe_period_hole(r: &mut Value) {
-    containers(r)[0]["livenessProbe"]["periodSeconds"] = json!("__HOLE__");
-}
-
-/// A number the review does not read: the API server decoded it into an
-/// int32 before calling, so only a forged request can carry garbage there.
-fn replicas_hole(r: &mut Value) {
-    object(r)["spec"]["replicas"] = json!("__HOLE__");
-}
-
-fn bare_container(name: &str) -> Value {
-    json!({"name": name, "image": "busybox"})
-}
-
-fn thousands_of_containers(r: &mut Value) {
-    *containers(r) = (0..5000)
-        .map(|i| bare_container(&format!("c{i:04}")))
-        .collect();
-}
-
-fn nested(depth: usize) -> Vec<u8> {
-    let mut s = "[".repeat(depth);
-    s.push_str(&"]".repeat(depth));
-    s.into_bytes()
-}
-
-// ---- the corpus ----
-
-fn deeply_nested_body() -> Vec<u8> {
-    nested(1_000_000)
-}
-fn deeply_nested_ignored_field() -> Vec<u8> {
-    splice(
-        |r| object(r)["spec"]["someFutureField"] = json!("__HOLE__"),
-        &nested(100_000),
-    )
-}
-fn deeply_nested_managed_fields() -> Vec<u8> {
-    splice(
-        |r| object(r)["metadata"]["managedFields"][0]["fieldsV1"] = json!("__HOLE__"),
-        &nested(200),
-    )
-}
-fn deeply_nested_label_map() -> Vec<u8> {
-    let mut v = json!("leaf");
-    for _ in 0..200 {
-        v = json!({ "k": v });
-    }
-    with(|r| object(r)["metadata"]["labels"] = v)
-}
-fn multi_mb_annotation_value() -> Vec<u8> {
-    with(|r| object(r)["metadata"]["annotations"]["example.com/blob"] = json!("x".repeat(7 << 20)))
-}
-fn multi_mb_container_name() -> Vec<u8> {
-    with(|r| {
-        let c = &mut containers(r)[0];
-        c["name"] = json!("n".repeat(2 << 20));
-        c.as_object_mut().unwrap().remove("livenessProbe");
-    })
-}
-fn multi_mb_uid() -> Vec<u8> {
-    with(|r| r["request"]["uid"] = json!("u".repeat(3 << 20)))
-}
-fn body_just_over_the_limit() -> Vec<u8> {
-    let mut body = to_bytes(&fixture());
-    body.resize(MAX_BODY_BYTES + 1, b' ');
-    body
-}
-fn whitespace_padded_body() -> Vec<u8> {
-    let mut body = vec![b' '; 1 << 20];
-    body.extend(to_bytes(&fixture()));
-    body.extend(vec![b'\n'; 1 << 20]);
-    body
-}
-fn invalid_utf8_in_annotation_value() -> Vec<u8> {
-    splice(annotation_hole, b"\"caf\xc3\x28\xff\"")
-}
-fn invalid_utf8_in_uid() -> Vec<u8> {
-    splice(|r| r["request"]["uid"] = json!("__HOLE__"), b"\"\xff\xfe\"")
-}
-fn lone_surrogate_escape() -> Vec<u8> {
-    splice(annotation_hole, br#""\ud800""#)
-}
-fn invalid_utf8_in_an_unread_annotation() -> Vec<u8> {
-    splice(other_annotation_hole, b"\"caf\xc3\x28\xff\"")
-}
-fn lone_surrogate_in_an_unread_annotation() -> Vec<u8> {
-    splice(other_annotation_hole, br#""\ud800""#)
-}
-fn nul_escape_in_annotation_value() -> Vec<u8> {
-    splice(annotation_hole, br#""a\u0000b""#)
-}
-fn probe_period_1e309() -> Vec<u8> {
-    splice(probe_period_hole, b"1e309")
-}
-fn probe_period_minus_one() -> Vec<u8> {
-    splice(probe_period_hole, b"-1")
-}
-fn probe_period_2_pow_64() -> Vec<u8> {
-    splice(probe_period_hole, b"18446744073709551616")
-}
-fn probe_period_2_pow_31() -> Vec<u8> {
-    splice(probe_period_hole, b"2147483648")
-}
-fn probe_period_fraction() -> Vec<u8> {
-    splice(probe_period_hole, b"3.5")
-}
-fn replicas_out_of_range_is_not_read() -> Vec<u8> {
-    splice(replicas_hole, b"1e309")
-}
-fn duplicate_uid_key() -> Vec<u8> {
-    splice(
-        |r| r["request"]["uid"] = json!("__HOLE__"),
-        format!(r#""{UID}", "uid": "other""#).as_bytes(),
-    )
-}
-fn duplicate_object_key() -> Vec<u8> {
-    let object = to_bytes(&fixture()["request"]["object"]);
-    let mut raw = object.clone();
-    raw.extend(b", \"object\": ");
-    raw.extend(object);
-    splice(|r| r["request"]["object"] = json!("__HOLE__"), &raw)
-}
-fn duplicate_annotation_key_last_wins() -> Vec<u8> {
-    splice(
-        |r| object(r)["metadata"]["annotations"] = json!("__HOLE__"),
-        br#"{"sts-guard.io/parallel": "true", "sts-guard.io/parallel": "false"}"#,
-    )
-}
-fn tilde_and_slash_in_annotation_keys() -> Vec<u8> {
-    with(|r| {
-        let a = &mut object(r)["metadata"]["annotations"];
-        a["a~1b/c~0d"] = json!("x");
-        a["~"] = json!("y");
-        a["/"] = json!("z");
-        a["sts-guard.io/parallel"] = json!("true");
-    })
-}
-fn tilde_and_slash_in_container_names_mutate() -> Vec<u8> {
-    with(|r| {
-        containers(r)[0]["name"] = json!("a/b~0c~1");
-        object(r)["metadata"]["annotations"]["sts-guard.io/startup-probe"] = json!("true");
-    })
-}
-fn tilde_and_slash_in_container_names_validate() -> Vec<u8> {
-    with(|r| {
-        let c = &mut containers(r)[1];
-        c["name"] = json!("m/e~t");
-        c.as_object_mut().unwrap().remove("readinessProbe");
-    })
-}
-fn control_characters_in_names() -> Vec<u8> {
-    with(|r| {
-        let c = &mut containers(r)[0];
-        c["name"] = json!("app\u{0}\u{1b}[31mred\r\nX-Injected: 1");
-        c.as_object_mut().unwrap().remove("livenessProbe");
-        r["request"]["name"] = json!("web\n\u{7}");
-    })
-}
-fn thousands_of_containers_enforced() -> Vec<u8> {
-    with(thousands_of_containers)
-}
-fn thousands_of_containers_mutated() -> Vec<u8> {
-    with(|r| {
-        thousands_of_containers(r);
-        for c in containers(r) {
-            c["readinessProbe"] = json!({"tcpSocket": {"port": 80}});
-        }
-        object(r)["metadata"]["annotations"]["sts-guard.io/startup-probe"] = json!("true");
-    })
-}
-fn thousands_of_annotations() -> Vec<u8> {
-    with(|r| {
-        let a = object(r)["metadata"]["annotations"]
-            .as_object_mut()
-            .unwrap();
-        for i in 0..2000 {
-            a.insert(format!("example.com/k{i}"), json!("v".repeat(1000)));
-        }
-    })
-}
-fn huge_exempt_annotation() -> Vec<u8> {
-    with(|r| {
-        containers(r)[0]
-            .as_object_mut()
-            .unwrap()
-            .remove("livenessProbe");
-        object(r)["metadata"]["annotations"]["sts-guard.io/exempt"] =
-            json!(vec!["no-such-rule"; 10_000].join(","));
-    })
-}
-fn startup_timeout_overflow() -> Vec<u8> {
-    with(|r| {
-        let a = &mut object(r)["metadata"]["annotations"];
-        a["sts-guard.io/startup-probe"] = json!("true");
-        a["sts-guard.io/startup-timeout"] = json!("99999999999999999999999h");
-    })
-}
-fn kind_statefulset_object_pod() -> Vec<u8> {
-    with(|r| {
-        *object(r) = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
-    })
-}
-fn object_is_a_string() -> Vec<u8> {
-    with(|r| *object(r) = json!("statefulset"))
-}
-fn truncated_body() -> Vec<u8> {
-    let body = to_bytes(&fixture());
-    body[..body.len() / 2].to_vec()
-}
-fn null_object_on_create() -> Vec<u8> {
-    with(|r| *object(r) = Value::Null)
-}
-fn null_request() -> Vec<u8> {
-    with(|r| r["request"] = Value::Null)
-}
-fn null_uid() -> Vec<u8> {
-    with(|r| r["request"]["uid"] = Value::Null)
-}
-fn uid_is_a_number() -> Vec<u8> {
-    with(|r| r["request"]["uid"] = json!(42))
-}
-fn uid_is_an_object() -> Vec<u8> {
-    with(|r| r["request"]["uid"] = json!({"id": UID}))
-}
-fn null_name() -> Vec<u8> {
-    with(|r| r["request"]["name"] = Value::Null)
-}
-fn null_namespace() -> Vec<u8> {
-    with(|r| r["request"]["namespace"] = Value::Null)
-}
-fn null_kind() -> Vec<u8> {
-    with(|r| r["request"]["kind"] = Value::Null)
-}
-fn null_user_info() -> Vec<u8> {
-    with(|r| r["request"]["userInfo"] = Value::Null)
-}
-fn unknown_operation() -> Vec<u8> {
-    with(|r| r["request"]["operation"] = json!("PATCH"))
-}
-fn empty_containers_list() -> Vec<u8> {
-    with(|r| containers(r).clear())
-}
-fn missing_spec() -> Vec<u8> {
-    with(|r| {
-        object(r).as_object_mut().unwrap().remove("spec");
-    })
-}
-/// Found by fuzz/review_bytes: the parallel mutation patched
-/// `/spec/podManagementPolicy` into an object without a spec, a patch that
-/// does not apply. Now no patch.
-fn missing_spec_mutate() -> Vec<u8> {
-    with(|r| {
-        object(r).as_object_mut().unwrap().remove("spec");
-        object(r)["metadata"]["annotations"]["sts-guard.io/parallel"] = json!("true");
-    })
-}
-fn empty_body() -> Vec<u8> {
-    Vec::new()
-}
-fn json_null_body() -> Vec<u8> {
-    b"null".to_vec()
-}
-fn json_array_body() -> Vec<u8> {
-    to_bytes(&json!([fixture()]))
-}
-fn utf8_bom_prefix() -> Vec<u8> {
-    [b"\xef\xbb\xbf".as_slice(), &to_bytes(&fixture())].concat()
-}
-fn dry_run_missing_service() -> Vec<u8> {
-    with(|r| {
-        r["request"]["dryRun"] = json!(true);
-        object(r)["spec"]["serviceName"] = json!("not-yet");
-    })
-}
-
-fn app(policy: &str) -> Arc<App> {
-    App::new(
-        Policy::from_yaml(policy, "test").unwrap(),
-        ServiceSource::Static(Arc::new(services())),
-        Metrics::new(),
-    )
-}
-
-const ENFORCE: &str = "";
-const WARN: &str = "mode: warn";
-
-#[rstest]
-#[case::deeply_nested_body(
-    deeply_nested_body,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "not an AdmissionReview")
-)]
-#[case::deeply_nested_ignored_field(
-    deeply_nested_ignored_field,
-    "/validate",
-    ENFORCE,
-    Expect::Allowed
-)]
-// managedFields are skipped unread, iteratively: no recursion to exhaust.
-#[case::deeply_nested_managed_fields(
-    deeply_nested_managed_fields,
-    "/validate",
-    ENFORCE,
-    Expect::Allowed
-)]
-#[case::deeply_nested_label_map(
-    deeply_nested_label_map,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "invalid type: map, expected a string")
-)]
-#[case::multi_mb_annotation_value(multi_mb_annotation_value, "/validate", ENFORCE, Expect::Allowed)]
-#[case::multi_mb_container_name(
-    multi_mb_container_name,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(
-        403,
-        r#"- [liveness-probe] spec.template.spec.containers[0] "nnnnnnnn"#
-    )
-)]
-#[case::multi_mb_uid(multi_mb_uid, "/validate", ENFORCE, Expect::Allowed)]
-#[case::body_just_over_the_limit(
-    body_just_over_the_limit,
-    "/validate",
-    ENFORCE,
-    Expect::Http(413, "")
-)]
-#[case::whitespace_padded_body(whitespace_padded_body, "/validate", ENFORCE, Expect::Allowed)]
-#[case::invalid_utf8_in_annotation_value(
-    invalid_utf8_in_annotation_value,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "invalid unicode code point")
-)]
-#[case::invalid_utf8_in_uid(
-    invalid_utf8_in_uid,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "invalid unicode code point")
-)]
-#[case::lone_surrogate_escape(
-    lone_surrogate_escape,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "hex escape")
-)]
-#[case::invalid_utf8_in_an_unread_annotation(
-    invalid_utf8_in_an_unread_annotation,
-    "/validate",
-    ENFORCE,
-    Expect::Allowed
-)]
-#[case::lone_surrogate_in_an_unread_annotation(
-    lone_surrogate_in_an_unread_annotation,
-    "/validate",
-    ENFORCE,
-    Expect::Allowed
-)]
-#[case::nul_escape_in_annotation_value(
-    nul_escape_in_annotation_value,
-    "/validate",
-    ENFORCE,
-    Expect::Allowed
-)]
-#[case::probe_period_1e309(
-    probe_period_1e309,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "number out of range")
-)]
-#[case::probe_period_minus_one(probe_period_minus_one, "/validate", ENFORCE, Expect::Allowed)]
-#[case::probe_period_2_pow_64(
-    probe_period_2_pow_64,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "expected i32")
-)]
-#[case::probe_period_2_pow_31(
-    probe_period_2_pow_31,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "expected i32")
-)]
-#[case::probe_period_fraction(
-    probe_period_fraction,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "expected i32")
-)]
-#[case::replicas_out_of_range_is_not_read(
-    replicas_out_of_range_is_not_read,
-    "/validate",
-    ENFORCE,
-    Expect::Allowed
-)]
-#[case::duplicate_uid_key(
-    duplicate_uid_key,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "duplicate field `uid`")
-)]
-#[case::duplicate_object_key(
-    duplicate_object_key,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "duplicate field `object`")
-)]
-#[case::duplicate_annotation_key_last_wins(
-    duplicate_annotation_key_last_wins,
-    "/mutate",
-    ENFORCE,
-    Expect::Allowed
-)]
-#[case::tilde_and_slash_in_annotation_keys(
-    tilde_and_slash_in_annotation_keys,
-    "/mutate",
-    ENFORCE,
-    Expect::Patched(r#""path":"/spec/podManagementPolicy""#)
-)]
-#[case::tilde_and_slash_in_container_names_mutate(
-    tilde_and_slash_in_container_names_mutate,
-    "/mutate",
-    ENFORCE,
-    Expect::Patched(r#""path":"/spec/template/spec/containers/0/startupProbe""#)
-)]
-#[case::tilde_and_slash_in_container_names_validate(
-    tilde_and_slash_in_container_names_validate,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(403, r#""m/e~t" has no readinessProbe"#)
-)]
-#[case::control_characters_in_names(
-    control_characters_in_names,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(403, r#""app\0\u{1b}[31mred\r\nX-Injected: 1" has no livenessProbe"#)
-)]
-#[case::control_characters_in_warnings(
-    control_characters_in_names,
-    "/validate",
-    WARN,
-    Expect::AllowedWarning("has no livenessProbe")
-)]
-#[case::thousands_of_containers_enforced(
-    thousands_of_containers_enforced,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(403, "has 10000 problems")
-)]
-#[case::thousands_of_containers_warned(
-    thousands_of_containers_enforced,
-    "/validate",
-    WARN,
-    Expect::AllowedWarning("more sts-guard warnings")
-)]
-#[case::thousands_of_containers_mutated(
-    thousands_of_containers_mutated,
-    "/mutate",
-    ENFORCE,
-    Expect::Patched("/spec/template/spec/containers/4999/startupProbe")
-)]
-#[case::thousands_of_annotations(thousands_of_annotations, "/validate", ENFORCE, Expect::Allowed)]
-#[case::huge_exempt_annotation(
-    huge_exempt_annotation,
-    "/validate",
-    "allowOwnerExemptions: true",
-    Expect::Denied(403, "has no livenessProbe")
-)]
-#[case::startup_timeout_overflow(
-    startup_timeout_overflow,
-    "/mutate",
-    ENFORCE,
-    Expect::Patched(r#""failureThreshold":30"#)
-)]
-#[case::kind_statefulset_object_pod(
-    kind_statefulset_object_pod,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "request.object is not a valid apps/v1 StatefulSet")
-)]
-#[case::object_is_a_string(
-    object_is_a_string,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "invalid type: string")
-)]
-#[case::truncated_body(
-    truncated_body,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "EOF while parsing")
-)]
-#[case::null_object_on_create(null_object_on_create, "/validate", ENFORCE, Expect::Allowed)]
-#[case::null_request(
-    null_request,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "has no request")
-)]
-#[case::null_uid(
-    null_uid,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "invalid type: null, expected a string")
-)]
-#[case::uid_is_a_number(
-    uid_is_a_number,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "invalid type: integer")
-)]
-#[case::uid_is_an_object(
-    uid_is_an_object,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "invalid type: map")
-)]
-#[case::null_name(
-    null_name,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "invalid type: null, expected a string")
-)]
-#[case::null_namespace(null_namespace, "/validate", ENFORCE, Expect::Allowed)]
-#[case::null_kind(null_kind, "/validate", ENFORCE, Expect::Allowed)]
-#[case::null_user_info(
-    null_user_info,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "invalid type: null")
-)]
-#[case::unknown_operation(
-    unknown_operation,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(400, "unknown variant `PATCH`")
-)]
-#[case::empty_containers_list(empty_containers_list, "/validate", ENFORCE, Expect::Allowed)]
-#[case::missing_spec(
-    missing_spec,
-    "/validate",
-    ENFORCE,
-    Expect::Denied(403, "headless-service")
-)]
-#[case::missing_spec_mutate(missing_spec_mutate, "/mutate", ENFORCE, Expect::Allowed)]
-#[case::empty_body(
-    empty_body,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "EOF while parsing")
-)]
-#[case::json_null_body(
-    json_null_body,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "not an AdmissionReview")
-)]
-#[case::json_array_body(
-    json_array_body,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "not an AdmissionReview")
-)]
-#[case::utf8_bom_prefix(
-    utf8_bom_prefix,
-    "/validate",
-    ENFORCE,
-    Expect::Http(400, "expected value")
-)]
-#[case::dry_run_missing_service(
-    dry_run_missing_service,
-    "/validate",
-    ENFORCE,
-    Expect::AllowedWarning("allowed on dry-run")
-)]
-#[tokio::test]
-async fn hostile_request(
-    #[case] body: fn() -> Vec<u8>,
-    #[case] path: &str,
-    #[case] policy: &str,
-    #[case] expect: Expect,
-) {
+/// Sends `body` to `path` under `policy` and checks the answer against
+/// `expect`, and what every answer must be: within [`ANSWER_WITHIN`], never
+/// a 5xx; a 4xx with a one-line reason, or a v1 AdmissionReview echoing the
+/// uid whose warnings and denial fit the API server's limits.
+async fn hostile_request(body: Vec<u8>, path: &str, policy: &str, expect: Expect) {
     let app = app(policy);
-    let body = body();
     let started = Instant::now();
-    let response = tokio::time::timeout(
-        ANSWER_WITHIN,
-        router(app.clone()).oneshot(
-            Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::from(body))
-                .unwrap(),
-        ),
-    )
-    .await
-    .expect("answered in bounded time")
-    .unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, bytes) = tokio::time::timeout(ANSWER_WITHIN, router_post(&app, path, body))
+        .await
+        .expect("answered in bounded time");
     let elapsed = started.elapsed();
     assert!(elapsed < ANSWER_WITHIN, "took {elapsed:?}");
     assert!(status < 500, "5xx: {status}");
@@ -788,127 +148,807 @@ fn check_warnings(response: &Value) {
     assert!(total <= MAX_WARNINGS_TOTAL_BYTES, "warnings total {total}");
 }
 
-#[tokio::test]
-async fn a_denial_for_thousands_of_problems_lists_the_first_and_counts_the_rest() {
-    let (_, body) = post_json(
-        &app(ENFORCE),
-        "/validate",
-        thousands_of_containers_enforced(),
-    )
-    .await;
-    let message = body["response"]["status"]["message"].as_str().unwrap();
-    let listed = message.lines().filter(|l| l.starts_with("- [")).count();
-    assert_eq!(listed, MAX_DENIAL_PROBLEMS, "{message}");
-    let last = message.lines().last().unwrap();
-    assert_eq!(
-        last,
-        format!(
-            "- ... and {} more (run sts-guard check for all)",
-            10_000 - MAX_DENIAL_PROBLEMS
+// ---- building bodies ----
+
+fn to_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+fn with(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut r = fixture();
+    edit(&mut r);
+    to_bytes(&r)
+}
+
+fn object(r: &mut Value) -> &mut Value {
+    &mut r["request"]["object"]
+}
+
+fn containers(r: &mut Value) -> &mut Vec<Value> {
+    object(r)["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+}
+
+/// The fixture with `"__HOLE__"` (a JSON string) replaced by raw bytes.
+fn splice(edit: impl FnOnce(&mut Value), raw: &[u8]) -> Vec<u8> {
+    let body = with(edit);
+    let hole = b"\"__HOLE__\"";
+    let at = body
+        .windows(hole.len())
+        .position(|w| w == hole)
+        .expect("hole in body");
+    [&body[..at], raw, &body[at + hole.len()..]].concat()
+}
+
+/// An annotation the review reads (every `sts-guard.io/` one is decoded).
+fn annotation_hole(r: &mut Value) {
+    object(r)["metadata"]["annotations"]["sts-guard.io/note"] = json!("__HOLE__");
+}
+
+/// An annotation the review skips unread.
+fn other_annotation_hole(r: &mut Value) {
+    object(r)["metadata"]["annotations"]["example.com/x"] = json!("__HOLE__");
+}
+
+/// A number the review reads: the first container's liveness period.
+fn probe_period_hole(r: &mut Value) {
+    containers(r)[0]["livenessProbe"]["periodSeconds"] = json!("__HOLE__");
+}
+
+/// A number the review does not read: the API server decoded it into an
+/// int32 before calling, so only a forged request can carry garbage there.
+fn replicas_hole(r: &mut Value) {
+    object(r)["spec"]["replicas"] = json!("__HOLE__");
+}
+
+fn bare_container(name: &str) -> Value {
+    json!({"name": name, "image": "busybox"})
+}
+
+fn thousands_of_containers(r: &mut Value) {
+    *containers(r) = (0..5000)
+        .map(|i| bare_container(&format!("c{i:04}")))
+        .collect();
+}
+
+fn nested(depth: usize) -> Vec<u8> {
+    let mut s = "[".repeat(depth);
+    s.push_str(&"]".repeat(depth));
+    s.into_bytes()
+}
+
+// ---- the corpus: each request, then the answer it must get ----
+
+mod corpus {
+    use super::*;
+
+    #[tokio::test]
+    async fn deeply_nested_body() {
+        let body = nested(1_000_000);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "not an AdmissionReview"),
         )
-    );
-    assert!(message.starts_with("statefulset shop/web has 10000 problems:"));
+        .await;
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_ignored_field() {
+        let body = splice(
+            |r| object(r)["spec"]["someFutureField"] = json!("__HOLE__"),
+            &nested(100_000),
+        );
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    /// managedFields are skipped unread, iteratively: no recursion to exhaust.
+    #[tokio::test]
+    async fn deeply_nested_managed_fields() {
+        let body = splice(
+            |r| object(r)["metadata"]["managedFields"][0]["fieldsV1"] = json!("__HOLE__"),
+            &nested(200),
+        );
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_label_map() {
+        let mut v = json!("leaf");
+        for _ in 0..200 {
+            v = json!({ "k": v });
+        }
+        let body = with(|r| object(r)["metadata"]["labels"] = v);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "invalid type: map, expected a string"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn multi_mb_annotation_value() {
+        let body = with(|r| {
+            object(r)["metadata"]["annotations"]["example.com/blob"] = json!("x".repeat(7 << 20))
+        });
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn multi_mb_container_name() {
+        let body = with(|r| {
+            let c = &mut containers(r)[0];
+            c["name"] = json!("n".repeat(2 << 20));
+            c.as_object_mut().unwrap().remove("livenessProbe");
+        });
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(
+                403,
+                r#"- [liveness-probe] spec.template.spec.containers[0] "nnnnnnnn"#,
+            ),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn multi_mb_uid() {
+        let body = with(|r| r["request"]["uid"] = json!("u".repeat(3 << 20)));
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn body_just_over_the_limit() {
+        let mut body = to_bytes(&fixture());
+        body.resize(MAX_BODY_BYTES + 1, b' ');
+        hostile_request(body, "/validate", ENFORCE, Expect::Http(413, "")).await;
+    }
+
+    #[tokio::test]
+    async fn whitespace_padded_body() {
+        let mut body = vec![b' '; 1 << 20];
+        body.extend(to_bytes(&fixture()));
+        body.extend(vec![b'\n'; 1 << 20]);
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_in_annotation_value() {
+        let body = splice(annotation_hole, b"\"caf\xc3\x28\xff\"");
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "invalid unicode code point"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_in_uid() {
+        let body = splice(|r| r["request"]["uid"] = json!("__HOLE__"), b"\"\xff\xfe\"");
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "invalid unicode code point"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn lone_surrogate_escape() {
+        let body = splice(annotation_hole, br#""\ud800""#);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "hex escape"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_in_an_unread_annotation() {
+        let body = splice(other_annotation_hole, b"\"caf\xc3\x28\xff\"");
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn lone_surrogate_in_an_unread_annotation() {
+        let body = splice(other_annotation_hole, br#""\ud800""#);
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn nul_escape_in_annotation_value() {
+        let body = splice(annotation_hole, br#""a\u0000b""#);
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn probe_period_1e309() {
+        let body = splice(probe_period_hole, b"1e309");
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "number out of range"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn probe_period_minus_one() {
+        let body = splice(probe_period_hole, b"-1");
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn probe_period_2_pow_64() {
+        let body = splice(probe_period_hole, b"18446744073709551616");
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "expected i32"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn probe_period_2_pow_31() {
+        let body = splice(probe_period_hole, b"2147483648");
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "expected i32"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn probe_period_fraction() {
+        let body = splice(probe_period_hole, b"3.5");
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "expected i32"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn replicas_out_of_range_is_not_read() {
+        let body = splice(replicas_hole, b"1e309");
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn duplicate_uid_key() {
+        let body = splice(
+            |r| r["request"]["uid"] = json!("__HOLE__"),
+            format!(r#""{UID}", "uid": "other""#).as_bytes(),
+        );
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "duplicate field `uid`"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn duplicate_object_key() {
+        let object = to_bytes(&fixture()["request"]["object"]);
+        let mut raw = object.clone();
+        raw.extend(b", \"object\": ");
+        raw.extend(object);
+        let body = splice(|r| r["request"]["object"] = json!("__HOLE__"), &raw);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "duplicate field `object`"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn duplicate_annotation_key_last_wins() {
+        let body = splice(
+            |r| object(r)["metadata"]["annotations"] = json!("__HOLE__"),
+            br#"{"sts-guard.io/parallel": "true", "sts-guard.io/parallel": "false"}"#,
+        );
+        hostile_request(body, "/mutate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn tilde_and_slash_in_annotation_keys() {
+        let body = with(|r| {
+            let a = &mut object(r)["metadata"]["annotations"];
+            a["a~1b/c~0d"] = json!("x");
+            a["~"] = json!("y");
+            a["/"] = json!("z");
+            a["sts-guard.io/parallel"] = json!("true");
+        });
+        hostile_request(
+            body,
+            "/mutate",
+            ENFORCE,
+            Expect::Patched(r#""path":"/spec/podManagementPolicy""#),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn tilde_and_slash_in_container_names_mutate() {
+        let body = with(|r| {
+            containers(r)[0]["name"] = json!("a/b~0c~1");
+            object(r)["metadata"]["annotations"]["sts-guard.io/startup-probe"] = json!("true");
+        });
+        hostile_request(
+            body,
+            "/mutate",
+            ENFORCE,
+            Expect::Patched(r#""path":"/spec/template/spec/containers/0/startupProbe""#),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn tilde_and_slash_in_container_names_validate() {
+        let body = with(|r| {
+            let c = &mut containers(r)[1];
+            c["name"] = json!("m/e~t");
+            c.as_object_mut().unwrap().remove("readinessProbe");
+        });
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(403, r#""m/e~t" has no readinessProbe"#),
+        )
+        .await;
+    }
+
+    /// Terminal escapes, CR LF and NUL in a container name and in the
+    /// request name.
+    fn names_with_control_characters() -> Vec<u8> {
+        with(|r| {
+            let c = &mut containers(r)[0];
+            c["name"] = json!("app\u{0}\u{1b}[31mred\r\nX-Injected: 1");
+            c.as_object_mut().unwrap().remove("livenessProbe");
+            r["request"]["name"] = json!("web\n\u{7}");
+        })
+    }
+
+    #[tokio::test]
+    async fn control_characters_in_names() {
+        hostile_request(
+            names_with_control_characters(),
+            "/validate",
+            ENFORCE,
+            Expect::Denied(
+                403,
+                r#""app\0\u{1b}[31mred\r\nX-Injected: 1" has no livenessProbe"#,
+            ),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn control_characters_in_warnings() {
+        hostile_request(
+            names_with_control_characters(),
+            "/validate",
+            WARN,
+            Expect::AllowedWarning("has no livenessProbe"),
+        )
+        .await;
+    }
+
+    /// 5,000 containers without probes: 10,000 problems.
+    fn five_thousand_containers() -> Vec<u8> {
+        with(thousands_of_containers)
+    }
+
+    #[tokio::test]
+    async fn thousands_of_containers_enforced() {
+        hostile_request(
+            five_thousand_containers(),
+            "/validate",
+            ENFORCE,
+            Expect::Denied(403, "has 10000 problems"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn thousands_of_containers_warned() {
+        hostile_request(
+            five_thousand_containers(),
+            "/validate",
+            WARN,
+            Expect::AllowedWarning("more sts-guard warnings"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_denial_for_thousands_of_problems_lists_the_first_and_counts_the_rest() {
+        let (_, body) = router_post(&app(ENFORCE), "/validate", five_thousand_containers()).await;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        let message = body["response"]["status"]["message"].as_str().unwrap();
+        let listed = message.lines().filter(|l| l.starts_with("- [")).count();
+        assert_eq!(listed, MAX_DENIAL_PROBLEMS, "{message}");
+        let last = message.lines().last().unwrap();
+        assert_eq!(
+            last,
+            format!(
+                "- ... and {} more (run sts-guard check for all)",
+                10_000 - MAX_DENIAL_PROBLEMS
+            )
+        );
+        assert!(message.starts_with("statefulset shop/web has 10000 problems:"));
+    }
+
+    #[tokio::test]
+    async fn thousands_of_warnings_fit_the_api_servers_limits() {
+        let (_, body) = router_post(&app(WARN), "/validate", five_thousand_containers()).await;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        let warnings: Vec<String> =
+            serde_json::from_value(body["response"]["warnings"].clone()).unwrap();
+        let total: usize = warnings.iter().map(String::len).sum();
+        assert!(total <= MAX_WARNINGS_TOTAL_BYTES, "{total}");
+        assert!(warnings.len() > 10, "most important first, as many as fit");
+        let last = warnings.last().unwrap();
+        let dropped: usize = last.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(warnings.len() - 1 + dropped, 10_000, "{last}");
+    }
+
+    #[tokio::test]
+    async fn thousands_of_containers_mutated() {
+        let body = with(|r| {
+            thousands_of_containers(r);
+            for c in containers(r) {
+                c["readinessProbe"] = json!({"tcpSocket": {"port": 80}});
+            }
+            object(r)["metadata"]["annotations"]["sts-guard.io/startup-probe"] = json!("true");
+        });
+        hostile_request(
+            body,
+            "/mutate",
+            ENFORCE,
+            Expect::Patched("/spec/template/spec/containers/4999/startupProbe"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn thousands_of_annotations() {
+        let body = with(|r| {
+            let a = object(r)["metadata"]["annotations"]
+                .as_object_mut()
+                .unwrap();
+            for i in 0..2000 {
+                a.insert(format!("example.com/k{i}"), json!("v".repeat(1000)));
+            }
+        });
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn huge_exempt_annotation() {
+        let body = with(|r| {
+            containers(r)[0]
+                .as_object_mut()
+                .unwrap()
+                .remove("livenessProbe");
+            object(r)["metadata"]["annotations"]["sts-guard.io/exempt"] =
+                json!(vec!["no-such-rule"; 10_000].join(","));
+        });
+        hostile_request(
+            body,
+            "/validate",
+            "allowOwnerExemptions: true",
+            Expect::Denied(403, "has no livenessProbe"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn startup_timeout_overflow() {
+        let body = with(|r| {
+            let a = &mut object(r)["metadata"]["annotations"];
+            a["sts-guard.io/startup-probe"] = json!("true");
+            a["sts-guard.io/startup-timeout"] = json!("99999999999999999999999h");
+        });
+        hostile_request(
+            body,
+            "/mutate",
+            ENFORCE,
+            Expect::Patched(r#""failureThreshold":30"#),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn kind_statefulset_object_pod() {
+        let body = with(|r| {
+            *object(r) = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+        });
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "request.object is not a valid apps/v1 StatefulSet"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn object_is_a_string() {
+        let body = with(|r| *object(r) = json!("statefulset"));
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "invalid type: string"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn truncated_body() {
+        let whole = to_bytes(&fixture());
+        let body = whole[..whole.len() / 2].to_vec();
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "EOF while parsing"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn null_object_on_create() {
+        let body = with(|r| *object(r) = Value::Null);
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn null_request() {
+        let body = with(|r| r["request"] = Value::Null);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "has no request"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn null_uid() {
+        let body = with(|r| r["request"]["uid"] = Value::Null);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "invalid type: null, expected a string"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn uid_is_a_number() {
+        let body = with(|r| r["request"]["uid"] = json!(42));
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "invalid type: integer"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn uid_is_an_object() {
+        let body = with(|r| r["request"]["uid"] = json!({"id": UID}));
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "invalid type: map"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn null_name() {
+        let body = with(|r| r["request"]["name"] = Value::Null);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "invalid type: null, expected a string"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn null_namespace() {
+        let body = with(|r| r["request"]["namespace"] = Value::Null);
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn null_kind() {
+        let body = with(|r| r["request"]["kind"] = Value::Null);
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn null_user_info() {
+        let body = with(|r| r["request"]["userInfo"] = Value::Null);
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "invalid type: null"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn unknown_operation() {
+        let body = with(|r| r["request"]["operation"] = json!("PATCH"));
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "unknown variant `PATCH`"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn empty_containers_list() {
+        let body = with(|r| containers(r).clear());
+        hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn missing_spec() {
+        let body = with(|r| {
+            object(r).as_object_mut().unwrap().remove("spec");
+        });
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(403, "headless-service"),
+        )
+        .await;
+    }
+
+    /// Found by fuzz/review_bytes: the parallel mutation patched
+    /// `/spec/podManagementPolicy` into an object without a spec, a patch that
+    /// does not apply. Now no patch.
+    #[tokio::test]
+    async fn missing_spec_mutate() {
+        let body = with(|r| {
+            object(r).as_object_mut().unwrap().remove("spec");
+            object(r)["metadata"]["annotations"]["sts-guard.io/parallel"] = json!("true");
+        });
+        hostile_request(body, "/mutate", ENFORCE, Expect::Allowed).await;
+    }
+
+    #[tokio::test]
+    async fn empty_body() {
+        let body = Vec::new();
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "EOF while parsing"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn json_null_body() {
+        let body = b"null".to_vec();
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "not an AdmissionReview"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn json_array_body() {
+        let body = to_bytes(&json!([fixture()]));
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "not an AdmissionReview"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn utf8_bom_prefix() {
+        let body = [b"\xef\xbb\xbf".as_slice(), &to_bytes(&fixture())].concat();
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Http(400, "expected value"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn dry_run_missing_service() {
+        let body = with(|r| {
+            r["request"]["dryRun"] = json!(true);
+            object(r)["spec"]["serviceName"] = json!("not-yet");
+        });
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::AllowedWarning("allowed on dry-run"),
+        )
+        .await;
+    }
 }
 
-#[tokio::test]
-async fn thousands_of_warnings_fit_the_api_servers_limits() {
-    let (_, body) = post_json(&app(WARN), "/validate", thousands_of_containers_enforced()).await;
-    let warnings: Vec<String> =
-        serde_json::from_value(body["response"]["warnings"].clone()).unwrap();
-    let total: usize = warnings.iter().map(String::len).sum();
-    assert!(total <= MAX_WARNINGS_TOTAL_BYTES, "{total}");
-    assert!(warnings.len() > 10, "most important first, as many as fit");
-    let last = warnings.last().unwrap();
-    let dropped: usize = last.split_whitespace().nth(2).unwrap().parse().unwrap();
-    assert_eq!(warnings.len() - 1 + dropped, 10_000, "{last}");
-}
-
-async fn post_json(app: &Arc<App>, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let response = router(app.clone())
-        .oneshot(Request::post(path).body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
+// ---- the routes ----
 
 #[tokio::test]
 async fn wrong_method_gets_405() {
-    let response = router(app(ENFORCE))
-        .oneshot(Request::get("/validate").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 405);
+    let (status, _) = router_get(&app(ENFORCE), "/validate").await;
+    assert_eq!(status, 405);
 }
 
 #[tokio::test]
 async fn unknown_path_gets_404() {
-    let response = router(app(ENFORCE))
-        .oneshot(
-            Request::post("/validate/../admin")
-                .body(Body::from(to_bytes(&fixture())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 404);
+    let (status, _) = router_post(&app(ENFORCE), "/validate/../admin", to_bytes(&fixture())).await;
+    assert_eq!(status, 404);
 }
 
 /// The content type is not checked: the API server always sends JSON, and
 /// the body is judged on its own.
 #[tokio::test]
 async fn a_wrong_content_type_is_not_held_against_a_valid_review() {
-    let response = router(app(ENFORCE))
-        .oneshot(
-            Request::post("/validate")
-                .header("content-type", "text/plain; charset=latin1")
-                .body(Body::from(to_bytes(&fixture())))
-                .unwrap(),
-        )
-        .await
+    let request = Request::post("/validate")
+        .header("content-type", "text/plain; charset=latin1")
+        .body(Body::from(to_bytes(&fixture())))
         .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, bytes) = router_send(&app(ENFORCE), request).await;
+    assert_eq!(status, 200);
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["response"]["allowed"], true);
 }
 
 // ---- over a real TLS connection ----
-
-type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
-async fn tls(server: &TestServer) -> Tls {
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tls_connector(&server.ca())
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
-}
-
-/// Reads until the server closes (or `within` passes: then panics).
-async fn read_to_close(stream: &mut Tls, within: Duration) -> String {
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(within, stream.read_to_end(&mut buf)).await;
-    assert!(
-        read.is_ok(),
-        "connection still open after {within:?}: {:?}",
-        String::from_utf8_lossy(&buf)
-    );
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn post_head(len: usize, extra: &str) -> String {
-    format!(
-        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n{extra}\r\n"
-    )
-}
 
 fn short_limits() -> Limits {
     Limits {
@@ -935,7 +975,7 @@ async fn still_serving(server: &TestServer) {
 #[tokio::test]
 async fn a_client_sending_headers_one_byte_a_second_is_cut_off_at_the_header_timeout() {
     let server = TestServer::start(Policy::default(), short_limits()).await;
-    let mut slow = tls(&server).await;
+    let mut slow = server.tls_stream().await;
     let head = post_head(10, "");
     let started = Instant::now();
     let writer = async {
@@ -973,7 +1013,7 @@ async fn a_client_sending_headers_one_byte_a_second_is_cut_off_at_the_header_tim
 async fn a_client_sending_its_body_one_byte_a_second_gets_408_at_the_request_timeout() {
     let server = TestServer::start(Policy::default(), short_limits()).await;
     let body = to_bytes(&fixture());
-    let mut slow = tls(&server).await;
+    let mut slow = server.tls_stream().await;
     slow.write_all(post_head(body.len(), "").as_bytes())
         .await
         .unwrap();
@@ -1007,7 +1047,7 @@ async fn a_client_sending_its_body_one_byte_a_second_gets_408_at_the_request_tim
 #[tokio::test]
 async fn a_body_shorter_than_its_content_length_gets_408_at_the_request_timeout() {
     let server = TestServer::start(Policy::default(), short_limits()).await;
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     s.write_all(post_head(1000, "").as_bytes()).await.unwrap();
     s.write_all(b"{\"kind\":").await.unwrap();
     let started = Instant::now();
@@ -1074,7 +1114,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 async fn http_1_0_is_answered_and_the_connection_closed() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
     let body = to_bytes(&fixture());
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     let head = format!(
         "POST /validate HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -1091,7 +1131,7 @@ async fn http_1_0_is_answered_and_the_connection_closed() {
 async fn a_chunked_body_is_reviewed() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
     let body = to_bytes(&fixture());
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     let mut req = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     for chunk in body.chunks(1000) {
         req.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
@@ -1109,7 +1149,7 @@ async fn a_chunked_body_is_reviewed() {
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_gets_413() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     s.write_all(
         b"POST /validate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
     )
@@ -1137,7 +1177,7 @@ async fn a_chunked_body_over_the_limit_gets_413() {
 #[tokio::test]
 async fn a_declared_content_length_over_the_limit_gets_413_before_the_body() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     s.write_all(post_head(MAX_BODY_BYTES + 1, "").as_bytes())
         .await
         .unwrap();
@@ -1164,7 +1204,7 @@ async fn pipelined_requests_are_answered_in_order() {
     burst.extend(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
     burst.extend(post_head(b.len(), "Connection: close\r\n").as_bytes());
     burst.extend(&b);
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     s.write_all(&burst).await.unwrap();
     let text = read_to_close(&mut s, Duration::from_secs(5)).await;
     assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
@@ -1181,7 +1221,7 @@ async fn pipelined_requests_are_answered_in_order() {
 async fn expect_100_continue_is_honoured() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
     let body = to_bytes(&fixture());
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     s.write_all(post_head(body.len(), "Expect: 100-continue\r\nConnection: close\r\n").as_bytes())
         .await
         .unwrap();
@@ -1201,13 +1241,13 @@ async fn expect_100_continue_is_honoured() {
 async fn too_many_or_too_large_headers_are_refused() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
     // More than hyper's 100 headers.
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
     s.write_all(post_head(0, &many).as_bytes()).await.unwrap();
     let text = read_to_close(&mut s, Duration::from_secs(5)).await;
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     // One header larger than hyper's read buffer (~400 KB).
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     let huge = format!("X-Big: {}\r\n", "b".repeat(1 << 20));
     let _ = s.write_all(post_head(0, &huge).as_bytes()).await;
     let text = read_to_close(&mut s, Duration::from_secs(5)).await;
@@ -1222,7 +1262,7 @@ async fn too_many_or_too_large_headers_are_refused() {
 #[tokio::test]
 async fn conflicting_length_headers_get_400() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     s.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello")
         .await
         .unwrap();
@@ -1234,7 +1274,7 @@ async fn conflicting_length_headers_get_400() {
 #[tokio::test]
 async fn a_request_line_that_is_not_http_gets_400() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
-    let mut s = tls(&server).await;
+    let mut s = server.tls_stream().await;
     s.write_all(b"\x00\x01\x02 HELLO\r\n\r\n").await.unwrap();
     let text = read_to_close(&mut s, Duration::from_secs(5)).await;
     assert!(

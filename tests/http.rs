@@ -4,63 +4,20 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
 
-use sts_guard::lookup::ServiceSource;
 use sts_guard::policy::Policy;
 use sts_guard::webhook::Limits;
-use sts_guard::webhook::metrics::Metrics;
-use sts_guard::webhook::routes::{App, MAX_BODY_BYTES, router};
+use sts_guard::webhook::routes::MAX_BODY_BYTES;
 use support::*;
-
-fn app(policy: &str) -> Arc<App> {
-    App::new(
-        Policy::from_yaml(policy, "test").unwrap(),
-        ServiceSource::Static(Arc::new(services())),
-        Metrics::new(),
-    )
-}
-
-async fn post(app: &Arc<App>, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let response = router(app.clone())
-        .oneshot(
-            Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status();
-    (
-        status,
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-}
-
-async fn post_json(app: &Arc<App>, path: &str, review: &Value) -> (StatusCode, Value) {
-    let (status, body) = post(app, path, serde_json::to_vec(review).unwrap()).await;
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn a_compliant_review_is_allowed_with_the_uid_echoed() {
-    let (status, body) = post_json(&app(""), "/validate", &fixture()).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = router_review(&app(""), "/validate", &fixture()).await;
+    assert_eq!(status, 200);
     assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(body["kind"], "AdmissionReview");
     assert_eq!(body["response"]["uid"], UID);
@@ -75,8 +32,8 @@ async fn a_denial_carries_the_message_and_403() {
         .as_object_mut()
         .unwrap()
         .remove("readinessProbe");
-    let (status, body) = post_json(&app(""), "/validate", &review).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = router_review(&app(""), "/validate", &review).await;
+    assert_eq!(status, 200);
     let response = &body["response"];
     assert_eq!(response["uid"], UID);
     assert_eq!(response["allowed"], false);
@@ -94,8 +51,8 @@ async fn a_denial_carries_the_message_and_403() {
 async fn the_mutating_endpoint_returns_a_base64_json_patch() {
     let mut review = fixture();
     review["request"]["object"]["metadata"]["annotations"]["sts-guard.io/parallel"] = json!("true");
-    let (status, body) = post_json(&app(""), "/mutate", &review).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = router_review(&app(""), "/mutate", &review).await;
+    assert_eq!(status, 200);
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["patchType"], "JSONPatch");
     // kube serializes the patch bytes as a JSON array of bytes, which the
@@ -154,9 +111,9 @@ async fn bad_input_gets_a_clear_4xx_or_a_uid_echoing_answer() {
         ),
     ];
     for (name, body, code, reason) in cases {
-        let (status, body) = post(&app, "/validate", body).await;
+        let (status, body) = router_post(&app, "/validate", body).await;
         let text = String::from_utf8_lossy(&body);
-        assert_eq!(status.as_u16(), code, "{name}: {text}");
+        assert_eq!(status, code, "{name}: {text}");
         assert!(text.contains(reason), "{name}: {text}");
         assert_eq!(text.lines().count(), 1, "{name}: one-line reason");
     }
@@ -166,8 +123,8 @@ async fn bad_input_gets_a_clear_4xx_or_a_uid_echoing_answer() {
 async fn an_object_that_is_not_a_statefulset_is_denied_with_the_uid() {
     let mut review = fixture();
     review["request"]["object"] = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
-    let (status, body) = post_json(&app(""), "/validate", &review).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = router_review(&app(""), "/validate", &review).await;
+    assert_eq!(status, 200);
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["allowed"], false);
     assert_eq!(body["response"]["status"]["code"], 400);
@@ -182,7 +139,7 @@ async fn an_object_that_is_not_a_statefulset_is_denied_with_the_uid() {
 async fn a_statefulset_with_mistyped_fields_is_denied_with_the_uid() {
     let mut review = fixture();
     review["request"]["object"]["spec"]["serviceName"] = json!(["web"]);
-    let (_, body) = post_json(&app(""), "/validate", &review).await;
+    let (_, body) = router_review(&app(""), "/validate", &review).await;
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["allowed"], false);
     assert_eq!(body["response"]["status"]["code"], 400);
@@ -194,7 +151,7 @@ async fn a_mistyped_field_the_review_does_not_read_is_not_judged() {
     // forged request carries this, and the review never reads it.
     let mut review = fixture();
     review["request"]["object"]["spec"]["replicas"] = json!("three");
-    let (_, body) = post_json(&app(""), "/validate", &review).await;
+    let (_, body) = router_review(&app(""), "/validate", &review).await;
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["allowed"], true, "{body}");
 }
@@ -205,7 +162,7 @@ async fn a_request_for_another_kind_is_allowed_unchecked() {
     review["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
     review["request"]["object"] =
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
-    let (_, body) = post_json(&app(""), "/validate", &review).await;
+    let (_, body) = router_review(&app(""), "/validate", &review).await;
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["allowed"], true);
 }
@@ -217,15 +174,15 @@ async fn unknown_fields_from_a_newer_api_server_are_tolerated() {
     review["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["futureProbeKnob"] =
         json!(true);
     review["request"]["futureRequestField"] = json!("v");
-    let (_, body) = post_json(&app(""), "/validate", &review).await;
+    let (_, body) = router_review(&app(""), "/validate", &review).await;
     assert_eq!(body["response"]["allowed"], true, "{body}");
 }
 
 #[tokio::test]
 async fn an_oversized_body_gets_413() {
     let body = vec![b' '; MAX_BODY_BYTES + 1];
-    let (status, _) = post(&app(""), "/validate", body).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = router_post(&app(""), "/validate", body).await;
+    assert_eq!(status, 413);
 }
 
 #[tokio::test]
@@ -236,8 +193,8 @@ async fn an_update_of_two_large_objects_fits_the_body_limit() {
     review["request"]["object"]["metadata"]["annotations"]["example.com/blob"] = json!(big);
     review["request"]["operation"] = json!("UPDATE");
     review["request"]["oldObject"] = review["request"]["object"].clone();
-    let (status, body) = post_json(&app(""), "/validate", &review).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = router_review(&app(""), "/validate", &review).await;
+    assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], true);
 }
 
@@ -246,7 +203,7 @@ async fn health_and_metrics_reflect_decisions() {
     let app = app("namespaces: { shop: { mode: audit } }");
     let mut review = fixture();
     review["request"]["object"]["spec"]["serviceName"] = json!("nowhere");
-    let (_, body) = post_json(&app, "/validate", &review).await;
+    let (_, body) = router_review(&app, "/validate", &review).await;
     assert_eq!(body["response"]["allowed"], true);
     assert!(
         body["response"].get("warnings").is_none(),
@@ -268,18 +225,12 @@ async fn health_and_metrics_reflect_decisions() {
         "{text}"
     );
 
-    let ready = router(app.clone())
-        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
+    let (ready, _) = router_get(&app, "/readyz").await;
+    assert_eq!(ready, 200);
     app.accepting
         .store(false, std::sync::atomic::Ordering::Release);
-    let ready = router(app.clone())
-        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (ready, _) = router_get(&app, "/readyz").await;
+    assert_eq!(ready, 503);
 }
 
 // ---- over real TLS ----
@@ -293,7 +244,7 @@ async fn keep_alive_connection_serves_many_reviews() {
         assert_eq!(status, 200);
         assert_eq!(body["response"]["uid"], UID);
     }
-    let (status, body) = client.request("GET", "/healthz", Vec::new()).await.unwrap();
+    let (status, body) = client.get("/healthz").await.unwrap();
     assert_eq!((status, body.as_slice()), (200, b"ok".as_slice()));
     server.stop();
 }
@@ -322,23 +273,12 @@ async fn a_client_that_never_sends_headers_is_cut_off() {
         ..Limits::default()
     };
     let server = TestServer::start(Policy::default(), limits).await;
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = tls_connector(&server.ca())
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut tls = server.tls_stream().await;
     tls.write_all(b"POST /validate HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
-    assert!(
-        read.is_ok(),
-        "connection still held after the header-read timeout"
-    );
+    // Closed by the server (at the header-read timeout) well before 5 s.
+    read_to_close(&mut tls, Duration::from_secs(5)).await;
     server.stop();
 }
 
@@ -361,7 +301,7 @@ async fn connections_beyond_the_limit_are_closed() {
     // Once one closes, a new connection is served again.
     let served = wait_until(Duration::from_secs(5), || async {
         match Client::connect(server.addr, &server.ca()).await {
-            Ok(mut c) => c.request("GET", "/healthz", Vec::new()).await.is_ok(),
+            Ok(mut c) => c.get("/healthz").await.is_ok(),
             Err(_) => false,
         }
     })
@@ -374,26 +314,14 @@ async fn connections_beyond_the_limit_are_closed() {
 async fn shutdown_finishes_in_flight_requests_and_closes_idle_connections() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
     let mut idle = server.client().await;
-    assert_eq!(
-        idle.request("GET", "/healthz", Vec::new()).await.unwrap().0,
-        200
-    );
+    assert_eq!(idle.get("/healthz").await.unwrap().0, 200);
 
     // An in-flight request: headers and half the body sent before shutdown.
     let body = serde_json::to_vec(&fixture()).unwrap();
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = tls_connector(&server.ca())
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
+    let mut tls = server.tls_stream().await;
+    tls.write_all(post_head(body.len(), "").as_bytes())
         .await
         .unwrap();
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes()).await.unwrap();
     tls.write_all(&body[..body.len() / 2]).await.unwrap();
     tls.flush().await.unwrap();
     // Wait until the server has read the head: the request is in flight.
@@ -412,12 +340,8 @@ async fn shutdown_finishes_in_flight_requests_and_closes_idle_connections() {
     assert!(closed.is_ok(), "idle connection still open after shutdown");
 
     tls.write_all(&body[body.len() / 2..]).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut response))
-        .await
-        .expect("in-flight request answered and connection closed")
-        .ok();
-    let text = String::from_utf8_lossy(&response);
+    // The in-flight request is answered and the connection closed.
+    let text = read_to_close(&mut tls, Duration::from_secs(5)).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains(UID), "{text}");
     tokio::time::timeout(Duration::from_secs(5), server.task)

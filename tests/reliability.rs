@@ -16,8 +16,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,143 +39,25 @@ use sts_guard::policy::Policy;
 use sts_guard::rules::ServiceState;
 use sts_guard::webhook::Limits;
 use sts_guard::webhook::metrics::Metrics;
-use sts_guard::webhook::routes::{App, router};
+use sts_guard::webhook::routes::App;
 use support::*;
-
-// ---------------------------------------------------------------------------
-// The serve process
-
-fn services_yaml() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml")
-}
-
-/// `sts-guard serve` on a free loopback port, its log (stderr) in a file.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-    _logdir: tempfile::TempDir,
-}
-
-impl Serve {
-    /// `prefix` runs before the binary (e.g. `unshare`); `extra` are flags.
-    fn start_with(prefix: &[&str], certs: &Path, extra: &[&str]) -> Serve {
-        let port = free_port();
-        let logdir = tempfile::tempdir().unwrap();
-        let log = logdir.path().join("serve.log");
-        let bin = env!("CARGO_BIN_EXE_sts-guard");
-        let (program, mut args): (&str, Vec<String>) = match prefix.split_first() {
-            Some((p, rest)) => (p, rest.iter().map(|s| s.to_string()).collect()),
-            None => (bin, Vec::new()),
-        };
-        if !prefix.is_empty() {
-            args.push(bin.to_string());
-        }
-        args.extend(
-            [
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--metrics-listen",
-                "off",
-                "--cert",
-                certs.join("tls.crt").to_str().unwrap(),
-                "--key",
-                certs.join("tls.key").to_str().unwrap(),
-                "--services-from",
-                services_yaml().to_str().unwrap(),
-                "--reload-interval",
-                "100ms",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(program)
-            .args(&args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Serve {
-            child,
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            log,
-            _logdir: logdir,
-        }
-    }
-
-    fn start(certs: &Path, extra: &[&str]) -> Serve {
-        Serve::start_with(&[], certs, extra)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM failed");
-    }
-
-    /// Waits for the process to exit; its exit code.
-    async fn exited_within(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        None
-    }
-
-    async fn wait_ready(&self, connector: &TlsConnector) {
-        let ready = wait_until(Duration::from_secs(20), || async {
-            match Conn::open(self.addr, connector).await {
-                Ok(mut c) => matches!(c.get("/readyz").await, Ok(200)),
-                Err(_) => false,
-            }
-        })
-        .await;
-        assert!(ready, "serve never became ready; log:\n{}", self.log());
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------
 // A load client that tells "never sent" from "sent and failed"
 
-fn connector_for(bundle: &Path, client_cert: Option<(&Path, &Path)>) -> TlsConnector {
-    sts_guard::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(bundle).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let config = match client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(cert)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_file(key).unwrap(),
-            )
-            .unwrap(),
-    };
+/// A connector trusting `ca` that presents the client certificate
+/// `cert` (with `key`), as the API server does with `--client-ca`.
+fn client_auth_connector(ca: &Path, cert: &Path, key: &Path) -> TlsConnector {
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(root_store(ca))
+        .with_client_auth_cert(
+            CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect(),
+            PrivateKeyDer::from_pem_file(key).unwrap(),
+        )
+        .unwrap();
     TlsConnector::from(Arc::new(config))
 }
 
@@ -184,22 +65,11 @@ fn connector_for(bundle: &Path, client_cert: Option<(&Path, &Path)>) -> TlsConne
 /// certificate of the session it resumes, so only a full handshake shows
 /// which certificate the server presents now.
 fn probe_connector(bundle: &Path) -> TlsConnector {
-    sts_guard::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(bundle).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
     let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
+        .with_root_certificates(root_store(bundle))
         .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     TlsConnector::from(Arc::new(config))
-}
-
-/// One keep-alive TLS connection.
-struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    peer_cert: Vec<u8>,
 }
 
 /// What became of one request.
@@ -214,59 +84,22 @@ enum Outcome {
     Failed(String),
 }
 
-impl Conn {
-    async fn open(addr: SocketAddr, connector: &TlsConnector) -> std::io::Result<Conn> {
-        let Client {
-            sender, peer_cert, ..
-        } = Client::connect_with(addr, connector).await?;
-        Ok(Conn { sender, peer_cert })
-    }
-
-    async fn get(&mut self, path: &str) -> Result<u16, hyper::Error> {
-        self.sender.ready().await?;
-        let req = hyper::Request::get(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = self.sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        resp.into_body().collect().await?;
-        Ok(status)
-    }
-
-    async fn review(&mut self, body: Bytes, uid: &str) -> Outcome {
-        if let Err(e) = self.sender.ready().await {
-            return Outcome::NotSent(format!("connection closed: {e}"));
-        }
-        let req = hyper::Request::post("/validate")
-            .header("host", "localhost")
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .unwrap();
-        match self.sender.try_send_request(req).await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match resp.into_body().collect().await {
-                    Ok(b) => {
-                        let b = b.to_bytes();
-                        let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
-                        if status == 200 && v["response"]["uid"] == uid {
-                            Outcome::Ok
-                        } else {
-                            Outcome::Failed(format!(
-                                "status {status}: {:.200}",
-                                String::from_utf8_lossy(&b)
-                            ))
-                        }
-                    }
-                    Err(e) => Outcome::Failed(format!("reading the answer: {e}")),
-                }
+/// POSTs a review whose uid is `uid` over `client`.
+async fn review(client: &mut Client, body: Bytes, uid: &str) -> Outcome {
+    match client.request("POST", "/validate", body).await {
+        Ok((status, b)) => {
+            let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+            if status == 200 && v["response"]["uid"] == uid {
+                Outcome::Ok
+            } else {
+                Outcome::Failed(format!(
+                    "status {status}: {:.200}",
+                    String::from_utf8_lossy(&b)
+                ))
             }
-            Err(mut e) => match e.take_message() {
-                Some(_) => Outcome::NotSent(format!("not sent: {}", e.error())),
-                None => Outcome::Failed(format!("sent, no answer: {}", e.error())),
-            },
         }
+        Err(e @ SendError::NotSent(_)) => Outcome::NotSent(e.to_string()),
+        Err(e @ SendError::NoAnswer(_)) => Outcome::Failed(e.to_string()),
     }
 }
 
@@ -329,11 +162,11 @@ async fn keep_alive_worker(
     tally: Arc<Tally>,
     pause: Duration,
 ) {
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Client> = None;
     let mut n = 0u64;
     while !tally.stop.load(Ordering::Relaxed) {
         if conn.is_none() {
-            match Conn::open(addr, &connector).await {
+            match Client::connect_with(addr, &connector).await {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     tally.connect_failed.fetch_add(1, Ordering::Relaxed);
@@ -344,7 +177,7 @@ async fn keep_alive_worker(
         }
         n += 1;
         let uid = format!("ka-{id}-{n}");
-        let outcome = conn.as_mut().unwrap().review(review_body(&uid), &uid).await;
+        let outcome = review(conn.as_mut().unwrap(), review_body(&uid), &uid).await;
         if !tally.record(outcome) {
             conn = None;
         }
@@ -364,9 +197,9 @@ async fn new_connection_worker(
     while !tally.stop.load(Ordering::Relaxed) {
         n += 1;
         let uid = format!("new-{id}-{n}");
-        match Conn::open(addr, &connector).await {
+        match Client::connect_with(addr, &connector).await {
             Ok(mut c) => {
-                tally.record(c.review(review_body(&uid), &uid).await);
+                tally.record(review(&mut c, review_body(&uid), &uid).await);
             }
             Err(_) => {
                 tally.connect_failed.fetch_add(1, Ordering::Relaxed);
@@ -433,7 +266,7 @@ async fn new_connections_get(serve: &Serve, connector: &TlsConnector, want: &[u8
     let addr = serve.addr;
     let started = Instant::now();
     loop {
-        if let Ok(c) = Conn::open(addr, connector).await
+        if let Ok(c) = Client::connect_with(addr, connector).await
             && c.peer_cert == want
         {
             return started.elapsed();
@@ -456,19 +289,12 @@ async fn new_connections_keep(
 ) {
     let started = Instant::now();
     while started.elapsed() < period {
-        let c = Conn::open(addr, connector).await.expect("connects");
+        let c = Client::connect_with(addr, connector)
+            .await
+            .expect("connects");
         assert!(c.peer_cert == want, "a bad pair was swapped in");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Points `root/..data` at `root/..NAME` the way kubelet does: a new
-/// symlink renamed over the old one.
-fn swap_data_link(root: &Path, name: &str) {
-    let tmp = root.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("..{name}"), &tmp).unwrap();
-    std::fs::rename(&tmp, root.join("..data")).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,20 +310,17 @@ async fn certificate_rotation_under_steady_load_fails_no_request() {
     let bundle_path = staging.path().join("bundle.crt");
     std::fs::write(&bundle_path, bundle).unwrap();
     let version_file = |v: &str, f: &str| staging.path().join(v).join(f);
+    let pair = |v: &str| ["tls.crt", "tls.key"].map(|f| std::fs::read(version_file(v, f)).unwrap());
     // The load resumes TLS sessions, as Go's client does; the probes that
     // look at the served certificate do full handshakes.
-    let connector = connector_for(&bundle_path, None);
+    let connector = tls_connector(&bundle_path);
     let probe = probe_connector(&bundle_path);
 
     // A mounted Secret: tls.crt -> ..data/tls.crt, ..data -> ..v1.
     let root = tempfile::tempdir().unwrap();
     let mount = root.path();
-    std::fs::create_dir(mount.join("..v1")).unwrap();
-    for f in ["tls.crt", "tls.key"] {
-        std::fs::copy(version_file("v1", f), mount.join("..v1").join(f)).unwrap();
-        std::os::unix::fs::symlink(format!("..data/{f}"), mount.join(f)).unwrap();
-    }
-    swap_data_link(mount, "v1");
+    let [cert, key] = pair("v1");
+    mount_version(mount, "v1", &[("tls.crt", &cert), ("tls.key", &key)]);
 
     let serve = Serve::start(mount, &[]);
     serve.wait_ready(&connector).await;
@@ -506,11 +329,8 @@ async fn certificate_rotation_under_steady_load_fails_no_request() {
     let started = Instant::now();
 
     // 1. kubelet's atomic symlink swap.
-    std::fs::create_dir(mount.join("..v2")).unwrap();
-    for f in ["tls.crt", "tls.key"] {
-        std::fs::copy(version_file("v2", f), mount.join("..v2").join(f)).unwrap();
-    }
-    swap_data_link(mount, "v2");
+    let [cert, key] = pair("v2");
+    mount_version(mount, "v2", &[("tls.crt", &cert), ("tls.key", &key)]);
     let swap_took =
         new_connections_get(&serve, &probe, &der_of(&version_file("v2", "tls.crt"))).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -575,17 +395,11 @@ async fn trickled_review(
     pieces: usize,
     gap: Duration,
 ) -> Result<String, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+    let mut tls = tls_connect(addr, &connector)
         .await
         .map_err(|e| e.to_string())?;
     let body = review_body(&uid);
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes())
+    tls.write_all(post_head(body.len(), "").as_bytes())
         .await
         .map_err(|e| e.to_string())?;
     tls.flush().await.map_err(|e| e.to_string())?;
@@ -608,7 +422,7 @@ async fn trickled_review(
 async fn sigterm_under_load_completes_every_sent_request_and_exits_0() {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
-    let connector = connector_for(&certs.path().join("ca.crt"), None);
+    let connector = tls_connector(&certs.path().join("ca.crt"));
     let delay = Duration::from_secs(1);
     let grace = Duration::from_secs(10);
     let mut serve = Serve::start(
@@ -623,8 +437,8 @@ async fn sigterm_under_load_completes_every_sent_request_and_exits_0() {
     let term_at = Instant::now();
     serve.sigterm();
     // Not ready at once (the load keeps being served meanwhile).
-    let mut probe = Conn::open(serve.addr, &connector).await.unwrap();
-    assert_eq!(probe.get("/readyz").await.unwrap(), 503);
+    let mut probe = Client::connect_with(serve.addr, &connector).await.unwrap();
+    assert_eq!(probe.get("/readyz").await.unwrap().0, 503);
     let not_ready_after = term_at.elapsed();
 
     // Reviews in flight when the listener closes (at `delay`): heads sent
@@ -644,7 +458,8 @@ async fn sigterm_under_load_completes_every_sent_request_and_exits_0() {
 
     let code = serve
         .exited_within(delay + grace + Duration::from_secs(5))
-        .await;
+        .await
+        .and_then(|status| status.code());
     let shutdown_took = term_at.elapsed();
     let after_term = tally.ok.load(Ordering::Relaxed) - before;
     stop_load(&tally, tasks).await;
@@ -871,24 +686,14 @@ async fn pump(
     }
 }
 
-fn statefulset_review(service_name: &str) -> Vec<u8> {
+fn statefulset_review(service_name: &str) -> Value {
     let mut r = fixture();
     r["request"]["object"]["spec"]["serviceName"] = json!(service_name);
-    serde_json::to_vec(&r).unwrap()
+    r
 }
 
-async fn validate(app: &Arc<App>, body: Vec<u8>) -> Value {
-    use tower::ServiceExt;
-    let response = router(app.clone())
-        .oneshot(
-            hyper::Request::post("/validate")
-                .body(axum::body::Body::from(body))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap()
+async fn validate(app: &Arc<App>, review: Value) -> Value {
+    router_review(app, "/validate", &review).await.1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1091,46 +896,26 @@ async fn only_tls_1_2_and_1_3_with_aead_forward_secret_suites_are_offered() {
 #[tokio::test]
 async fn a_tls_1_2_only_client_is_served() {
     let server = TestServer::start(Policy::default(), Limits::default()).await;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(server.ca()).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
     let config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
-        .with_root_certificates(roots)
+        .with_root_certificates(root_store(&server.ca()))
         .with_no_client_auth();
     let connector = TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (_, session) = tls.get_ref();
+    let mut client = Client::connect_with(server.addr, &connector).await.unwrap();
     assert_eq!(
-        session.protocol_version(),
+        client.protocol_version,
         Some(rustls::ProtocolVersion::TLSv1_2)
     );
-    let suite = format!("{:?}", session.negotiated_cipher_suite().unwrap().suite());
+    let suite = format!("{:?}", client.cipher_suite.unwrap());
     assert!(suite.starts_with("TLS_ECDHE_"), "{suite}");
     assert!(
         suite.contains("GCM") || suite.contains("CHACHA20_POLY1305"),
         "{suite}"
     );
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let (status, _) = client
+        .request("POST", "/validate", serde_json::to_vec(&fixture()).unwrap())
         .await
         .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            hyper::Request::post("/validate")
-                .header("host", "localhost")
-                .body(Full::new(Bytes::from(
-                    serde_json::to_vec(&fixture()).unwrap(),
-                )))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(status, 200);
     server.stop();
 }
 
@@ -1158,10 +943,10 @@ fn client_pki(dir: &Path) {
 }
 
 async fn review_as(addr: SocketAddr, connector: &TlsConnector) -> Result<u16, String> {
-    let mut c = Conn::open(addr, connector)
+    let mut c = Client::connect_with(addr, connector)
         .await
         .map_err(|e| e.to_string())?;
-    match c.review(review_body(UID), UID).await {
+    match review(&mut c, review_body(UID), UID).await {
         Outcome::Ok => Ok(200),
         other => Err(format!("{other:?}")),
     }
@@ -1182,25 +967,21 @@ async fn with_client_ca_only_clients_with_a_certificate_it_signed_are_served() {
         ],
     );
     let ca = certs.path().join("ca.crt");
-    let good = connector_for(
+    let good = client_auth_connector(
         &ca,
-        Some((
-            &pki.path().join("good/client.crt"),
-            &pki.path().join("good/client.key"),
-        )),
+        &pki.path().join("good/client.crt"),
+        &pki.path().join("good/client.key"),
     );
     serve.wait_ready(&good).await;
     assert_eq!(review_as(serve.addr, &good).await, Ok(200));
 
-    let anonymous = connector_for(&ca, None);
+    let anonymous = tls_connector(&ca);
     let refused = review_as(serve.addr, &anonymous).await;
     assert!(refused.is_err(), "client without a certificate served");
-    let stranger = connector_for(
+    let stranger = client_auth_connector(
         &ca,
-        Some((
-            &pki.path().join("other/client.crt"),
-            &pki.path().join("other/client.key"),
-        )),
+        &pki.path().join("other/client.crt"),
+        &pki.path().join("other/client.key"),
     );
     let refused = review_as(serve.addr, &stranger).await;
     assert!(
@@ -1215,7 +996,7 @@ async fn with_client_ca_only_clients_with_a_certificate_it_signed_are_served() {
 async fn object_contents_never_reach_the_log_at_the_default_level() {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
-    let connector = connector_for(&certs.path().join("ca.crt"), None);
+    let connector = tls_connector(&certs.path().join("ca.crt"));
     let serve = Serve::start(certs.path(), &[]);
     serve.wait_ready(&connector).await;
     let secrets = [
@@ -1226,16 +1007,9 @@ async fn object_contents_never_reach_the_log_at_the_default_level() {
         "s3cr3t-apiversion-95",
         "s3cr3t-label-96",
     ];
-    let mut c = Conn::open(serve.addr, &connector).await.unwrap();
+    let mut c = Client::connect_with(serve.addr, &connector).await.unwrap();
     let mut send = async |uid: &str, body: Vec<u8>| {
-        let req = hyper::Request::post("/validate")
-            .header("host", "localhost")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        c.sender.ready().await.unwrap();
-        let resp = c.sender.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        let (status, text) = c.request("POST", "/validate", body).await.unwrap();
         (
             status,
             uid.to_string(),
@@ -1316,7 +1090,7 @@ async fn serve_needs_no_write_access_to_its_filesystem() {
     let config = tempfile::tempdir().unwrap();
     let policy = config.path().join("policy.yaml");
     std::fs::write(&policy, "mode: enforce\n").unwrap();
-    let connector = connector_for(&certs.path().join("ca.crt"), None);
+    let connector = tls_connector(&certs.path().join("ca.crt"));
     let mut serve = Serve::start_with(
         &[
             "unshare",
@@ -1335,29 +1109,13 @@ async fn serve_needs_no_write_access_to_its_filesystem() {
         ],
     );
     serve.wait_ready(&connector).await;
-    let mut bad = fixture();
-    bad["request"]["object"]["spec"]["template"]["spec"]["containers"][0]
-        .as_object_mut()
-        .unwrap()
-        .remove("livenessProbe");
-    let bad = Bytes::from(serde_json::to_vec(&bad).unwrap());
+    let bad = Bytes::from(serde_json::to_vec(&fixture_without_liveness()).unwrap());
     let allowed = |body: Bytes| {
         let connector = connector.clone();
         let addr = serve.addr;
         async move {
-            let mut c = Conn::open(addr, &connector).await.unwrap();
-            c.sender.ready().await.unwrap();
-            let resp = c
-                .sender
-                .send_request(
-                    hyper::Request::post("/validate")
-                        .header("host", "x")
-                        .body(Full::new(body))
-                        .unwrap(),
-                )
-                .await
-                .unwrap();
-            let b = resp.into_body().collect().await.unwrap().to_bytes();
+            let mut c = Client::connect_with(addr, &connector).await.unwrap();
+            let (_, b) = c.request("POST", "/validate", body).await.unwrap();
             String::from_utf8_lossy(&b).contains(r#""allowed":true"#)
         }
     };
@@ -1371,7 +1129,10 @@ async fn serve_needs_no_write_access_to_its_filesystem() {
     );
     serve.sigterm();
     assert_eq!(
-        serve.exited_within(Duration::from_secs(10)).await,
+        serve
+            .exited_within(Duration::from_secs(10))
+            .await
+            .and_then(|status| status.code()),
         Some(0),
         "{}",
         serve.log()

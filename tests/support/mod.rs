@@ -1,46 +1,70 @@
-//! Shared helpers for the HTTP tests: a real TLS server on loopback built
-//! from the library's own pieces, and a keep-alive HTTP/1.1 TLS client.
-//! `control_plane` and `webhook`: a real kube-apiserver + etcd with
-//! sts-guard registered, for the end-to-end and live-cluster tests.
+//! What the tests share, in one place: the admission fixture, the router
+//! without a socket ([`router_post`] and friends), kubelet's `..data`
+//! symlink swap, and polling; `client` ([`Client`], the one keep-alive TLS
+//! client, connectors, raw streams) and `server` ([`TestServer`] in-process,
+//! [`Serve`] the `sts-guard serve` binary). `control_plane` and `webhook`: a
+//! real kube-apiserver + etcd with sts-guard registered, for the end-to-end
+//! and live-cluster tests.
+//!
+//! Each test binary includes this with `mod support;` and uses a part of
+//! it, hence `dead_code` allowed (and unused re-exports below).
 #![allow(dead_code)]
 
+pub mod client;
 pub mod control_plane;
+pub mod server;
 pub mod webhook;
 
-use std::net::SocketAddr;
+#[allow(unused_imports)]
+pub use client::{
+    Client, SendError, is_ready, post_head, read_to_close, root_store, tls_connect, tls_connector,
+};
+#[allow(unused_imports)]
+pub use server::{Serve, TestServer};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tower::ServiceExt;
 
 use sts_guard::lookup::{ManifestServices, ServiceSource};
 use sts_guard::policy::Policy;
 use sts_guard::webhook::metrics::Metrics;
 use sts_guard::webhook::routes::{App, router};
-use sts_guard::webhook::{Limits, accept_loop, tls};
 
 pub const CREATE_WEB: &str = include_str!("../fixtures/admission/create-web.json");
 pub const UID: &str = "7f0b2a8e-3c1d-4f5e-9a6b-2c3d4e5f6a7b";
 
+/// tests/fixtures/admission/create-web.json: the CREATE of shop/web, which
+/// every rule allows.
 pub fn fixture() -> Value {
     serde_json::from_str(CREATE_WEB).unwrap()
 }
 
-/// Services from tests/fixtures/admission/services.yaml.
+/// The fixture with the first container's livenessProbe removed: denied
+/// in enforce mode, allowed with a warning in warn mode.
+pub fn fixture_without_liveness() -> Value {
+    let mut review = fixture();
+    review["request"]["object"]["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("livenessProbe");
+    review
+}
+
+/// tests/fixtures/admission/services.yaml: the Services the fixture's
+/// StatefulSet is checked against.
+pub fn services_yaml() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml")
+}
+
 pub fn services() -> ManifestServices {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    ManifestServices::read(&[path]).unwrap()
+    ManifestServices::read(&[services_yaml()]).unwrap()
 }
 
 /// Writes a CA and a serving certificate for localhost/127.0.0.1.
@@ -53,152 +77,74 @@ pub fn make_certs(dir: &Path) {
     .unwrap();
 }
 
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
-    pub app: Arc<App>,
-    pub metrics: Arc<Metrics>,
-    pub cert: Arc<tls::ReloadingCert>,
-    stop: watch::Sender<bool>,
-    pub task: tokio::task::JoinHandle<()>,
+/// The webhook's routes under `policy` (YAML; "" is the default, enforce),
+/// Services from [`services`], metrics of their own.
+pub fn app(policy: &str) -> Arc<App> {
+    App::new(
+        Policy::from_yaml(policy, "test").unwrap(),
+        ServiceSource::Static(Arc::new(services())),
+        Metrics::new(),
+    )
 }
 
-impl TestServer {
-    pub async fn start(policy: Policy, limits: Limits) -> TestServer {
-        sts_guard::install_crypto_provider();
-        let dir = tempfile::tempdir().unwrap();
-        make_certs(dir.path());
-        let metrics = Metrics::new();
-        let app = App::new(
-            policy,
-            ServiceSource::Static(Arc::new(services())),
-            metrics.clone(),
-        );
-        let cert =
-            tls::ReloadingCert::load(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
-                .unwrap();
-        let config = tls::server_config(cert.clone(), None).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(Arc::new(config)),
-            router(app.clone()),
-            limits,
-            stop_rx,
-            Duration::from_secs(5),
-        ));
-        TestServer {
-            addr,
-            dir,
-            app,
-            metrics,
-            cert,
-            stop,
-            task,
+/// One request through the router, no socket: status and body.
+pub async fn router_send(app: &Arc<App>, request: Request<Body>) -> (u16, Vec<u8>) {
+    let response = router(app.clone()).oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body.to_vec())
+}
+
+/// POSTs `body` as JSON, as the API server does: status and body.
+pub async fn router_post(app: &Arc<App>, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    router_send(app, request).await
+}
+
+pub async fn router_get(app: &Arc<App>, path: &str) -> (u16, Vec<u8>) {
+    router_send(app, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+/// POSTs `review`: status and the answer, which must be JSON.
+pub async fn router_review(app: &Arc<App>, path: &str, review: &Value) -> (u16, Value) {
+    let (status, body) = router_post(app, path, serde_json::to_vec(review).unwrap()).await;
+    let answer = serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "{path}: {status}, not JSON ({e}): {:.500}",
+            String::from_utf8_lossy(&body)
+        )
+    });
+    (status, answer)
+}
+
+/// Points `root/..data` at `root/..<version>` the way kubelet does: a new
+/// symlink renamed over the old one.
+pub fn swap_symlink(root: &Path, version: &str) {
+    let tmp = root.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, root.join("..data")).unwrap();
+}
+
+/// Mounts `files` at `root` the way kubelet mounts (and updates) a
+/// ConfigMap or Secret: written into `..<version>`, `..data` swapped to it
+/// ([`swap_symlink`]), and `<name> -> ..data/<name>` for each.
+pub fn mount_version(root: &Path, version: &str, files: &[(&str, &[u8])]) {
+    let dir = root.join(format!("..{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    swap_symlink(root, version);
+    for (name, _) in files {
+        let link = root.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
         }
     }
-
-    pub fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.crt")
-    }
-
-    /// Stops accepting and drains, as SIGTERM does after the delay.
-    pub fn stop(&self) {
-        let _ = self.stop.send(true);
-    }
-
-    pub async fn client(&self) -> Client {
-        Client::connect(self.addr, &self.ca()).await.unwrap()
-    }
-}
-
-pub fn tls_connector(ca: &Path) -> TlsConnector {
-    sts_guard::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
-
-/// One keep-alive HTTP/1.1 connection over TLS, like the API server's.
-pub struct Client {
-    pub sender: SendRequest<Full<Bytes>>,
-    pub conn: tokio::task::JoinHandle<Result<(), hyper::Error>>,
-    /// DER of the certificate the server presented.
-    pub peer_cert: Vec<u8>,
-}
-
-impl Client {
-    pub async fn connect(addr: SocketAddr, ca: &Path) -> std::io::Result<Client> {
-        Client::connect_with(addr, &tls_connector(ca)).await
-    }
-
-    /// One keep-alive TLS connection through `connector` (its trust roots,
-    /// client certificate, resumption settings).
-    pub async fn connect_with(
-        addr: SocketAddr,
-        connector: &TlsConnector,
-    ) -> std::io::Result<Client> {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await?;
-        let peer_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(std::io::Error::other)?;
-        let conn = tokio::spawn(conn);
-        Ok(Client {
-            sender,
-            conn,
-            peer_cert,
-        })
-    }
-
-    pub async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, Vec<u8>), hyper::Error> {
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes().to_vec();
-        Ok((status, body))
-    }
-
-    pub async fn review(&mut self, path: &str, review: &Value) -> (u16, Value) {
-        let (status, body) = self
-            .request("POST", path, serde_json::to_vec(review).unwrap())
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        (status, json)
-    }
-}
-
-/// A loopback port free a moment ago (for a server started by port number).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `check` every 20 ms until it holds or `timeout` passes.

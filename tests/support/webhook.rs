@@ -375,19 +375,7 @@ fn log_says_port_taken(cp: &ControlPlane, name: &str) -> bool {
 
 /// GET /readyz over TLS, trusting `ca`: true on 200.
 fn readyz(addr: SocketAddr, ca: &Path) -> bool {
-    block_on(async {
-        let Ok(mut client) = super::Client::connect(addr, ca).await else {
-            return false;
-        };
-        matches!(
-            tokio::time::timeout(
-                Duration::from_secs(2),
-                client.request("GET", "/readyz", Vec::new())
-            )
-            .await,
-            Ok(Ok((200, _)))
-        )
-    })
+    block_on(super::is_ready(addr, &super::tls_connector(ca)))
 }
 
 /// The sum of the samples of `family` whose label set contains every one
