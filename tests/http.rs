@@ -65,7 +65,7 @@ async fn the_mutating_endpoint_returns_a_base64_json_patch() {
     );
 }
 
-/// Bad input, each decided explicitly (see src/server/routes.rs).
+/// Bad input, each decided explicitly (see src/webhook/routes.rs).
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_or_a_uid_echoing_answer() {
     let app = app("");
