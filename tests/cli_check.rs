@@ -456,9 +456,27 @@ fn json_report_follows_schema_version_1() {
         .unwrap();
     assert!(service["container"].is_null());
 
-    let reasons: Vec<(&str, &str)> = objects
+    // The probe-quality rules the policy does not name only warn.
+    let newer = [
+        "identical-probes",
+        "probe-port",
+        "startup-budget",
+        "disruption-budget",
+    ];
+    let (newer_findings, first_rules): (Vec<&Value>, Vec<&Value>) = objects
         .iter()
         .flat_map(|o| o["findings"].as_array().unwrap())
+        .partition(|f| newer.contains(&f["rule"].as_str().unwrap()));
+    assert!(!newer_findings.is_empty());
+    for f in newer_findings {
+        assert_eq!(
+            (&f["action"], &f["reason"]),
+            (&Value::from("warn"), &Value::from("warn-mode")),
+            "{f}"
+        );
+    }
+    let reasons: Vec<(&str, &str)> = first_rules
+        .into_iter()
         .filter(|f| f["action"] != "deny")
         .map(|f| (f["action"].as_str().unwrap(), f["reason"].as_str().unwrap()))
         .collect();
@@ -495,12 +513,34 @@ fn sarif_places_findings_at_their_line_and_column() {
             "liveness-probe",
             "readiness-probe",
             "headless-service",
+            "identical-probes",
+            "probe-port",
+            "startup-budget",
+            "disruption-budget",
             "unreadable-input",
             "invalid-object"
         ]
     );
     let results = run["results"].as_array().unwrap();
-    assert_eq!(results.len(), 5, "4 for web, 1 for redis");
+    let errors = results.iter().filter(|r| r["level"] == "error").count();
+    assert_eq!(errors, 5, "4 denials for web, 1 for redis");
+    // The probe-quality rules warn: web has 2 replicas and no budget, and a
+    // 30 s liveness budget; redis the same check twice, 30 s, no budget.
+    let warnings: Vec<&str> = results
+        .iter()
+        .filter(|r| r["level"] == "warning")
+        .map(|r| r["ruleId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warnings,
+        vec![
+            "startup-budget",
+            "disruption-budget",
+            "identical-probes",
+            "startup-budget",
+            "disruption-budget"
+        ]
+    );
     let first = &results[0];
     assert_eq!(first["ruleId"], "liveness-probe");
     assert_eq!(first["level"], "error");

@@ -14,7 +14,7 @@
 //! - no object (DELETE, or `object: null`) → allowed: nothing to review;
 //! - fields sts-guard does not read are not judged, not even decoded: the
 //!   API server decoded them into typed structs before calling, and validates
-//!   them after the webhooks (replicas: -1 or 1e309, empty containers list).
+//!   them after the webhooks (minReadySeconds: 1e309, empty containers list).
 
 mod support;
 
@@ -427,8 +427,23 @@ mod corpus {
     }
 
     #[tokio::test]
-    async fn replicas_out_of_range_is_not_read() {
+    async fn replicas_out_of_range_is_refused_now_that_disruption_budget_reads_it() {
         let body = splice(replicas_hole, b"1e309");
+        hostile_request(
+            body,
+            "/validate",
+            ENFORCE,
+            Expect::Denied(400, "number out of range"),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_field_out_of_range_that_is_not_read_is_not_judged() {
+        let body = splice(
+            |r| object(r)["spec"]["minReadySeconds"] = json!("__HOLE__"),
+            b"1e309",
+        );
         hostile_request(body, "/validate", ENFORCE, Expect::Allowed).await;
     }
 

@@ -147,10 +147,11 @@ async fn a_statefulset_with_mistyped_fields_is_denied_with_the_uid() {
 
 #[tokio::test]
 async fn a_mistyped_field_the_review_does_not_read_is_not_judged() {
-    // The API server decoded `replicas` into an int32 before calling; only a
-    // forged request carries this, and the review never reads it.
+    // The API server decoded `minReadySeconds` into an int32 before
+    // calling; only a forged request carries this, and the review never
+    // reads it.
     let mut review = fixture();
-    review["request"]["object"]["spec"]["replicas"] = json!("three");
+    review["request"]["object"]["spec"]["minReadySeconds"] = json!("three");
     let (_, body) = router_review(&app(""), "/validate", &review).await;
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["allowed"], true, "{body}");

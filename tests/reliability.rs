@@ -593,6 +593,31 @@ impl FakeApi {
                     ),
                 }
             }
+            // One PodDisruptionBudget (the fixture's pods), and a watch that
+            // stays open with nothing more to say: cached, so budgets cost
+            // no API call while the API server is in trouble.
+            ["apis", "policy", "v1", "poddisruptionbudgets"]
+                if query.contains("watch=true") || query.contains("watch=1") =>
+            {
+                let (tx, rx) = futures::channel::mpsc::unbounded();
+                self.watchers.push(tx);
+                hyper::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(StreamBody::new(rx).boxed())
+                    .unwrap()
+            }
+            ["apis", "policy", "v1", "poddisruptionbudgets"] => json_response(
+                200,
+                json!({
+                    "apiVersion": "policy/v1", "kind": "PodDisruptionBudgetList",
+                    "metadata": {"resourceVersion": self.resource_version.to_string()},
+                    "items": [{
+                        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "1"},
+                        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "web"}}},
+                    }],
+                }),
+            ),
             _ => json_response(404, json!({"kind": "Status", "code": 404})),
         }
     }

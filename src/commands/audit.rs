@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use super::report::{Command, ObjectReport, Origin, Report};
 use crate::lookup::ManifestServices;
-use crate::lookup::listing::{ListedService, ListedStatefulSet};
+use crate::lookup::listing::{ListedBudget, ListedService, ListedStatefulSet, Projection};
 use crate::policy::{Policy, PolicyError};
 
 /// Objects per list call, as kubectl's `--chunk-size`: big enough to be
@@ -83,6 +83,20 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
             for svc in page {
                 let (_, projection) = svc.projection();
                 services.insert_projection(Arc::unwrap_or_clone(projection), String::new());
+            }
+        },
+    )
+    .await?;
+
+    let budget_api: Api<ListedBudget> = api(&client, options.namespace.as_deref());
+    list_pages(
+        &budget_api,
+        "PodDisruptionBudgets",
+        options.page_size,
+        &progress,
+        |page| {
+            for budget in page {
+                services.insert_budget(Arc::unwrap_or_clone(budget.projection().1));
             }
         },
     )

@@ -35,6 +35,7 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
                 let place = s.source.to_string();
                 services.insert(&s.service, &s.namespace, place);
             }
+            InputObject::DisruptionBudget(b) => services.insert_budget(b.budget),
             InputObject::Invalid(bad) => done.push((
                 position,
                 ObjectReport {
@@ -45,11 +46,11 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
                     positions: Vec::new(),
                 },
             )),
-            // A StatefulSet that names no Service is reviewed and dropped at
-            // once. The others wait for the whole input: their Service may
-            // come later, or be defined again later, and the answer must not
-            // depend on the order of the files.
-            InputObject::StatefulSet(s) if !names_a_service(&s) => {
+            // A StatefulSet that looks nothing up is reviewed and dropped at
+            // once. The others wait for the whole input: their Service or
+            // PodDisruptionBudget may come later (or be defined again), and
+            // the answer must not depend on the order of the files.
+            InputObject::StatefulSet(s) if crate::rules::needs(&s.sts, &s.namespace).is_empty() => {
                 done.push((position, review_input(*s, &policy, &services)));
             }
             InputObject::StatefulSet(s) => waiting.push((position, *s)),
@@ -67,10 +68,6 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
         duplicates: services.duplicates(),
         documents: Some(read.documents),
     })
-}
-
-fn names_a_service(s: &InputStatefulSet) -> bool {
-    !s.sts.service_name().is_empty()
 }
 
 fn review_input(s: InputStatefulSet, policy: &Policy, services: &ManifestServices) -> ObjectReport {

@@ -16,11 +16,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
+use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::LookupPath;
-use super::listing::{Key, ListedService};
-use crate::rules::ServiceState;
+use super::listing::{Key, ListedBudget, ListedService, Projection};
+use crate::rules::{BudgetsState, ServiceState};
 use crate::view;
 
 /// The field selector of the watch: headless Services only.
@@ -33,70 +34,51 @@ pub async fn connect() -> Result<kube::Client, kube::Error> {
     kube::Client::try_default().await
 }
 
+/// Projections by (namespace, name), as a watch keeps them.
+type Projections<T> = Arc<RwLock<HashMap<Key, Arc<T>>>>;
+
 pub struct ClusterServices {
     client: kube::Client,
-    headless: Arc<RwLock<HashMap<Key, Arc<view::Service>>>>,
-    synced: Arc<AtomicBool>,
+    headless: Projections<view::Service>,
+    budgets: Projections<view::DisruptionBudget>,
+    services_synced: Arc<AtomicBool>,
+    budgets_synced: Arc<AtomicBool>,
     lookup_timeout: Duration,
 }
 
 impl ClusterServices {
-    /// Starts the watch in the background; `is_synced` turns true once the
-    /// first full list has arrived. The watcher relists and rewatches by
-    /// itself (with backoff) after an error; the map keeps its last state
-    /// meanwhile.
+    /// Starts the watches (headless Services, PodDisruptionBudgets) in the
+    /// background; `is_synced` turns true once both first lists have
+    /// arrived. Each watcher relists and rewatches by itself (with backoff)
+    /// after an error; its map keeps its last state meanwhile.
     pub fn start(client: kube::Client, lookup_timeout: Duration) -> Arc<Self> {
-        let headless = Arc::new(RwLock::new(HashMap::new()));
-        let synced = Arc::new(AtomicBool::new(false));
-        let api: Api<ListedService> = Api::all(client.clone());
-        let stream =
-            watcher(api, watcher::Config::default().fields(HEADLESS_SELECTOR)).default_backoff();
-        let (map, flag) = (headless.clone(), synced.clone());
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            // A relist is collected here and swapped in whole at its end, so
-            // a lookup never sees a half-listed cache.
-            let mut relist: Option<HashMap<Key, Arc<view::Service>>> = None;
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
-                    Ok(watcher::Event::InitApply(svc)) => {
-                        if let Some(buffer) = relist.as_mut() {
-                            let (key, value) = svc.projection();
-                            buffer.insert(key, value);
-                        }
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        let fresh = relist.take().unwrap_or_default();
-                        let count = fresh.len();
-                        *write(&map) = fresh;
-                        if !flag.swap(true, Ordering::AcqRel) {
-                            tracing::info!(headless_services = count, "service cache synced");
-                        }
-                    }
-                    Ok(watcher::Event::Apply(svc)) => {
-                        let (key, value) = svc.projection();
-                        write(&map).insert(key, value);
-                    }
-                    Ok(watcher::Event::Delete(svc)) => {
-                        write(&map).remove(&svc.projection().0);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "service watch interrupted; retrying");
-                    }
-                }
-            }
-        });
-        Arc::new(ClusterServices {
-            client,
-            headless,
-            synced,
+        let this = Arc::new(ClusterServices {
+            client: client.clone(),
+            headless: Default::default(),
+            budgets: Default::default(),
+            services_synced: Default::default(),
+            budgets_synced: Default::default(),
             lookup_timeout,
-        })
+        });
+        watch(
+            Api::<ListedService>::all(client.clone()),
+            watcher::Config::default().fields(HEADLESS_SELECTOR),
+            this.headless.clone(),
+            this.services_synced.clone(),
+            "headless Services",
+        );
+        watch(
+            Api::<ListedBudget>::all(client),
+            watcher::Config::default(),
+            this.budgets.clone(),
+            this.budgets_synced.clone(),
+            "PodDisruptionBudgets",
+        );
+        this
     }
 
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        self.services_synced.load(Ordering::Acquire) && self.budgets_synced.load(Ordering::Acquire)
     }
 
     /// Headless Services in the cache.
@@ -130,15 +112,108 @@ impl ClusterServices {
             Err(_) => {
                 tracing::warn!(namespace, name, timeout = ?self.lookup_timeout, "service lookup timed out");
                 (
-                    ServiceState::Unknown(format!(
-                        "API server did not answer within {}",
-                        humantime::format_duration(self.lookup_timeout)
-                    )),
+                    ServiceState::Unknown(self.timed_out()),
                     LookupPath::ApiError,
                 )
             }
         }
     }
+
+    /// The PodDisruptionBudgets of `namespace` from the cache; when it has
+    /// none there (maybe one was created a moment ago), one LIST bounded
+    /// like the Service GET.
+    pub async fn budgets(&self, namespace: &str) -> (BudgetsState, LookupPath) {
+        let cached: Vec<_> = read(&self.budgets)
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, b)| b.clone())
+            .collect();
+        if !cached.is_empty() {
+            return (BudgetsState::Found(cached), LookupPath::Cache);
+        }
+        let api: Api<ListedBudget> = Api::namespaced(self.client.clone(), namespace);
+        let params = ListParams::default();
+        match tokio::time::timeout(self.lookup_timeout, api.list(&params)).await {
+            Ok(Ok(list)) => (
+                BudgetsState::Found(list.items.into_iter().map(|b| b.projection().1).collect()),
+                LookupPath::ApiGet,
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(namespace, error = %e, "PodDisruptionBudget lookup failed");
+                (
+                    BudgetsState::Unknown("API server error".into()),
+                    LookupPath::ApiError,
+                )
+            }
+            Err(_) => {
+                tracing::warn!(namespace, timeout = ?self.lookup_timeout, "PodDisruptionBudget lookup timed out");
+                (
+                    BudgetsState::Unknown(self.timed_out()),
+                    LookupPath::ApiError,
+                )
+            }
+        }
+    }
+
+    fn timed_out(&self) -> String {
+        format!(
+            "API server did not answer within {}",
+            humantime::format_duration(self.lookup_timeout)
+        )
+    }
+}
+
+/// Keeps `map` equal to what the watch of `api` lists, as projections. A
+/// relist is collected aside and swapped in whole at its end, so a lookup
+/// never sees a half-listed cache.
+fn watch<L>(
+    api: Api<L>,
+    config: watcher::Config,
+    map: Projections<L::Into>,
+    synced: Arc<AtomicBool>,
+    what: &'static str,
+) where
+    L: Projection
+        + kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+    L::Into: Send + Sync + 'static,
+{
+    let stream = watcher(api, config).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut relist: Option<HashMap<Key, Arc<L::Into>>> = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
+                Ok(watcher::Event::InitApply(object)) => {
+                    if let Some(buffer) = relist.as_mut() {
+                        let (key, value) = object.projection();
+                        buffer.insert(key, value);
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let fresh = relist.take().unwrap_or_default();
+                    let count = fresh.len();
+                    *write(&map) = fresh;
+                    if !synced.swap(true, Ordering::AcqRel) {
+                        tracing::info!(what, count, "cache synced");
+                    }
+                }
+                Ok(watcher::Event::Apply(object)) => {
+                    let (key, value) = object.projection();
+                    write(&map).insert(key, value);
+                }
+                Ok(watcher::Event::Delete(object)) => {
+                    write(&map).remove(&object.projection().0);
+                }
+                Err(e) => tracing::warn!(what, error = %e, "watch interrupted; retrying"),
+            }
+        }
+    });
 }
 
 /// A poisoned lock only means a writer panicked mid-update of a map of

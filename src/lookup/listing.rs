@@ -33,8 +33,15 @@ struct WatchedSpec {
     selector: Option<BTreeMap<String, String>>,
 }
 
-impl ListedService {
-    pub fn projection(self) -> (Key, Arc<view::Service>) {
+/// A listed object turned into what the rules read, under its key.
+pub trait Projection {
+    type Into;
+    fn projection(self) -> (Key, Arc<Self::Into>);
+}
+
+impl Projection for ListedService {
+    type Into = view::Service;
+    fn projection(self) -> (Key, Arc<view::Service>) {
         let namespace = self.metadata.namespace.unwrap_or_default();
         let name = self.metadata.name.unwrap_or_default();
         let spec = self.spec;
@@ -81,6 +88,57 @@ impl kube::Resource for ListedService {
     }
     fn plural(_: &()) -> Cow<'_, str> {
         "services".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A PodDisruptionBudget as the watch and `audit` decode it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedBudget {
+    #[serde(deserialize_with = "lean_metadata")]
+    metadata: ObjectMeta,
+    spec: Option<ListedBudgetSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ListedBudgetSpec {
+    selector: Option<view::LabelSelector>,
+}
+
+impl Projection for ListedBudget {
+    type Into = view::DisruptionBudget;
+    fn projection(self) -> (Key, Arc<view::DisruptionBudget>) {
+        let namespace = self.metadata.namespace.unwrap_or_default();
+        let name = self.metadata.name.unwrap_or_default();
+        let budget = view::DisruptionBudget {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            selector: self.spec.and_then(|s| s.selector),
+        };
+        ((namespace, name), Arc::new(budget))
+    }
+}
+
+impl kube::Resource for ListedBudget {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "PodDisruptionBudget".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "policy".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "poddisruptionbudgets".into()
     }
     fn meta(&self) -> &ObjectMeta {
         &self.metadata

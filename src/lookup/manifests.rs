@@ -12,12 +12,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::manifest::InputError;
-use crate::rules::{Lookups, ServiceState};
-use crate::view::Service;
+use crate::rules::{BudgetsState, Lookups, ServiceState};
+use crate::view::{DisruptionBudget, Service};
 
 #[derive(Default, Debug)]
 pub struct ManifestServices {
     by_name: HashMap<(String, String), Vec<Definition>>,
+    /// PodDisruptionBudgets by namespace.
+    budgets: HashMap<String, Vec<Arc<DisruptionBudget>>>,
 }
 
 #[derive(Debug)]
@@ -38,13 +40,24 @@ pub struct Duplicate {
 
 impl ManifestServices {
     /// The Services of manifest files (`serve --services-from`, tests).
+    /// The Services and PodDisruptionBudgets of manifest files (`serve
+    /// --services-from`, tests); the first input error stops it (a server
+    /// must not start on half its input).
     pub fn read(paths: &[std::path::PathBuf]) -> Result<ManifestServices, InputError> {
-        let mut services = ManifestServices::default();
-        for s in crate::manifest::read_services(paths)? {
-            let place = s.source.to_string();
-            services.insert(&s.service, &s.namespace, place);
+        use crate::manifest::InputObject;
+        let mut objects = ManifestServices::default();
+        let read = crate::manifest::read_objects(paths, "default", |object| match object {
+            InputObject::Service(s) => {
+                let place = s.source.to_string();
+                objects.insert(&s.service, &s.namespace, place);
+            }
+            InputObject::DisruptionBudget(b) => objects.insert_budget(b.budget),
+            _ => {}
+        });
+        match read.errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(objects),
         }
-        Ok(services)
     }
 
     /// Adds a Service in `namespace`; `place` says where it was read.
@@ -66,6 +79,14 @@ impl ManifestServices {
                 service: Arc::new(service),
                 place,
             });
+    }
+
+    /// Adds what the rules read of a PodDisruptionBudget.
+    pub fn insert_budget(&mut self, budget: DisruptionBudget) {
+        self.budgets
+            .entry(budget.namespace.clone())
+            .or_default()
+            .push(Arc::new(budget));
     }
 
     pub fn len(&self) -> usize {
@@ -100,6 +121,10 @@ fn what_the_rule_reads(service: &Service) -> String {
 }
 
 impl Lookups for ManifestServices {
+    fn disruption_budgets(&self, namespace: &str) -> BudgetsState {
+        BudgetsState::Found(self.budgets.get(namespace).cloned().unwrap_or_default())
+    }
+
     fn service(&self, namespace: &str, name: &str) -> ServiceState {
         let Some(defs) = self.by_name.get(&(namespace.to_string(), name.to_string())) else {
             return ServiceState::NotFound;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub use cluster::{ClusterServices, connect};
 pub use manifests::{Duplicate, ManifestServices};
 
-use crate::rules::{Lookups, Need, ServiceState};
+use crate::rules::{BudgetsState, Lookups, Need, ServiceState};
 
 /// Where a server's lookups are answered.
 #[derive(Clone)]
@@ -23,6 +23,13 @@ pub enum ServiceSource {
     Cluster(Arc<ClusterServices>),
     /// Fixed manifests (`serve --services-from`: benchmarks, demos).
     Static(Arc<ManifestServices>),
+}
+
+/// What was looked up, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKind {
+    Service,
+    DisruptionBudgets,
 }
 
 /// Where a lookup was answered, for metrics.
@@ -46,12 +53,16 @@ impl LookupPath {
 }
 
 impl ServiceSource {
-    /// Answers every need ahead of the pure review; `on_lookup` hears where
-    /// each was answered.
-    pub async fn fetch(&self, needs: Vec<Need>, mut on_lookup: impl FnMut(LookupPath)) -> Fetched {
+    /// Answers every need ahead of the pure review; `on_lookup` hears what
+    /// was looked up and where it was answered.
+    pub async fn fetch(
+        &self,
+        needs: Vec<Need>,
+        mut on_lookup: impl FnMut(LookupKind, LookupPath),
+    ) -> Fetched {
         let mut fetched = Fetched::default();
         for need in needs {
-            let state = match &need {
+            let answer = match &need {
                 Need::Service { namespace, name } => {
                     let (state, path) = match self {
                         ServiceSource::Cluster(c) => c.resolve(namespace, name).await,
@@ -59,11 +70,21 @@ impl ServiceSource {
                             (s.service(namespace, name), LookupPath::Static)
                         }
                     };
-                    on_lookup(path);
-                    state
+                    on_lookup(LookupKind::Service, path);
+                    Answer::Service(state)
+                }
+                Need::DisruptionBudgets { namespace } => {
+                    let (state, path) = match self {
+                        ServiceSource::Cluster(c) => c.budgets(namespace).await,
+                        ServiceSource::Static(s) => {
+                            (s.disruption_budgets(namespace), LookupPath::Static)
+                        }
+                    };
+                    on_lookup(LookupKind::DisruptionBudgets, path);
+                    Answer::Budgets(state)
                 }
             };
-            fetched.answers.push((need, state));
+            fetched.answers.push((need, answer));
         }
         fetched
     }
@@ -80,34 +101,42 @@ impl ServiceSource {
 /// What was fetched for one request: the answer to each need.
 #[derive(Debug, Default)]
 pub struct Fetched {
-    answers: Vec<(Need, ServiceState)>,
+    answers: Vec<(Need, Answer)>,
+}
+
+#[derive(Debug)]
+enum Answer {
+    Service(ServiceState),
+    Budgets(BudgetsState),
+}
+
+/// A rule asked for what it did not declare: a bug, caught by the tests
+/// (debug builds panic); in production the rule warns instead of guessing.
+fn undeclared(what: &str) -> String {
+    debug_assert!(false, "{what} looked up but not declared");
+    tracing::error!(what, "a rule looked up what it did not declare");
+    "not fetched: an sts-guard bug, please report it".into()
 }
 
 impl Lookups for Fetched {
     fn service(&self, namespace: &str, name: &str) -> ServiceState {
-        let found = self.answers.iter().find(|(need, _)| match need {
-            Need::Service {
-                namespace: n,
-                name: s,
-            } => n == namespace && s == name,
-        });
-        match found {
-            Some((_, state)) => state.clone(),
-            None => {
-                // A rule asked for what it did not declare: a bug, caught by
-                // the tests (debug builds panic); in production the rule
-                // warns instead of guessing.
-                debug_assert!(
-                    false,
-                    "Service {namespace}/{name} looked up but not declared"
-                );
-                tracing::error!(
-                    namespace,
-                    name,
-                    "a rule looked up a Service it did not declare"
-                );
-                ServiceState::Unknown("not fetched: an sts-guard bug, please report it".into())
-            }
+        let want = Need::Service {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        match self.answers.iter().find(|(need, _)| *need == want) {
+            Some((_, Answer::Service(state))) => state.clone(),
+            _ => ServiceState::Unknown(undeclared(&format!("Service {namespace}/{name}"))),
+        }
+    }
+
+    fn disruption_budgets(&self, namespace: &str) -> BudgetsState {
+        let want = Need::DisruptionBudgets {
+            namespace: namespace.into(),
+        };
+        match self.answers.iter().find(|(need, _)| *need == want) {
+            Some((_, Answer::Budgets(state))) => state.clone(),
+            _ => BudgetsState::Unknown(undeclared(&format!("PodDisruptionBudgets of {namespace}"))),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Reading manifests the way kubectl reads them, for `check` and
 //! `serve --services-from`: files, folders (recursively: .yaml, .yml,
 //! .json), `-` for stdin; multi-document YAML, concatenated JSON objects,
-//! `kind: List` and `*List` items. Kinds other than StatefulSets and
-//! Services are skipped.
+//! `kind: List` and `*List` items. Kinds other than StatefulSets, Services
+//! and PodDisruptionBudgets are skipped.
 //!
 //! What kubectl (sigs.k8s.io/yaml over go-yaml v2, and apimachinery's
 //! YAMLOrJSONDecoder) accepts, this accepts too:
@@ -104,12 +104,20 @@ pub struct InputService {
     pub source: Source,
 }
 
+/// A PodDisruptionBudget as read: what the rules read of it.
+#[derive(Debug)]
+pub struct InputBudget {
+    pub budget: crate::view::DisruptionBudget,
+    pub source: Source,
+}
+
 /// One object of interest, in input order.
 #[derive(Debug)]
 pub enum InputObject {
     StatefulSet(Box<InputStatefulSet>),
     Invalid(InvalidObject),
     Service(Box<InputService>),
+    DisruptionBudget(Box<InputBudget>),
 }
 
 #[derive(Debug, Error)]
@@ -222,21 +230,6 @@ pub fn read_objects(
         }
     }
     summary
-}
-
-/// Every Service of `paths`, for `serve --services-from`; the first input
-/// error stops it (a server must not start on half its input).
-pub fn read_services(paths: &[PathBuf]) -> Result<Vec<InputService>, InputError> {
-    let mut services = Vec::new();
-    let summary = read_objects(paths, "default", |object| {
-        if let InputObject::Service(s) = object {
-            services.push(*s);
-        }
-    });
-    match summary.errors.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(services),
-    }
 }
 
 /// The objects of one text, and the error that stopped it if any; `file`
@@ -595,6 +588,23 @@ fn add_object(node: Node, source: Source, default_namespace: &str, out: &mut Vec
                 out.push(InputObject::Service(Box::new(InputService {
                     service,
                     namespace,
+                    source,
+                })));
+            }
+        }
+        ("policy/v1", "PodDisruptionBudget") => {
+            // Like a Service: one that does not decode does not exist here.
+            let json = node.to_json();
+            if let Ok(pdb) =
+                serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(json)
+            {
+                let namespace = pdb
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| default_namespace.to_string());
+                out.push(InputObject::DisruptionBudget(Box::new(InputBudget {
+                    budget: crate::view::DisruptionBudget::of(&pdb, &namespace),
                     source,
                 })));
             }

@@ -3,6 +3,10 @@
 //!
 //! Precedence for the mode of a rule in a namespace, most specific first:
 //! `namespaces.<ns>.rules.<rule>`, `namespaces.<ns>.mode`, `rules.<rule>`, `mode`.
+//! A rule added after the first release (`Rule::denies_only_when_named`)
+//! denies only where the policy names it: a `mode` (or no policy file) that
+//! would enforce it makes it warn, so an upgrade never starts denying what
+//! the same policy allowed before.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +46,15 @@ pub struct Sidecars {
     pub require_probes: Option<bool>,
 }
 
+/// `startupBudget`: what the `startup-budget` rule asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartupBudget {
+    /// Least seconds a liveness probe without a startup probe must allow
+    /// before the first restart.
+    pub min_seconds: Option<u32>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamespacePolicy {
@@ -51,6 +64,8 @@ pub struct NamespacePolicy {
     #[serde(default)]
     pub mutations: MutationDefaults,
     pub allow_owner_exemptions: Option<bool>,
+    #[serde(default)]
+    pub startup_budget: StartupBudget,
 }
 
 /// A named exemption owned by the platform team.
@@ -77,6 +92,8 @@ pub struct Policy {
     pub rules: BTreeMap<RuleId, Mode>,
     #[serde(default)]
     pub sidecars: Sidecars,
+    #[serde(default)]
+    pub startup_budget: StartupBudget,
     #[serde(default)]
     pub allow_owner_exemptions: bool,
     #[serde(default)]
@@ -173,15 +190,28 @@ impl Policy {
     /// The mode of `rule` in `namespace`.
     pub fn mode(&self, namespace: &str, rule: RuleId) -> Mode {
         let ns = self.namespaces.get(namespace);
+        let only_when_named = crate::rules::RULES
+            .iter()
+            .any(|r| r.id == rule && r.denies_only_when_named);
+        // A mode that does not name the rule: at most warn, for such a rule.
+        let unnamed = |mode: Mode| match mode {
+            Mode::Enforce if only_when_named => Mode::Warn,
+            mode => mode,
+        };
         ns.and_then(|n| n.rules.get(&rule).copied())
-            .or_else(|| ns.and_then(|n| n.mode))
+            .or_else(|| ns.and_then(|n| n.mode).map(unnamed))
             .or_else(|| self.rules.get(&rule).copied())
-            .unwrap_or(self.mode)
+            .unwrap_or_else(|| unnamed(self.mode))
     }
 
-    pub fn rule_settings(&self) -> RuleSettings {
+    pub fn rule_settings(&self, namespace: &str) -> RuleSettings {
+        let ns = self.namespaces.get(namespace);
         RuleSettings {
             sidecars_require_probes: self.sidecars.require_probes.unwrap_or(true),
+            startup_budget_min_seconds: ns
+                .and_then(|n| n.startup_budget.min_seconds)
+                .or(self.startup_budget.min_seconds)
+                .map_or(crate::rules::DEFAULT_STARTUP_BUDGET_SECONDS, i64::from),
         }
     }
 
@@ -265,6 +295,46 @@ exemptions:
     reason: runs without a Service on purpose
 "#;
 
+    /// A rule added after the first release denies only where the policy
+    /// names it: an upgrade never starts denying what the same file allowed.
+    #[test]
+    fn a_new_rule_denies_only_where_the_policy_names_it() {
+        let new = RuleId("startup-budget");
+        let old = RuleId("liveness-probe");
+        let none = Policy::default();
+        assert_eq!(
+            (none.mode("a", old), none.mode("a", new)),
+            (Mode::Enforce, Mode::Warn)
+        );
+        let p = Policy::from_yaml(
+            "mode: enforce\nrules: {disruption-budget: enforce}\nnamespaces:\n  strict: {mode: enforce, rules: {startup-budget: enforce}}\n  quiet: {mode: audit}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.mode("any", new), Mode::Warn);
+        assert_eq!(p.mode("strict", new), Mode::Enforce);
+        assert_eq!(p.mode("quiet", new), Mode::Audit);
+        assert_eq!(p.mode("any", RuleId("disruption-budget")), Mode::Enforce);
+        assert_eq!(p.mode("any", old), Mode::Enforce);
+    }
+
+    #[test]
+    fn the_startup_budget_is_set_globally_and_per_namespace() {
+        let p = Policy::from_yaml(
+            "startupBudget: {minSeconds: 120}\nnamespaces: {fast: {startupBudget: {minSeconds: 10}}}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.rule_settings("any").startup_budget_min_seconds, 120);
+        assert_eq!(p.rule_settings("fast").startup_budget_min_seconds, 10);
+        assert_eq!(
+            Policy::default()
+                .rule_settings("any")
+                .startup_budget_min_seconds,
+            60
+        );
+    }
+
     #[test]
     fn modes_follow_precedence() {
         let p = Policy::from_yaml(EXAMPLE, "t").unwrap();
@@ -272,7 +342,7 @@ exemptions:
         assert_eq!(p.mode("shop", RuleId("headless-service")), Mode::Enforce);
         assert_eq!(p.mode("other", RuleId("headless-service")), Mode::Audit);
         assert_eq!(p.mode("other", RuleId("readiness-probe")), Mode::Warn);
-        assert!(!p.rule_settings().sidecars_require_probes);
+        assert!(!p.rule_settings("any").sidecars_require_probes);
     }
 
     #[test]

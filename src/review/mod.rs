@@ -81,8 +81,13 @@ pub enum WarnReason {
     ServiceGoneOnUpdate,
     /// Dry-run: the Service may be in the same apply but not stored.
     DryRunServiceMissing,
+    /// Dry-run: the PodDisruptionBudget may be in the same apply but not
+    /// stored.
+    DryRunBudgetMissing,
     /// The Service could not be looked up (API server unreachable).
     LookupFailed,
+    /// The PodDisruptionBudgets could not be looked up.
+    BudgetLookupFailed,
 }
 
 impl WarnReason {
@@ -93,10 +98,11 @@ impl WarnReason {
             WarnReason::WarnMode => "",
             WarnReason::AlreadyBroken => " (allowed: already so before this update)",
             WarnReason::ServiceGoneOnUpdate => " (allowed on update: serviceName is immutable)",
-            WarnReason::DryRunServiceMissing => {
+            WarnReason::DryRunServiceMissing | WarnReason::DryRunBudgetMissing => {
                 " (allowed on dry-run: the same apply may create it)"
             }
             WarnReason::LookupFailed => " (allowed: Service lookup failed)",
+            WarnReason::BudgetLookupFailed => " (allowed: PodDisruptionBudget lookup failed)",
         }
     }
 
@@ -107,7 +113,9 @@ impl WarnReason {
             WarnReason::AlreadyBroken => "already-broken",
             WarnReason::ServiceGoneOnUpdate => "service-gone-on-update",
             WarnReason::DryRunServiceMissing => "dry-run-service-missing",
+            WarnReason::DryRunBudgetMissing => "dry-run-budget-missing",
             WarnReason::LookupFailed => "lookup-failed",
+            WarnReason::BudgetLookupFailed => "budget-lookup-failed",
         }
     }
 }
@@ -131,7 +139,9 @@ mod tests {
             WarnReason::AlreadyBroken,
             WarnReason::ServiceGoneOnUpdate,
             WarnReason::DryRunServiceMissing,
+            WarnReason::DryRunBudgetMissing,
             WarnReason::LookupFailed,
+            WarnReason::BudgetLookupFailed,
         ] {
             assert_eq!(serde_json::to_value(reason).unwrap(), reason.code());
         }

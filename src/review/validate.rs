@@ -29,7 +29,7 @@ impl Validation {
 
 pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -> Validation {
     let ns = request.object.namespace;
-    let settings = policy.rule_settings();
+    let settings = policy.rule_settings(ns);
     let findings = rules::evaluate(&Subject {
         sts: request.sts,
         namespace: ns,
@@ -81,9 +81,10 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
 }
 
 /// An enforced finding denies, except where the API server's behaviour
-/// makes denying wrong: a Service lookup that failed, a Service missing on
-/// UPDATE (`serviceName` is immutable) or on dry-run (a Service in the same
-/// apply is not stored), a problem the old object already had.
+/// makes denying wrong: a lookup that failed, a Service missing on UPDATE
+/// (`serviceName` is immutable), a Service or PodDisruptionBudget missing
+/// on dry-run (one in the same apply is not stored), a problem the old
+/// object already had.
 fn enforce(
     request: &Request<'_>,
     finding: &rules::Finding,
@@ -91,10 +92,14 @@ fn enforce(
 ) -> Action {
     let update = request.operation == Operation::Update;
     match finding.kind {
-        FindingKind::ServiceUnknown => Action::Warn(WarnReason::LookupFailed),
+        FindingKind::LookupFailed => Action::Warn(WarnReason::LookupFailed),
+        FindingKind::BudgetsUnknown => Action::Warn(WarnReason::BudgetLookupFailed),
         FindingKind::ServiceMissing if update => Action::Warn(WarnReason::ServiceGoneOnUpdate),
         FindingKind::ServiceMissing if request.dry_run => {
             Action::Warn(WarnReason::DryRunServiceMissing)
+        }
+        FindingKind::BudgetMissing if request.dry_run => {
+            Action::Warn(WarnReason::DryRunBudgetMissing)
         }
         _ if update && already_broken.contains(&finding.key) => {
             Action::Warn(WarnReason::AlreadyBroken)

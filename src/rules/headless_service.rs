@@ -13,6 +13,7 @@ pub const RULE: Rule = Rule {
     help: "Create a Service in the same namespace with clusterIP: None whose selector matches spec.template.metadata.labels; otherwise the per-pod DNS names (web-0.web.ns.svc.cluster.local) never appear.",
     needs,
     check,
+    denies_only_when_named: false,
 };
 
 /// The Service `spec.serviceName` names (immutable, so the old object of
@@ -67,7 +68,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
         }
         ServiceState::Unknown(why) => {
             return vec![finding(
-                FindingKind::ServiceUnknown,
+                FindingKind::LookupFailed,
                 format!("{service_name:?} could not be checked ({why})"),
                 "make sure the headless Service exists; sts-guard will check again on the next change".into(),
             )];

@@ -9,6 +9,7 @@ pub const RULE: Rule = Rule {
     help: "Add a livenessProbe (httpGet, tcpSocket, exec or grpc) so the kubelet restarts a hung process. Plain init containers and ephemeral containers cannot have probes and are not asked for one.",
     needs: needs_nothing,
     check,
+    denies_only_when_named: false,
 };
 
 fn check(subject: &Subject<'_>) -> Vec<super::Finding> {

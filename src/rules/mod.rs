@@ -38,7 +38,15 @@ macro_rules! rules {
     };
 }
 
-rules![liveness_probe, readiness_probe, headless_service];
+rules![
+    liveness_probe,
+    readiness_probe,
+    headless_service,
+    identical_probes,
+    probe_port,
+    startup_budget,
+    disruption_budget,
+];
 
 /// A rule's stable id: `liveness-probe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +102,11 @@ pub struct Rule {
     /// What [`Rule::check`] will ask the [`Lookups`] for, given the object.
     pub needs: fn(&StatefulSet, &str) -> Vec<Need>,
     pub check: fn(&Subject<'_>) -> Vec<Finding>,
+    /// Denies only where the policy file names the rule (in `rules:` or a
+    /// namespace's `rules:`); a `mode: enforce` that does not name it makes
+    /// it warn. Every rule added after the first release says `true`, so
+    /// upgrading never starts denying what the same policy allowed before.
+    pub denies_only_when_named: bool,
 }
 
 /// For rules that read only the StatefulSet.
@@ -106,6 +119,8 @@ pub fn needs_nothing(_: &StatefulSet, _: &str) -> Vec<Need> {
 pub enum Need {
     /// The Service `name` in `namespace`.
     Service { namespace: String, name: String },
+    /// Every PodDisruptionBudget of `namespace`.
+    DisruptionBudgets { namespace: String },
 }
 
 /// What every rule will look up for `sts` in `namespace`.
@@ -130,11 +145,21 @@ pub enum ServiceState {
     Unknown(String),
 }
 
+/// What a lookup of a namespace's PodDisruptionBudgets found.
+#[derive(Debug, Clone)]
+pub enum BudgetsState {
+    /// Every budget of the namespace (maybe none).
+    Found(Vec<Arc<view::DisruptionBudget>>),
+    /// The lookup could not be answered (API server unreachable or slow).
+    Unknown(String),
+}
+
 /// Where rules read what they look up: what the webhook fetched for this
 /// request in `serve`, the manifests given to `check`, the listings of
 /// `audit`.
 pub trait Lookups {
     fn service(&self, namespace: &str, name: &str) -> ServiceState;
+    fn disruption_budgets(&self, namespace: &str) -> BudgetsState;
 }
 
 /// Knows nothing; for callers that only mutate.
@@ -144,20 +169,35 @@ impl Lookups for NoLookups {
     fn service(&self, _: &str, _: &str) -> ServiceState {
         ServiceState::NotFound
     }
+    fn disruption_budgets(&self, _: &str) -> BudgetsState {
+        BudgetsState::Found(Vec::new())
+    }
 }
 
-/// Knobs of the rules themselves (not of how findings are enforced).
+/// Knobs of the rules themselves (not of how findings are enforced), for
+/// one namespace.
 #[derive(Debug, Clone, Copy)]
 pub struct RuleSettings {
     /// Restartable sidecars (init containers with `restartPolicy: Always`)
     /// must carry probes too.
     pub sidecars_require_probes: bool,
+    /// `startup-budget`: the least time a container without a startup
+    /// probe must be given before its liveness probe restarts it.
+    pub startup_budget_min_seconds: i64,
 }
+
+/// The default of `startupBudget.minSeconds`: twice what the kubelet's
+/// probe defaults allow (0 + 3 × 10 s = 30 s). Slow starters (a JVM, a
+/// database replaying its log) routinely need more than 30 s; below 60 s
+/// a liveness probe on defaults is what turns a cold start into
+/// CrashLoopBackOff.
+pub const DEFAULT_STARTUP_BUDGET_SECONDS: i64 = 60;
 
 impl Default for RuleSettings {
     fn default() -> Self {
         RuleSettings {
             sidecars_require_probes: true,
+            startup_budget_min_seconds: DEFAULT_STARTUP_BUDGET_SECONDS,
         }
     }
 }
@@ -181,8 +221,13 @@ pub enum FindingKind {
     /// `serviceName` names no Service: it may not be stored yet (dry-run)
     /// or was deleted after creation (UPDATE, `serviceName` is immutable).
     ServiceMissing,
+    /// No PodDisruptionBudget selects the pods: it may not be stored yet
+    /// (dry-run).
+    BudgetMissing,
     /// The Service could not be looked up at all.
-    ServiceUnknown,
+    LookupFailed,
+    /// The PodDisruptionBudgets could not be looked up at all.
+    BudgetsUnknown,
 }
 
 /// One step into an object: a field or a list index.
@@ -259,10 +304,20 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// `spec.template.spec.containers[1] "sidecar"` or `spec.serviceName`.
+    /// `spec.template.spec.containers[1] "sidecar"` or `spec.serviceName`:
+    /// for a finding about a container, its entry (the problem says which
+    /// of its fields), however deep `path` points.
     pub fn location(&self) -> String {
         match &self.container {
-            Some(name) => format!("{} {name:?}", self.path),
+            Some(name) => {
+                let entry = self
+                    .path
+                    .0
+                    .iter()
+                    .position(|s| matches!(s, Segment::Index(_)))
+                    .map_or(self.path.0.len(), |i| i + 1);
+                format!("{} {name:?}", FieldPath(self.path.0[..entry].to_vec()))
+            }
             None => self.path.to_string(),
         }
     }

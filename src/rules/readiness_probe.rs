@@ -9,6 +9,7 @@ pub const RULE: Rule = Rule {
     help: "Add a readinessProbe so traffic only reaches pods that can serve it. Each container needs its own: one probe somewhere in the pod does not cover the others.",
     needs: needs_nothing,
     check,
+    denies_only_when_named: false,
 };
 
 fn check(subject: &Subject<'_>) -> Vec<Finding> {

@@ -19,6 +19,13 @@ impl Lookups for Recording {
         });
         ServiceState::NotFound
     }
+
+    fn disruption_budgets(&self, namespace: &str) -> BudgetsState {
+        self.0.borrow_mut().push(Need::DisruptionBudgets {
+            namespace: namespace.into(),
+        });
+        BudgetsState::Found(Vec::new())
+    }
 }
 
 fn statefulsets() -> Vec<StatefulSet> {
@@ -28,6 +35,8 @@ fn statefulsets() -> Vec<StatefulSet> {
         json!({"spec": {"serviceName": ""}}),
         json!({"spec": {"serviceName": "web", "template": {"spec": {"containers": [{"name": "app"}]}}}}),
         json!({"metadata": {"namespace": "elsewhere"}, "spec": {"serviceName": "db"}}),
+        json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "app"}]}}}}),
+        json!({"spec": {"replicas": 1}}),
     ]
     .into_iter()
     .map(|v| serde_json::from_value(v).unwrap())
@@ -81,4 +90,28 @@ fn an_unknown_rule_id_in_a_policy_names_the_known_ones() {
             .contains("unknown rule id `liveness`, expected one of liveness-probe"),
         "{err}"
     );
+}
+
+/// A StatefulSet whose pod has `containers` and `init` containers.
+pub(super) fn pod(containers: serde_json::Value, init: serde_json::Value) -> StatefulSet {
+    serde_json::from_value(json!({
+        "spec": {"replicas": 1, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": containers, "initContainers": init}
+        }}
+    }))
+    .unwrap()
+}
+
+/// What `rule` finds on `sts` with the default settings: (container, problem).
+pub(super) fn run(rule: &Rule, sts: &StatefulSet, lookups: &dyn Lookups) -> Vec<(String, String)> {
+    (rule.check)(&Subject {
+        sts,
+        namespace: "shop",
+        lookups,
+        settings: RuleSettings::default(),
+    })
+    .into_iter()
+    .map(|f| (f.container.unwrap_or_default(), f.problem))
+    .collect()
 }

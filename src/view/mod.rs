@@ -48,6 +48,8 @@ pub struct Metadata {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
+    /// Whether a disruption budget is needed (unset is 1).
+    pub replicas: Option<i32>,
     pub service_name: Option<String>,
     pub pod_management_policy: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -89,6 +91,74 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
+    /// Named ports, which probes may refer to by name.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub ports: Vec<ContainerPort>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<i32>,
+}
+
+/// A PodDisruptionBudget, as far as the rules read it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct DisruptionBudget {
+    pub namespace: String,
+    pub name: String,
+    /// `None` selects no pod; an empty selector selects every pod of the
+    /// namespace (policy/v1).
+    pub selector: Option<LabelSelector>,
+}
+
+impl DisruptionBudget {
+    pub fn of(
+        pdb: &k8s_openapi::api::policy::v1::PodDisruptionBudget,
+        namespace: &str,
+    ) -> DisruptionBudget {
+        DisruptionBudget {
+            namespace: namespace.to_string(),
+            name: pdb.metadata.name.clone().unwrap_or_default(),
+            selector: pdb.spec.as_ref().and_then(|s| s.selector.clone()),
+        }
+    }
+
+    /// True when the budget covers pods labelled `labels`.
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector.as_ref().is_some_and(|s| selects(s, labels))
+    }
+}
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// Label-selector semantics (matchLabels and matchExpressions, ANDed).
+pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            // The API server refuses other operators.
+            _ => false,
+        }
+    });
+    labels_match && expressions_match
 }
 
 /// A Service, as far as the rules read it.

@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 
 use super::decision::Decision;
 use super::routes::Endpoint;
-use crate::lookup::LookupPath;
+use crate::lookup::{LookupKind, LookupPath};
 
 /// The `decision` label of `sts_guard_admission_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,7 @@ pub struct Metrics {
     findings: Family<FindingLabels, Counter>,
     duration: Family<EndpointLabels, Histogram>,
     lookups: Family<PathLabels, Counter>,
+    budget_lookups: Family<PathLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     /// Requests whose head was read and whose answer is not yet written.
     pub in_flight: Gauge,
@@ -129,6 +130,12 @@ impl Metrics {
             "Service lookups by where they were answered (cache, api, api-error, static)",
             lookups.clone(),
         );
+        let budget_lookups = Family::<PathLabels, Counter>::default();
+        registry.register(
+            "disruption_budget_lookups",
+            "PodDisruptionBudget lookups (one per namespace and request) by where they were answered",
+            budget_lookups.clone(),
+        );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "reloads",
@@ -148,6 +155,7 @@ impl Metrics {
             findings,
             duration,
             lookups,
+            budget_lookups,
             reloads,
         })
     }
@@ -189,8 +197,12 @@ impl Metrics {
             .inc();
     }
 
-    pub fn lookup(&self, path: LookupPath) {
-        self.lookups
+    pub fn lookup(&self, kind: LookupKind, path: LookupPath) {
+        let family = match kind {
+            LookupKind::Service => &self.lookups,
+            LookupKind::DisruptionBudgets => &self.budget_lookups,
+        };
+        family
             .get_or_create(&PathLabels {
                 path: path.as_str(),
             })

@@ -169,7 +169,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
                 needs.dedup();
             }
             app.services
-                .fetch(needs, |path| app.metrics.lookup(path))
+                .fetch(needs, |kind, path| app.metrics.lookup(kind, path))
                 .await
         }
         _ => Fetched::default(),

@@ -14,7 +14,7 @@ use super::routes::{Endpoint, decide};
 use super::wire::{Admission, decode};
 use crate::lookup::ManifestServices;
 use crate::policy::Policy;
-use crate::rules::{Lookups, NoLookups, RuleId, ServiceState};
+use crate::rules::{Lookups, RuleId, ServiceState};
 
 pub const CREATE_WEB: &str = include_str!("../../tests/fixtures/admission/create-web.json");
 
@@ -37,8 +37,24 @@ fn service(name: &str, cluster_ip: &str, selector: Value) -> Service {
     .unwrap()
 }
 
-pub fn headless_web() -> ManifestServices {
+/// The PodDisruptionBudget of the fixture's pods.
+fn web_budget() -> crate::view::DisruptionBudget {
+    serde_json::from_value(json!({
+        "namespace": "shop", "name": "web",
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "web"}}
+    }))
+    .unwrap()
+}
+
+/// The fixture's PodDisruptionBudget and no Service at all.
+fn no_service() -> ManifestServices {
     let mut services = ManifestServices::default();
+    services.insert_budget(web_budget());
+    services
+}
+
+pub fn headless_web() -> ManifestServices {
+    let mut services = no_service();
     services.insert(
         &service("web", "None", json!({"app.kubernetes.io/name": "web"})),
         "shop",
@@ -80,7 +96,7 @@ fn compliant_statefulset_is_allowed_silently() {
 fn the_response_echoes_the_uid() {
     let review = fixture();
     let req = request(&review);
-    let d = validate_with(&review, &NoLookups);
+    let d = validate_with(&review, &no_service());
     let response = d.into_response(&req.uid);
     assert_eq!(response.uid, "7f0b2a8e-3c1d-4f5e-9a6b-2c3d4e5f6a7b");
     assert!(!response.allowed);
@@ -94,7 +110,7 @@ fn one_denial_lists_every_problem_with_its_fix() {
         c.as_object_mut().unwrap().remove("livenessProbe");
         c.as_object_mut().unwrap().remove("readinessProbe");
     }
-    let d = validate_with(&review, &NoLookups);
+    let d = validate_with(&review, &no_service());
     let message = d.denial.expect("denied");
     assert!(
         message.starts_with("statefulset shop/web has 5 problems:"),
@@ -180,7 +196,7 @@ fn findings_name_their_container_and_object_level_ones_none() {
         .push(
             json!({"name": "proxy", "image": "envoyproxy/envoy:v1.31", "restartPolicy": "Always"}),
         );
-    let d = validate_with(&review, &ManifestServices::default());
+    let d = validate_with(&review, &no_service());
     let containers: Vec<(RuleId, Option<&str>)> = d
         .outcomes
         .iter()
@@ -205,7 +221,7 @@ fn a_service_that_is_not_a_matching_headless_one_denies(
     #[case] selector: Value,
     #[case] problem: &str,
 ) {
-    let mut services = ManifestServices::default();
+    let mut services = no_service();
     services.insert(&service("web", cluster_ip, selector), "shop", String::new());
     let d = validate_with(&fixture(), &services);
     let m = d.denial.expect("denied");
@@ -215,7 +231,7 @@ fn a_service_that_is_not_a_matching_headless_one_denies(
 
 #[test]
 fn a_service_in_another_namespace_does_not_count() {
-    let mut services = ManifestServices::default();
+    let mut services = no_service();
     let mut svc = service("web", "None", json!({"app.kubernetes.io/name": "web"}));
     svc.metadata.namespace = Some("other".into());
     services.insert(&svc, "other", String::new());
@@ -226,7 +242,7 @@ fn a_service_in_another_namespace_does_not_count() {
 fn dry_run_with_a_missing_service_warns_instead_of_denying() {
     let mut review = fixture();
     review["request"]["dryRun"] = json!(true);
-    let d = validate_with(&review, &NoLookups);
+    let d = validate_with(&review, &no_service());
     assert!(d.allowed(), "{d:?}");
     assert_eq!(d.warnings.len(), 1);
     assert!(
@@ -243,7 +259,7 @@ fn dry_run_still_denies_missing_probes() {
         .as_object_mut()
         .unwrap()
         .remove("readinessProbe");
-    let d = validate_with(&review, &NoLookups);
+    let d = validate_with(&review, &no_service());
     assert_eq!(
         rules_of(&d),
         vec![
@@ -309,7 +325,7 @@ fn ratcheting_follows_container_names_not_indexes() {
 fn a_vanished_service_never_blocks_an_update() {
     let mut review = fixture();
     as_update(&mut review);
-    let d = validate_with(&review, &NoLookups);
+    let d = validate_with(&review, &no_service());
     assert!(d.allowed());
     assert!(d.warnings[0].contains("allowed on update: serviceName is immutable"));
 }
@@ -320,6 +336,9 @@ fn a_failed_lookup_warns_and_the_other_rules_still_enforce() {
     impl Lookups for Down {
         fn service(&self, _: &str, _: &str) -> ServiceState {
             ServiceState::Unknown("API server did not answer within 2s".into())
+        }
+        fn disruption_budgets(&self, _: &str) -> crate::rules::BudgetsState {
+            crate::rules::BudgetsState::Unknown("API server did not answer within 2s".into())
         }
     }
     let d = validate_with(&fixture(), &Down);
@@ -363,7 +382,7 @@ fn modes_and_exemptions(
     #[case] action: &str,
 ) {
     let policy = Policy::from_yaml(policy, "t").unwrap();
-    let d = run(&fixture(), Endpoint::Validate, &policy, &NoLookups);
+    let d = run(&fixture(), Endpoint::Validate, &policy, &no_service());
     assert_eq!(d.allowed(), allowed, "{d:?}");
     assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
     assert_eq!(
@@ -384,7 +403,7 @@ fn owners_exempt_themselves_only_when_the_policy_allows(
     review["request"]["object"]["metadata"]["annotations"]["sts-guard.io/exempt"] =
         json!("headless-service");
     let policy = Policy::from_yaml(policy, "t").unwrap();
-    let d = run(&review, Endpoint::Validate, &policy, &NoLookups);
+    let d = run(&review, Endpoint::Validate, &policy, &no_service());
     assert_eq!(d.allowed(), allowed, "{d:?}");
     if !allowed {
         assert!(
@@ -425,7 +444,7 @@ fn patched(review: &Value, patch: &json_patch::Patch) -> Value {
 }
 
 fn mutate(review: &Value, policy: &Policy) -> Decision {
-    run(review, Endpoint::Mutate, policy, &NoLookups)
+    run(review, Endpoint::Mutate, policy, &no_service())
 }
 
 #[test]
@@ -540,7 +559,7 @@ fn mutate_never_denies_and_validate_never_patches() {
         .unwrap()
         .remove("livenessProbe");
     assert!(mutate(&review, &Policy::default()).allowed());
-    assert!(validate_with(&review, &NoLookups).patch.is_none());
+    assert!(validate_with(&review, &no_service()).patch.is_none());
 }
 
 #[test]

@@ -424,8 +424,8 @@ mod tests {
             |key: &str, v: Value| with(&["request", "object", "spec", "template", "spec", key], v);
         let spec = |key: &str, v: Value| with(&["request", "object", "spec", key], v);
         for body in [
-            spec("replicas", json!(3.5)),
-            spec("replicas", json!("three")),
+            spec("minReadySeconds", json!(3.5)),
+            spec("minReadySeconds", json!("three")),
             spec("selector", json!([])),
             pod("volumes", json!({"not": "a list"})),
             with(&["request", "object", "status"], json!("broken")),
@@ -447,6 +447,8 @@ mod tests {
         assert!(!same(&container("name", json!(7))));
         assert!(!same(&container("restartPolicy", json!(true))));
         assert!(!same(&spec("serviceName", json!(["web"]))));
+        // Read by disruption-budget, so checked too.
+        assert!(!same(&spec("replicas", json!(3.5))));
         assert!(!same(&spec("podManagementPolicy", json!(1))));
         let mut nameless = fixture();
         nameless["request"]["object"]["spec"]["template"]["spec"]["containers"][0]

@@ -27,6 +27,7 @@ mod dry_run;
 mod fail_closed;
 mod mutation;
 mod policy_modes;
+mod probe_quality;
 mod updates;
 mod watch_cache;
 
@@ -318,7 +319,7 @@ impl Sts {
         };
         let annotations = map(&self.annotations, "    ");
         let liveness = if self.liveness {
-            "          livenessProbe:\n            httpGet: {path: /healthz, port: http}\n            periodSeconds: 10\n"
+            "          livenessProbe:\n            httpGet: {path: /healthz, port: http}\n            periodSeconds: 10\n            initialDelaySeconds: 30\n"
         } else {
             ""
         };
@@ -351,8 +352,9 @@ metadata:
           image: busybox:1.36
           livenessProbe:
             exec: {{command: [cat, /tmp/ok]}}
+            initialDelaySeconds: 30
           readinessProbe:
-            exec: {{command: [cat, /tmp/ok]}}
+            exec: {{command: [cat, /tmp/ready]}}
 ",
             app = self.app,
             service = self.service,

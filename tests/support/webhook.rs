@@ -275,6 +275,11 @@ namespaces:
   audit-cli-warn-{run}: {mode: warn}
   audit-cli-audit-{run}: {mode: audit}
   demo-warn: {mode: warn}
+  # Names the probe-quality rules, so they deny here (elsewhere they warn).
+  strict-{run}:
+    rules: {identical-probes: enforce, probe-port: enforce, startup-budget: enforce, disruption-budget: enforce}
+  strict-dry-{run}:
+    rules: {identical-probes: enforce, probe-port: enforce, startup-budget: enforce, disruption-budget: enforce}
 exemptions:
   - namespace: exempt-{run}
     name: no-service

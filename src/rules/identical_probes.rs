@@ -1,0 +1,168 @@
+//! `identical-probes`: a container's liveness and readiness probes run the
+//! same check. Then a readiness failure caused by load or a dependency also
+//! restarts the container, and an overload becomes a restart storm.
+
+use k8s_openapi::api::core::v1::Probe;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Finding, FindingKind, Rule, RuleId, Subject, needs_nothing, probed_containers};
+use crate::view::Container;
+
+pub const RULE: Rule = Rule {
+    id: RuleId("identical-probes"),
+    summary: "A container's livenessProbe and readinessProbe run different checks",
+    help: "Point the livenessProbe at a check of the process itself (it restarts the container) and the readinessProbe at whether it can serve now (it only takes the pod out of the Service). When both run the same check, a readiness failure caused by load or by a dependency restarts the container too, and an overload becomes a restart storm.",
+    needs: needs_nothing,
+    check,
+    denies_only_when_named: true,
+};
+
+fn check(subject: &Subject<'_>) -> Vec<Finding> {
+    probed_containers(subject.sts, subject.settings)
+        .filter_map(|pc| {
+            let c = pc.container;
+            let (live, ready) = (c.liveness_probe.as_ref()?, c.readiness_probe.as_ref()?);
+            let same = handler(live, c).filter(|h| Some(h) == handler(ready, c).as_ref())?;
+            Some(Finding {
+                rule: RULE.id,
+                kind: FindingKind::Object,
+                key: format!("{}/{}", RULE.id, c.name),
+                path: pc.path,
+                container: Some(c.name.clone()),
+                problem: format!("runs one check for liveness and readiness ({same})"),
+                fix: "make livenessProbe a lighter check that the process is alive".into(),
+            })
+        })
+        .collect()
+}
+
+/// What a probe checks, with the API server's defaults filled in and a
+/// named port resolved, so two spellings of one check compare equal.
+#[derive(Debug, PartialEq)]
+enum Handler {
+    Http { scheme: String, host: String, port: String, path: String, headers: Vec<(String, String)> },
+    Tcp { host: String, port: String },
+    Exec(Vec<String>),
+    Grpc { port: i32, service: String },
+}
+
+impl std::fmt::Display for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handler::Http { port, path, .. } => write!(f, "httpGet {path} port {port}"),
+            Handler::Tcp { port, .. } => write!(f, "tcpSocket port {port}"),
+            Handler::Exec(command) => write!(f, "exec {}", command.first().map_or("", String::as_str)),
+            Handler::Grpc { port, .. } => write!(f, "grpc port {port}"),
+        }
+    }
+}
+
+fn handler(probe: &Probe, container: &Container) -> Option<Handler> {
+    if let Some(http) = &probe.http_get {
+        let mut headers: Vec<(String, String)> = http
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
+            .collect();
+        headers.sort();
+        return Some(Handler::Http {
+            scheme: http.scheme.clone().unwrap_or_else(|| "HTTP".into()).to_ascii_uppercase(),
+            host: http.host.clone().unwrap_or_default(),
+            port: port_number(&http.port, container),
+            path: http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into()),
+            headers,
+        });
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        return Some(Handler::Tcp {
+            host: tcp.host.clone().unwrap_or_default(),
+            port: port_number(&tcp.port, container),
+        });
+    }
+    if let Some(exec) = &probe.exec {
+        return Some(Handler::Exec(exec.command.clone().unwrap_or_default()));
+    }
+    probe.grpc.as_ref().map(|g| Handler::Grpc {
+        port: g.port,
+        service: g.service.clone().unwrap_or_default(),
+    })
+}
+
+/// A port as a number where the container names it, else as written.
+fn port_number(port: &IntOrString, container: &Container) -> String {
+    match port {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| p.container_port)
+            .map_or_else(|| name.clone(), |n| n.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    use super::RULE;
+    use crate::rules::NoLookups;
+    use crate::rules::tests::{pod, run};
+
+    const HTTP: &str = r#"{"httpGet": {"path": "/healthz", "port": 8080}}"#;
+
+    #[rstest]
+    #[case::same_http(HTTP, HTTP, Some("httpGet /healthz port 8080"))]
+    #[case::scheme_and_path_defaults(
+        r#"{"httpGet": {"port": 8080}}"#,
+        r#"{"httpGet": {"path": "/", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 3}"#,
+        Some("httpGet / port 8080")
+    )]
+    #[case::named_port_resolves(HTTP, r#"{"httpGet": {"path": "/healthz", "port": "http"}}"#, Some("httpGet /healthz port 8080"))]
+    #[case::other_path(HTTP, r#"{"httpGet": {"path": "/ready", "port": 8080}}"#, None)]
+    #[case::other_header(HTTP, r#"{"httpGet": {"path": "/healthz", "port": 8080, "httpHeaders": [{"name": "X", "value": "1"}]}}"#, None)]
+    #[case::same_tcp(r#"{"tcpSocket": {"port": 5432}}"#, r#"{"tcpSocket": {"port": 5432}}"#, Some("tcpSocket port 5432"))]
+    #[case::same_exec(r#"{"exec": {"command": ["pg_isready"]}}"#, r#"{"exec": {"command": ["pg_isready"]}}"#, Some("exec pg_isready"))]
+    #[case::other_exec(r#"{"exec": {"command": ["pg_isready"]}}"#, r#"{"exec": {"command": ["psql", "-c", "select 1"]}}"#, None)]
+    #[case::same_grpc(r#"{"grpc": {"port": 9000}}"#, r#"{"grpc": {"port": 9000, "service": ""}}"#, Some("grpc port 9000"))]
+    #[case::other_grpc_service(r#"{"grpc": {"port": 9000}}"#, r#"{"grpc": {"port": 9000, "service": "ready"}}"#, None)]
+    #[case::other_handler(r#"{"tcpSocket": {"port": 8080}}"#, HTTP, None)]
+    fn liveness_and_readiness(#[case] live: &str, #[case] ready: &str, #[case] same: Option<&str>) {
+        let live: Value = serde_json::from_str(live).unwrap();
+        let ready: Value = serde_json::from_str(ready).unwrap();
+        let sts = pod(
+            json!([{"name": "app", "ports": [{"name": "http", "containerPort": 8080}],
+                    "livenessProbe": live, "readinessProbe": ready}]),
+            json!(null),
+        );
+        let found = run(&RULE, &sts, &NoLookups);
+        match same {
+            Some(check) => assert_eq!(
+                found,
+                vec![("app".into(), format!("runs one check for liveness and readiness ({check})"))]
+            ),
+            None => assert!(found.is_empty(), "{found:?}"),
+        }
+    }
+
+    #[test]
+    fn restartable_sidecars_count_and_plain_init_containers_and_half_probed_ones_do_not() {
+        let probed = json!({"livenessProbe": {"tcpSocket": {"port": 1}}, "readinessProbe": {"tcpSocket": {"port": 1}}});
+        let with = |name: &str, extra: Value| {
+            let mut c = probed.clone();
+            c["name"] = json!(name);
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c
+        };
+        let sts = pod(
+            json!([{"name": "only-live", "livenessProbe": {"tcpSocket": {"port": 1}}}]),
+            json!([with("sidecar", json!({"restartPolicy": "Always"})), with("init", json!({}))]),
+        );
+        let found: Vec<String> = run(&RULE, &sts, &NoLookups).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(found, vec!["sidecar"]);
+    }
+}

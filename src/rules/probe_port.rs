@@ -1,0 +1,95 @@
+//! `probe-port`: a probe names a port (`port: http`) the container does not
+//! declare in `ports[].name`. The API server accepts it; the kubelet cannot
+//! resolve the name, so the probe fails forever: restarted forever, or
+//! never ready. Numeric ports are never a finding (`ports` is
+//! informational).
+
+use k8s_openapi::api::core::v1::Probe;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Finding, FindingKind, Rule, RuleId, Subject, needs_nothing, probed_containers};
+
+pub const RULE: Rule = Rule {
+    id: RuleId("probe-port"),
+    summary: "A probe's named port is one the container declares",
+    help: "A probe that names its port (port: http) needs a ports entry with that name on the same container; the kubelet cannot resolve it otherwise, and the probe fails forever (a liveness probe restarts the container in a loop, a readiness probe keeps it out of the Service). Name the port in ports[], or give the probe the port number.",
+    needs: needs_nothing,
+    check,
+    denies_only_when_named: true,
+};
+
+fn check(subject: &Subject<'_>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for pc in probed_containers(subject.sts, subject.settings) {
+        let c = pc.container;
+        let probes: [(&'static str, Option<&Probe>); 3] = [
+            ("livenessProbe", c.liveness_probe.as_ref()),
+            ("readinessProbe", c.readiness_probe.as_ref()),
+            ("startupProbe", c.startup_probe.as_ref()),
+        ];
+        for (field, probe) in probes {
+            let Some((handler, IntOrString::String(name))) = probe.and_then(named_port) else {
+                continue;
+            };
+            if c.ports.iter().any(|p| p.name.as_deref() == Some(name.as_str())) {
+                continue;
+            }
+            findings.push(Finding {
+                rule: RULE.id,
+                kind: FindingKind::Object,
+                key: format!("{}/{}/{field}", RULE.id, c.name),
+                path: pc.path.clone().field(field).field(handler).field("port"),
+                container: Some(c.name.clone()),
+                problem: format!("{field} names port {name:?}, which the container does not declare"),
+                fix: format!("add a port named {name:?} to ports[], or use the port number"),
+            });
+        }
+    }
+    findings
+}
+
+/// The handler field and port of an httpGet or tcpSocket probe.
+fn named_port(probe: &Probe) -> Option<(&'static str, IntOrString)> {
+    if let Some(http) = &probe.http_get {
+        return Some(("httpGet", http.port.clone()));
+    }
+    probe.tcp_socket.as_ref().map(|t| ("tcpSocket", t.port.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    use super::RULE;
+    use crate::rules::NoLookups;
+    use crate::rules::tests::{pod, run};
+
+    #[rstest]
+    #[case::declared_name(json!({"httpGet": {"port": "http"}}), json!([{"name": "http", "containerPort": 80}]), None)]
+    #[case::undeclared_http_name(json!({"httpGet": {"port": "web"}}), json!([{"name": "http", "containerPort": 80}]), Some("livenessProbe names port \"web\", which the container does not declare"))]
+    #[case::undeclared_tcp_name(json!({"tcpSocket": {"port": "db"}}), json!(null), Some("livenessProbe names port \"db\", which the container does not declare"))]
+    #[case::numeric_port_never(json!({"httpGet": {"port": 8080}}), json!(null), None)]
+    #[case::exec_has_no_port(json!({"exec": {"command": ["true"]}}), json!(null), None)]
+    fn a_liveness_probe_naming(#[case] probe: Value, #[case] ports: Value, #[case] problem: Option<&str>) {
+        let sts = pod(json!([{"name": "app", "ports": ports, "livenessProbe": probe}]), json!(null));
+        let found = run(&RULE, &sts, &NoLookups);
+        assert_eq!(found, problem.map(|p| ("app".to_string(), p.to_string())).into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_probe_of_regular_and_sidecar_containers_is_checked() {
+        let probe = json!({"tcpSocket": {"port": "missing"}});
+        let sts = pod(
+            json!([{"name": "app", "readinessProbe": probe, "startupProbe": probe}]),
+            json!([{"name": "proxy", "restartPolicy": "Always", "livenessProbe": probe},
+                   {"name": "migrate", "livenessProbe": probe}]),
+        );
+        let found: Vec<(String, String)> = run(&RULE, &sts, &NoLookups);
+        let fields: Vec<(&str, &str)> = found
+            .iter()
+            .map(|(c, p)| (c.as_str(), p.split(' ').next().unwrap()))
+            .collect();
+        assert_eq!(fields, vec![("app", "readinessProbe"), ("app", "startupProbe"), ("proxy", "livenessProbe")]);
+    }
+}

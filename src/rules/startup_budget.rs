@@ -1,0 +1,94 @@
+//! `startup-budget`: a container with a livenessProbe and no startupProbe
+//! must be given at least the policy's `startupBudget.minSeconds` before
+//! its first restart (`initialDelaySeconds + failureThreshold ×
+//! periodSeconds`, API defaults 0, 3 and 10). A slow starter (a database
+//! replaying its log, a JVM) is otherwise killed before it ever serves:
+//! CrashLoopBackOff.
+
+use super::{Finding, FindingKind, Rule, RuleId, Subject, needs_nothing, probed_containers};
+use crate::view::Container;
+
+pub const RULE: Rule = Rule {
+    id: RuleId("startup-budget"),
+    summary: "A container's liveness probe allows a slow start before the first restart",
+    help: "Without a startupProbe, the livenessProbe starts checking at once and restarts the container after initialDelaySeconds + failureThreshold x periodSeconds (30 s on the API's defaults). Add a startupProbe that allows the slowest start, or annotate the StatefulSet sts-guard.io/startup-probe: \"true\" so the mutating webhook adds one (5 minutes by default, sts-guard.io/startup-timeout to change it).",
+    needs: needs_nothing,
+    check,
+    denies_only_when_named: true,
+};
+
+/// The API's defaults for a probe's timing.
+const DEFAULT_INITIAL_DELAY: i64 = 0;
+const DEFAULT_FAILURE_THRESHOLD: i64 = 3;
+const DEFAULT_PERIOD: i64 = 10;
+
+fn check(subject: &Subject<'_>) -> Vec<Finding> {
+    let min = subject.settings.startup_budget_min_seconds;
+    probed_containers(subject.sts, subject.settings)
+        .filter(|pc| pc.container.startup_probe.is_none())
+        .filter_map(|pc| {
+            let allows = budget(pc.container)?;
+            (allows < min).then(|| Finding {
+                rule: RULE.id,
+                kind: FindingKind::Object,
+                key: format!("{}/{}", RULE.id, pc.container.name),
+                path: pc.path.field("livenessProbe"),
+                container: Some(pc.container.name.clone()),
+                problem: format!(
+                    "livenessProbe allows {allows} s before the first restart; the policy asks {min} s"
+                ),
+                fix: "add a startupProbe, or the annotation sts-guard.io/startup-probe: \"true\"".into(),
+            })
+        })
+        .collect()
+}
+
+/// Seconds the liveness probe allows before the first restart.
+fn budget(container: &Container) -> Option<i64> {
+    let probe = container.liveness_probe.as_ref()?;
+    // The API refuses values below 1 (0 for the delay); a forged one reads
+    // as the default.
+    let get = |v: Option<i32>, default: i64| {
+        v.map(i64::from).filter(|v| *v >= 1).unwrap_or(default)
+    };
+    Some(
+        probe.initial_delay_seconds.map_or(DEFAULT_INITIAL_DELAY, |d| i64::from(d.max(0)))
+            + get(probe.failure_threshold, DEFAULT_FAILURE_THRESHOLD)
+                * get(probe.period_seconds, DEFAULT_PERIOD),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    use super::RULE;
+    use crate::rules::NoLookups;
+    use crate::rules::tests::{pod, run};
+
+    #[rstest]
+    #[case::api_defaults(json!({"tcpSocket": {"port": 1}}), Some(30))]
+    #[case::defaulted_by_the_api_server(json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 0, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 1, "successThreshold": 1}), Some(30))]
+    #[case::long_delay(json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 60}), None)]
+    #[case::exactly_the_minimum(json!({"tcpSocket": {"port": 1}, "failureThreshold": 6}), None)]
+    #[case::fast_period(json!({"tcpSocket": {"port": 1}, "periodSeconds": 2, "failureThreshold": 5}), Some(10))]
+    fn liveness_without_startup_probe(#[case] live: Value, #[case] allows: Option<i64>) {
+        let sts = pod(json!([{"name": "db", "livenessProbe": live}]), json!(null));
+        let expected: Vec<(String, String)> = allows
+            .map(|s| ("db".to_string(), format!("livenessProbe allows {s} s before the first restart; the policy asks 60 s")))
+            .into_iter()
+            .collect();
+        assert_eq!(run(&RULE, &sts, &NoLookups), expected);
+    }
+
+    #[test]
+    fn a_startup_probe_or_no_liveness_probe_is_never_a_finding() {
+        let sts = pod(
+            json!([{"name": "a", "livenessProbe": {"tcpSocket": {"port": 1}}, "startupProbe": {"tcpSocket": {"port": 1}}},
+                   {"name": "b", "readinessProbe": {"tcpSocket": {"port": 1}}}]),
+            json!([{"name": "init", "livenessProbe": {"tcpSocket": {"port": 1}}}]),
+        );
+        assert!(run(&RULE, &sts, &NoLookups).is_empty());
+    }
+}
