@@ -3,7 +3,7 @@
 //! to recover the uid and say what is wrong.
 //!
 //! The envelope and `request` are decoded field for field as kube's
-//! `AdmissionReview<K8sStatefulSet>` decodes them (so a body kube refuses is
+//! `AdmissionReview<StatefulSet>` decodes them (so a body kube refuses is
 //! refused here), each object (`object`, `oldObject`) into the view the
 //! rules read ([`crate::view::StatefulSet`]): everything else is skipped
 //! as JSON (syntax and nesting still checked) without being built.
@@ -30,11 +30,11 @@ use super::metrics::DecisionLabel;
 use crate::review::{self, ObjectRef};
 use crate::view::StatefulSet;
 
-/// `AdmissionReview<K8sStatefulSet>` without `#[serde(flatten)]` on its type
+/// `AdmissionReview<StatefulSet>` without `#[serde(flatten)]` on its type
 /// fields.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Review {
+struct ReviewBody {
     #[serde(default)]
     pub api_version: String,
     #[serde(default)]
@@ -166,8 +166,8 @@ pub fn decode(body: &[u8]) -> Result<Admission, Rejection> {
     // A body that is valid UTF-8 as a whole (every real one) is parsed as a
     // str: same result, without checking each string of it again.
     let parsed = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str::<Review>(text),
-        Err(_) => serde_json::from_slice::<Review>(body),
+        Ok(text) => serde_json::from_str::<ReviewBody>(text),
+        Err(_) => serde_json::from_slice::<ReviewBody>(body),
     };
     let review = parsed.map_err(|error| diagnose(body, &error))?;
     check_envelope(&review.api_version, &review.kind)?;
@@ -276,7 +276,7 @@ mod tests {
     /// agree on what the review reads (kube's objects through the same
     /// view: no second list of fields to keep in step).
     fn same(body: &[u8]) -> bool {
-        let ours = serde_json::from_slice::<Review>(body);
+        let ours = serde_json::from_slice::<ReviewBody>(body);
         let kube = serde_json::from_slice::<AdmissionReview<K8sStatefulSet>>(body);
         match (ours, kube) {
             (Err(_), Err(_)) => false,
@@ -333,7 +333,7 @@ mod tests {
             serde_json::from_slice::<AdmissionReview<K8sStatefulSet>>(body).is_err(),
             "kube accepts it: use same()"
         );
-        if let Err(e) = serde_json::from_slice::<Review>(body) {
+        if let Err(e) = serde_json::from_slice::<ReviewBody>(body) {
             panic!("refused {}: {e}", String::from_utf8_lossy(body));
         }
     }
@@ -431,7 +431,7 @@ mod tests {
             with(&["request", "object", "status"], json!("broken")),
         ] {
             assert!(serde_json::from_slice::<AdmissionReview<K8sStatefulSet>>(&body).is_err());
-            assert!(serde_json::from_slice::<Review>(&body).is_ok());
+            assert!(serde_json::from_slice::<ReviewBody>(&body).is_ok());
         }
         // What is read is still checked as k8s-openapi checks it.
         let container = |key: &str, v: Value| {
@@ -525,7 +525,7 @@ mod tests {
             serde_json::from_slice::<AdmissionReview<K8sStatefulSet>>(no_kind.as_bytes()).is_err()
         );
         assert_eq!(
-            serde_json::from_slice::<Review>(no_kind.as_bytes())
+            serde_json::from_slice::<ReviewBody>(no_kind.as_bytes())
                 .unwrap()
                 .kind,
             ""
