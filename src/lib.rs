@@ -5,12 +5,14 @@
 //!
 //! Layers, each importing only those below it:
 //! - `webhook` (the HTTP edge) and `commands` (`check`, `audit`, `certs`);
+//! - `certs` (the webhook's own PKI and managed certificates);
 //! - `lookup` (what rules look up: watch cache, manifests, listings) and
 //!   `manifest` (reading YAML and JSON as kubectl does);
 //! - `review` (the pure core: modes, exemptions, ratcheting, mutations);
 //! - `rules` (one file per rule) and `policy`;
 //! - `view` (the typed views every layer reads).
 
+pub mod certs;
 pub mod commands;
 pub mod lookup;
 pub mod manifest;

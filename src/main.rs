@@ -36,7 +36,7 @@ enum LogFormat {
 enum Command {
     /// Serve AdmissionReview v1 over TLS: POST /validate, POST /mutate, GET /healthz, GET /readyz.
     Serve(ServeArgs),
-    /// Write a CA and a serving certificate: ca.crt, tls.crt, tls.key.
+    /// Write a CA and a serving certificate: ca.crt, ca.key, tls.crt, tls.key (--ca DIR: only a new serving certificate).
     Certs(CertsArgs),
     /// Review manifests offline, as the webhooks would on create. Exit 0: nothing would be denied; 1: something would; 2: unreadable input or bad usage.
     Check(CheckArgs),
@@ -148,7 +148,7 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct CertsArgs {
-    /// Folder to write ca.crt, tls.crt and tls.key into.
+    /// Folder to write ca.crt, ca.key, tls.crt and tls.key into.
     #[arg(long, env = "STS_GUARD_CERTS_OUT")]
     out: PathBuf,
     /// DNS name of the serving certificate (repeatable).
@@ -157,6 +157,9 @@ struct CertsArgs {
     /// IP address of the serving certificate (repeatable).
     #[arg(long, env = "STS_GUARD_CERTS_IP", value_delimiter = ',')]
     ip: Vec<IpAddr>,
+    /// Keep the CA: issue only a new serving certificate from DIR/ca.crt and DIR/ca.key.
+    #[arg(long, env = "STS_GUARD_CERTS_CA", value_name = "DIR")]
+    ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -172,7 +175,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Certs(args) => {
-            match sts_guard::commands::certs::run(&args.out, &args.dns, &args.ip) {
+            match sts_guard::commands::certs::run(
+                &args.out,
+                &args.dns,
+                &args.ip,
+                args.ca.as_deref(),
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -1,6 +1,7 @@
 //! `sts-guard certs`: files, modes, and a certificate that really serves.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 #[test]
@@ -22,6 +23,7 @@ fn certs_writes_ca_cert_and_a_private_key_only_its_owner_reads() {
     assert!(status.success());
     let mode = |f: &str| std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("tls.key"), 0o600);
+    assert_eq!(mode("ca.key"), 0o600);
     assert_eq!(mode("tls.crt"), 0o644);
     assert_eq!(mode("ca.crt"), 0o644);
     let crt = std::fs::read_to_string(out.join("tls.crt")).unwrap();
@@ -68,4 +70,134 @@ fn rerunning_certs_over_a_loose_key_tightens_its_mode() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+fn certs(out: &Path, ca: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sts-guard"));
+    cmd.args(["certs", "--dns", "sts-guard.sts-guard.svc", "--out"])
+        .arg(out);
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    cmd.output().unwrap()
+}
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The overlap of every CA rotation: old and new CA in one bundle. OpenSSL
+/// picks the issuer by subject and Authority Key Identifier, so this holds
+/// only with distinct CA subjects and an AKI on the leaf.
+#[test]
+fn a_leaf_of_either_ca_verifies_against_a_bundle_of_both_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    assert!(certs(&old, None).status.success());
+    assert!(certs(&new, None).status.success());
+    let bundle = dir.path().join("bundle.crt");
+    for order in [[&old, &new], [&new, &old]] {
+        let mut text = std::fs::read_to_string(order[0].join("ca.crt")).unwrap();
+        text += &std::fs::read_to_string(order[1].join("ca.crt")).unwrap();
+        std::fs::write(&bundle, text).unwrap();
+        for leaf in [&old, &new] {
+            let (ok, out) = openssl(&[
+                "verify",
+                "-CAfile",
+                bundle.to_str().unwrap(),
+                leaf.join("tls.crt").to_str().unwrap(),
+            ]);
+            assert!(ok, "{out}");
+        }
+    }
+    let subject = |d: &Path| {
+        openssl(&[
+            "x509",
+            "-noout",
+            "-subject",
+            "-in",
+            d.join("ca.crt").to_str().unwrap(),
+        ])
+        .1
+    };
+    assert_ne!(subject(&old), subject(&new));
+    let (_, text) = openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        new.join("tls.crt").to_str().unwrap(),
+    ]);
+    assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
+    assert!(text.contains("X509v3 Subject Key Identifier"), "{text}");
+    let (_, ca_text) = openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        new.join("ca.crt").to_str().unwrap(),
+    ]);
+    assert!(
+        ca_text.contains("X509v3 Subject Key Identifier"),
+        "{ca_text}"
+    );
+}
+
+/// `--ca DIR`: a new serving certificate, the same CA (rotation in one step).
+#[test]
+fn certs_with_ca_issues_only_a_new_serving_certificate_from_that_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    assert!(certs(&ca_dir, None).status.success());
+    let ca_before = std::fs::read(ca_dir.join("ca.crt")).unwrap();
+    let key_before = std::fs::read(ca_dir.join("ca.key")).unwrap();
+    let leaf_before = std::fs::read(ca_dir.join("tls.crt")).unwrap();
+
+    // In place: the CA files stay as they were, the serving pair changes.
+    let out = certs(&ca_dir, Some(&ca_dir));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(ca_dir.join("ca.crt")).unwrap(), ca_before);
+    assert_eq!(std::fs::read(ca_dir.join("ca.key")).unwrap(), key_before);
+    assert_ne!(std::fs::read(ca_dir.join("tls.crt")).unwrap(), leaf_before);
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        ca_dir.join("ca.crt").to_str().unwrap(),
+        ca_dir.join("tls.crt").to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+
+    // Into another folder: ca.crt is copied for the overlay, the key is not.
+    let other = dir.path().join("other");
+    assert!(certs(&other, Some(&ca_dir)).status.success());
+    assert_eq!(std::fs::read(other.join("ca.crt")).unwrap(), ca_before);
+    assert!(!other.join("ca.key").exists());
+    let mode = std::fs::metadata(other.join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn certs_with_a_folder_holding_no_ca_key_says_which_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = certs(&dir.path().join("out"), Some(dir.path()));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ca.crt"), "{stderr}");
+    assert!(!stderr.contains("Os {"), "debug formatting: {stderr}");
 }

@@ -1,4 +1,5 @@
-//! `sts-guard certs`: a CA and a serving certificate signed by it.
+//! `sts-guard certs`: a CA and a serving certificate signed by it, or, with
+//! `--ca DIR`, only a new serving certificate from the CA kept in DIR.
 
 use std::fs;
 use std::io::Write;
@@ -6,64 +7,91 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::Context;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
 
-/// Validity of both certificates; rotate well before (see certs/README.md).
-const VALIDITY_DAYS: i64 = 365;
+use crate::certs::{self, CaPem};
 
-pub fn run(out: &Path, dns: &[String], ips: &[IpAddr]) -> anyhow::Result<()> {
+/// Validity of the serving certificate; rotate well before (certs/README.md).
+pub const LEAF_VALIDITY_DAYS: i64 = 365;
+/// Validity of a new CA: several serving certificates, each renewed with
+/// `--ca`, before the CA itself has to change.
+pub const CA_VALIDITY_DAYS: i64 = 5 * 365;
+
+/// Writes `ca.crt`, `ca.key` (0600), `tls.crt`, `tls.key` (0600) into
+/// `out`; with `ca_dir`, reads `ca.crt` and `ca.key` from there instead of
+/// making a new CA, and writes only `tls.crt`, `tls.key` (and `ca.crt`
+/// when `out` is another folder, so `out` is complete for the overlay).
+pub fn run(
+    out: &Path,
+    dns: &[String],
+    ips: &[IpAddr],
+    ca_dir: Option<&Path>,
+) -> anyhow::Result<()> {
     if dns.is_empty() && ips.is_empty() {
         anyhow::bail!("give at least one --dns NAME or --ip ADDR for the serving certificate");
     }
+    let now = time::OffsetDateTime::now_utc();
+    let ca = match ca_dir {
+        Some(dir) => {
+            let read = |f: &str| {
+                let path = dir.join(f);
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+            };
+            CaPem {
+                cert: read("ca.crt")?,
+                key: read("ca.key")?,
+            }
+        }
+        None => certs::new_ca(now, time::Duration::days(CA_VALIDITY_DAYS))?,
+    };
+    let leaf = certs::issue_leaf(&ca, dns, ips, now, time::Duration::days(LEAF_VALIDITY_DAYS))
+        .with_context(|| match ca_dir {
+            Some(dir) => format!(
+                "issuing a serving certificate from the CA in {}",
+                dir.display()
+            ),
+            None => "issuing a serving certificate".to_string(),
+        })?;
+    let not_after = certs::CertInfo::parse_pem(&leaf.cert)
+        .map(|i| i.not_after.date().to_string())
+        .unwrap_or_default();
+
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let now = time_now();
-
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = name("sts-guard CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = now;
-    ca.not_after = now + time::Duration::days(VALIDITY_DAYS);
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-
-    let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name = name(dns.first().map(String::as_str).unwrap_or("sts-guard"));
-    leaf.subject_alt_names = dns
+    let same_dir = ca_dir.is_some_and(|dir| same_path(dir, out));
+    let mut written = Vec::new();
+    if !same_dir {
+        write(&out.join("ca.crt"), ca.cert.as_bytes(), 0o644)?;
+        written.push("ca.crt");
+    }
+    if ca_dir.is_none() {
+        write(&out.join("ca.key"), ca.key.as_bytes(), 0o600)?;
+        written.push("ca.key");
+    }
+    write(&out.join("tls.crt"), leaf.cert.as_bytes(), 0o644)?;
+    write(&out.join("tls.key"), leaf.key.as_bytes(), 0o600)?;
+    written.extend(["tls.crt", "tls.key"]);
+    let shown: Vec<String> = written
         .iter()
-        .map(|d| Ok(SanType::DnsName(d.as_str().try_into()?)))
-        .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
-        .collect::<Result<_, rcgen::Error>>()?;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.not_before = now;
-    leaf.not_after = now + time::Duration::days(VALIDITY_DAYS);
-    let leaf_cert = leaf.signed_by(&key, &issuer)?;
-
-    write(&out.join("ca.crt"), ca_cert.pem().as_bytes(), 0o644)?;
-    write(&out.join("tls.crt"), leaf_cert.pem().as_bytes(), 0o644)?;
-    write(&out.join("tls.key"), key.serialize_pem().as_bytes(), 0o600)?;
-    eprintln!(
-        "wrote {0}/ca.crt, {0}/tls.crt, {0}/tls.key (valid {VALIDITY_DAYS} days)",
-        out.display()
-    );
+        .map(|f| format!("{}/{f}", out.display()))
+        .collect();
+    match ca_dir {
+        None => eprintln!(
+            "wrote {} (serving certificate valid until {not_after}, CA {CA_VALIDITY_DAYS} days); keep ca.key secret",
+            shown.join(", ")
+        ),
+        Some(dir) => eprintln!(
+            "wrote {} (serving certificate valid until {not_after}, signed by the CA in {})",
+            shown.join(", "),
+            dir.display()
+        ),
+    }
     Ok(())
 }
 
-fn name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn
-}
-
-fn time_now() -> time::OffsetDateTime {
-    // A minute back, so a slightly slow clock elsewhere still accepts it.
-    time::OffsetDateTime::now_utc() - time::Duration::minutes(1)
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Writes with the mode set at creation, so a key is never briefly readable.

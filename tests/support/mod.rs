@@ -73,6 +73,7 @@ pub fn make_certs(dir: &Path) {
         dir,
         &["localhost".to_string()],
         &["127.0.0.1".parse().unwrap()],
+        None,
     )
     .unwrap();
 }
