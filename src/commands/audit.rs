@@ -39,16 +39,20 @@ pub struct AuditOptions {
 pub enum AuditError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    #[error("cannot configure a cluster client (KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
+    #[error(
+        "cannot configure a cluster client (KUBECONFIG, ~/.kube/config or in-cluster): {}",
+        crate::kube_errors::describe(.0)
+    )]
     Config(kube::Error),
     #[error(
         "listing {what} took longer than the API server keeps a list open; run the audit again"
     )]
     Expired { what: &'static str },
-    #[error("cannot list {what}: {source}")]
+    #[error("cannot list {what}: {}", crate::kube_errors::describe(.error))]
     List {
         what: &'static str,
-        source: kube::Error,
+        // Not a `source`: describe() already says what matters of its causes.
+        error: kube::Error,
     },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -163,7 +167,10 @@ where
         let list = api.list(&params).await.map_err(|source| match &source {
             // 410 Gone: the continue token expired mid-listing.
             kube::Error::Api(status) if status.code == 410 => AuditError::Expired { what },
-            _ => AuditError::List { what, source },
+            _ => AuditError::List {
+                what,
+                error: source,
+            },
         })?;
         seen += list.items.len();
         progress.show(what, seen);

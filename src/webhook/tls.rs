@@ -60,7 +60,20 @@ pub fn certified_key(
         path: key_path.into(),
         message: e.to_string(),
     })?;
-    let certified = CertifiedKey::from_der(chain, key, &provider())
+    // ring's provider, not the process-wide one: that one's keys do not
+    // report their public key (see `install_crypto_provider`), and this
+    // pair must be checked before it is served.
+    let ring = rustls::crypto::ring::default_provider();
+    let signing = ring
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::BadKey {
+            path: key_path.into(),
+            message: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
         .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     Ok(certified)
 }
