@@ -99,12 +99,58 @@ struct AuditArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Serving certificate (PEM chain); re-read when it changes.
-    #[arg(long, env = "STS_GUARD_CERT")]
-    cert: PathBuf,
+    /// Serving certificate (PEM chain); re-read when it changes. Or managed certificates: --tls-secret.
+    #[arg(
+        long,
+        env = "STS_GUARD_CERT",
+        requires = "key",
+        conflicts_with = "tls_secret",
+        required_unless_present = "tls_secret"
+    )]
+    cert: Option<PathBuf>,
     /// Private key of the serving certificate (PEM); re-read when it changes.
-    #[arg(long, env = "STS_GUARD_KEY")]
-    key: PathBuf,
+    #[arg(
+        long,
+        env = "STS_GUARD_KEY",
+        requires = "cert",
+        conflicts_with = "tls_secret"
+    )]
+    key: Option<PathBuf>,
+    /// Managed certificates: the Secret (NAMESPACE/NAME) sts-guard creates if absent, serves from and renews.
+    #[arg(long, env = "STS_GUARD_TLS_SECRET", value_name = "NAMESPACE/NAME", requires_all = ["webhook_configuration", "cert_dns"])]
+    tls_secret: Option<String>,
+    /// Managed certificates: the Validating- and MutatingWebhookConfiguration whose caBundle sts-guard keeps current.
+    #[arg(
+        long,
+        env = "STS_GUARD_WEBHOOK_CONFIGURATION",
+        value_name = "NAME",
+        requires = "tls_secret"
+    )]
+    webhook_configuration: Option<String>,
+    /// Managed certificates: DNS name of the serving certificate (repeatable).
+    #[arg(
+        long,
+        env = "STS_GUARD_CERT_DNS",
+        value_name = "NAME",
+        value_delimiter = ',',
+        requires = "tls_secret"
+    )]
+    cert_dns: Vec<String>,
+    /// Managed certificates: IP address of the serving certificate (repeatable).
+    #[arg(
+        long,
+        env = "STS_GUARD_CERT_IP",
+        value_name = "ADDR",
+        value_delimiter = ',',
+        requires = "tls_secret"
+    )]
+    cert_ip: Vec<IpAddr>,
+    /// Managed certificates: validity of the serving certificate; renewed after two thirds.
+    #[arg(long, env = "STS_GUARD_CERT_VALIDITY", default_value = "90d", value_parser = humantime::parse_duration)]
+    cert_validity: Duration,
+    /// Managed certificates: validity of the CA; renewed after two thirds, with an overlap.
+    #[arg(long, env = "STS_GUARD_CA_VALIDITY", default_value = "1825d", value_parser = humantime::parse_duration)]
+    ca_validity: Duration,
     /// Address of the TLS webhook listener.
     #[arg(long, env = "STS_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
     listen: SocketAddr,
@@ -221,11 +267,52 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             }
         },
     };
+    let tls = match (args.cert, args.key, args.tls_secret) {
+        (Some(cert), Some(key), None) => webhook::TlsSource::Files { cert, key },
+        (None, None, Some(secret)) => {
+            let (namespace, secret) =
+                match webhook::managed_certs::ManagedConfig::parse_secret(&secret) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+            let duration = |d: Duration, flag: &str| match time::Duration::try_from(d) {
+                Ok(d) if d >= time::Duration::minutes(1) => Ok(d),
+                _ => Err(format!("{flag} must be at least 1m")),
+            };
+            let (cert_validity, ca_validity) = match (
+                duration(args.cert_validity, "--cert-validity"),
+                duration(args.ca_validity, "--ca-validity"),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            webhook::TlsSource::Managed(webhook::managed_certs::ManagedConfig {
+                namespace,
+                secret,
+                webhook_configuration: args.webhook_configuration.unwrap_or_default(),
+                settings: sts_guard::certs::managed::Settings {
+                    dns: args.cert_dns,
+                    ips: args.cert_ip,
+                    cert_validity,
+                    ca_validity,
+                },
+            })
+        }
+        _ => {
+            eprintln!("error: give --cert and --key, or --tls-secret (managed certificates)");
+            return ExitCode::from(2);
+        }
+    };
     let config = ServeConfig {
         listen: args.listen,
         metrics_listen,
-        cert: args.cert,
-        key: args.key,
+        tls,
         client_ca: args.client_ca,
         policy: args.config,
         services_from: args.services_from,

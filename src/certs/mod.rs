@@ -9,6 +9,8 @@
 
 use std::net::IpAddr;
 
+pub mod managed;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,

@@ -2,6 +2,7 @@
 //! graceful shutdown around the pure review.
 
 pub mod decision;
+pub mod managed_certs;
 pub mod metrics;
 pub mod routes;
 pub mod tls;
@@ -58,13 +59,21 @@ impl Default for Limits {
     }
 }
 
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// `--cert`, `--key`: files, re-read when they change.
+    Files { cert: PathBuf, key: PathBuf },
+    /// `--tls-secret`, `--webhook-configuration`: sts-guard's own.
+    Managed(managed_certs::ManagedConfig),
+}
+
 /// Everything `serve` needs, from flags.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub tls: TlsSource,
     pub client_ca: Option<PathBuf>,
     pub policy: Option<PathBuf>,
     /// Offline Services instead of a cluster (benchmarks, demos).
@@ -81,22 +90,47 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = Metrics::new();
 
     let policy = Policy::load_or_default(config.policy.as_deref())?;
-    let services = match &config.services_from {
-        Some(paths) => {
+    let needs_client =
+        config.services_from.is_none() || matches!(config.tls, TlsSource::Managed(_));
+    let client = if needs_client {
+        Some(
+            crate::lookup::connect()
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::kube_errors::describe(&e)))
+                .context("connecting to the API server (in-cluster or KUBECONFIG)")?,
+        )
+    } else {
+        None
+    };
+    let services = match (&config.services_from, &client) {
+        (Some(paths), _) => {
             let services =
                 crate::lookup::ManifestServices::read(paths).context("reading --services-from")?;
             ServiceSource::Static(Arc::new(services))
         }
-        None => {
-            let client = crate::lookup::connect()
-                .await
-                .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
-            ServiceSource::Cluster(ClusterServices::start(client, config.lookup_timeout))
-        }
+        (None, Some(client)) => ServiceSource::Cluster(ClusterServices::start(
+            client.clone(),
+            config.lookup_timeout,
+        )),
+        (None, None) => unreachable!("a client is made whenever Services come from the cluster"),
     };
     let app = App::new(policy, services, metrics.clone());
 
-    let cert = tls::ReloadingCert::load(&config.cert, &config.key)?;
+    let cert = match &config.tls {
+        TlsSource::Files { cert, key } => tls::ReloadingCert::load(cert, key)?,
+        TlsSource::Managed(managed) => {
+            let cert = managed_certs::placeholder(&managed.settings)?;
+            app.tls_trusted.store(false, Ordering::Release);
+            let client = client.clone().expect("made for managed certificates");
+            tokio::spawn(managed_certs::run(
+                client,
+                managed.clone(),
+                cert.clone(),
+                app.tls_trusted.clone(),
+            ));
+            cert
+        }
+    };
     let tls_config = tls::server_config(cert.clone(), config.client_ca.as_deref())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
 
@@ -168,11 +202,15 @@ fn spawn_reloaders(
     metrics: &Arc<Metrics>,
 ) {
     let interval = config.reload_interval;
+    if let TlsSource::Files {
+        cert: cert_path,
+        key: key_path,
+    } = &config.tls
     {
         let cert = cert.clone();
         let swap = cert.clone();
         let m = metrics.clone();
-        let paths = vec![config.cert.clone(), config.key.clone()];
+        let paths = vec![cert_path.clone(), key_path.clone()];
         tokio::spawn(watch_files(
             "certificate",
             paths,

@@ -35,6 +35,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// False once shutdown began.
     pub accepting: AtomicBool,
+    /// False while the served certificate is not yet trusted by the webhook
+    /// configurations' bundle (managed certificates); always true with
+    /// `--cert/--key`.
+    pub tls_trusted: Arc<AtomicBool>,
 }
 
 impl App {
@@ -44,11 +48,14 @@ impl App {
             services,
             metrics,
             accepting: AtomicBool::new(true),
+            tls_trusted: Arc::new(AtomicBool::new(true)),
         })
     }
 
     pub fn is_ready(&self) -> bool {
-        self.accepting.load(Ordering::Acquire) && self.services.is_synced()
+        self.accepting.load(Ordering::Acquire)
+            && self.services.is_synced()
+            && self.tls_trusted.load(Ordering::Acquire)
     }
 }
 
@@ -112,6 +119,12 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         (StatusCode::OK, "ok").into_response()
     } else if !app.accepting.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if !app.tls_trusted.load(Ordering::Acquire) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "serving certificate not yet trusted by the webhook configurations",
+        )
+            .into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "service cache not synced").into_response()
     }

@@ -108,6 +108,16 @@ impl ReloadingCert {
         }))
     }
 
+    /// A pair held in memory (managed certificates); the labels name its
+    /// origin in errors.
+    pub fn from_key(key: CertifiedKey, cert_label: &str, key_label: &str) -> Arc<Self> {
+        Arc::new(ReloadingCert {
+            current: ArcSwap::from_pointee(key),
+            cert_path: PathBuf::from(cert_label),
+            key_path: PathBuf::from(key_label),
+        })
+    }
+
     /// Parses `[cert, key]` file contents; used by the file watcher.
     pub fn parse(&self, files: &[Vec<u8>]) -> Result<CertifiedKey, TlsError> {
         certified_key(

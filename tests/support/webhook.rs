@@ -362,7 +362,8 @@ fn probe_statefulset(label: Option<&(String, String)>) -> String {
     .to_string()
 }
 
-fn sts_guard_command(cp: &ControlPlane, bin: &Path) -> std::process::Command {
+/// `bin` run against `cp`, with none of the caller's `STS_GUARD_*` settings.
+pub fn sts_guard_command(cp: &ControlPlane, bin: &Path) -> std::process::Command {
     let mut cmd = cp.command(bin);
     // Nothing of the caller's sts-guard configuration (clap reads
     // STS_GUARD_* for every flag) may leak into the process under test.

@@ -1,0 +1,388 @@
+//! `serve --tls-secret NS/NAME --webhook-configuration NAME`: sts-guard
+//! makes, serves, injects and renews its own certificates. What to write
+//! is decided by [`crate::certs::managed::plan`] (pure, unit-tested); this
+//! is the I/O around it, run by every replica:
+//!
+//! - read the Secret; if absent, **create** it (the API's create decides
+//!   races between replicas: one create wins, the others get
+//!   AlreadyExists, read the winner's Secret and adopt it, so exactly one
+//!   CA results); renewals **replace** it with the resourceVersion read, so
+//!   of two replicas renewing at once one wins and the other re-reads;
+//! - keep `caBundle` of every webhook in the Validating- and
+//!   MutatingWebhookConfiguration NAME equal to the Secret's `ca.crt`
+//!   (put back if someone changes it);
+//! - serve the Secret's pair on new connections (an atomic swap in
+//!   [`ReloadingCert`]), and report ready only once the configurations'
+//!   bundle trusts the served certificate.
+//!
+//! It runs on every change of the Secret or the configurations (watches
+//! limited to those names) and every [`TICK`], for the time-based steps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::Notify;
+
+use super::tls::{ReloadingCert, certified_key};
+use crate::certs::managed::{self, Settings, Step, Stored, Why};
+use crate::kube_errors::describe;
+
+/// How often the time-based steps are looked at, besides every change.
+pub const TICK: Duration = Duration::from_secs(5);
+
+/// From the flags.
+#[derive(Debug, Clone)]
+pub struct ManagedConfig {
+    pub namespace: String,
+    pub secret: String,
+    pub webhook_configuration: String,
+    pub settings: Settings,
+}
+
+impl ManagedConfig {
+    /// `NAMESPACE/NAME` of `--tls-secret`.
+    pub fn parse_secret(value: &str) -> Result<(String, String), String> {
+        match value.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok((ns.to_string(), name.to_string()))
+            }
+            _ => Err(format!("--tls-secret {value:?}: expected NAMESPACE/NAME")),
+        }
+    }
+}
+
+/// A self-signed placeholder served until the Secret is read (never
+/// trusted: `/readyz` stays false meanwhile).
+pub fn placeholder(settings: &Settings) -> anyhow::Result<Arc<ReloadingCert>> {
+    let now = time::OffsetDateTime::now_utc();
+    let ca = crate::certs::new_ca(now, time::Duration::hours(1))?;
+    let leaf = crate::certs::issue_leaf(
+        &ca,
+        &settings.dns,
+        &settings.ips,
+        now,
+        time::Duration::hours(1),
+    )?;
+    let key = certified_key(
+        leaf.cert.as_bytes(),
+        leaf.key.as_bytes(),
+        "placeholder",
+        "placeholder",
+    )?;
+    Ok(ReloadingCert::from_key(
+        key,
+        "Secret tls.crt",
+        "Secret tls.key",
+    ))
+}
+
+/// Runs forever: the watches, the tick and the reconciliation.
+pub async fn run(
+    client: Client,
+    config: ManagedConfig,
+    cert: Arc<ReloadingCert>,
+    trusted: Arc<AtomicBool>,
+) {
+    let poke = Arc::new(Notify::new());
+    let by_name = format!("metadata.name={}", config.secret);
+    spawn_watch(
+        Api::<Secret>::namespaced(client.clone(), &config.namespace),
+        by_name,
+        poke.clone(),
+    );
+    let by_name = format!("metadata.name={}", config.webhook_configuration);
+    spawn_watch(
+        Api::<ValidatingWebhookConfiguration>::all(client.clone()),
+        by_name.clone(),
+        poke.clone(),
+    );
+    spawn_watch(
+        Api::<MutatingWebhookConfiguration>::all(client.clone()),
+        by_name,
+        poke.clone(),
+    );
+    let mut served: Option<String> = None;
+    loop {
+        match reconcile(&client, &config, &cert, &mut served).await {
+            Ok(ready) => {
+                if ready != trusted.swap(ready, Ordering::AcqRel) {
+                    tracing::info!(
+                        ready,
+                        "managed certificates: served certificate trusted by the webhook configurations"
+                    );
+                }
+            }
+            Err(e) => {
+                // Keep serving what we serve; readiness stays as it was
+                // (an API outage does not make the served pair untrusted).
+                tracing::warn!(error = %e, "managed certificates: reconcile failed; retrying");
+            }
+        }
+        tokio::select! {
+            _ = poke.notified() => {
+                // Let a burst of events (ours included) settle.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+fn spawn_watch<K>(api: Api<K>, fields: String, poke: Arc<Notify>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default().fields(&fields)).boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => poke.notify_one(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "managed certificates: watch error (retrying)");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+}
+
+/// One pass; true when the served certificate is trusted by every webhook's
+/// `caBundle`.
+async fn reconcile(
+    client: &Client,
+    config: &ManagedConfig,
+    cert: &ReloadingCert,
+    served: &mut Option<String>,
+) -> Result<bool, String> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), &config.namespace);
+    let validating = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone());
+    let shown = format!("Secret {}/{}", config.namespace, config.secret);
+    let vwc_name = &config.webhook_configuration;
+
+    // A few rounds: create or adopt, then a renewal step or two.
+    let mut stored = None;
+    for _ in 0..4 {
+        let secret = secrets
+            .get_opt(&config.secret)
+            .await
+            .map_err(|e| format!("reading {shown}: {}", describe(&e)))?;
+        let parsed = secret.as_ref().and_then(|s| {
+            let data = s.data.as_ref()?;
+            let data = data.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+            Stored::from_data(&data)
+        });
+        let injected = match &parsed {
+            Some(p) => {
+                let bundle = p.bundle.as_bytes();
+                let v = validating.get_opt(vwc_name).await.map_err(|e| {
+                    format!(
+                        "reading ValidatingWebhookConfiguration {vwc_name}: {}",
+                        describe(&e)
+                    )
+                })?;
+                let m = mutating.get_opt(vwc_name).await.map_err(|e| {
+                    format!(
+                        "reading MutatingWebhookConfiguration {vwc_name}: {}",
+                        describe(&e)
+                    )
+                })?;
+                v.as_ref().is_some_and(|v| validating_has(v, bundle))
+                    && m.as_ref().is_some_and(|m| mutating_has(m, bundle))
+            }
+            None => false,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let step = managed::plan(parsed.as_ref(), injected, &config.settings, now)
+            .map_err(|e| format!("managed certificates: {e}"))?;
+        match step {
+            Step::Keep => {
+                stored = parsed;
+                break;
+            }
+            Step::Write(next, why) => {
+                let why = match (&secret, why) {
+                    (Some(_), Why::Created) => Why::Replaced,
+                    (_, why) => why,
+                };
+                let data = next
+                    .to_data()
+                    .into_iter()
+                    .map(|(k, v)| (k, ByteString(v)))
+                    .collect();
+                let result = match secret {
+                    None => {
+                        let new = Secret {
+                            metadata: ObjectMeta {
+                                name: Some(config.secret.clone()),
+                                namespace: Some(config.namespace.clone()),
+                                labels: Some(
+                                    [(
+                                        "app.kubernetes.io/managed-by".to_string(),
+                                        "sts-guard".to_string(),
+                                    )]
+                                    .into(),
+                                ),
+                                ..Default::default()
+                            },
+                            type_: Some("kubernetes.io/tls".into()),
+                            data: Some(data),
+                            ..Default::default()
+                        };
+                        secrets
+                            .create(&PostParams::default(), &new)
+                            .await
+                            .map(|_| ())
+                    }
+                    Some(mut old) => {
+                        // The resourceVersion read: a concurrent write by
+                        // another replica makes this one fail (409).
+                        old.data = Some(data);
+                        old.string_data = None;
+                        secrets
+                            .replace(&config.secret, &PostParams::default(), &old)
+                            .await
+                            .map(|_| ())
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::info!(secret = %shown, step = why.as_str(), "managed certificates: Secret written");
+                        stored = Some(*next);
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        // Another replica was first: read what it wrote.
+                        tracing::info!(secret = %shown, "managed certificates: another replica wrote the Secret first; adopting it");
+                        continue;
+                    }
+                    Err(e) => return Err(format!("writing {shown}: {}", describe(&e))),
+                }
+            }
+        }
+    }
+    let Some(stored) = stored else {
+        return Err(format!("{shown} did not settle; retrying"));
+    };
+
+    // The bundle into every webhook.
+    let bundle = ByteString(stored.bundle.as_bytes().to_vec());
+    let mut injected = true;
+    match validating.get_opt(vwc_name).await {
+        Ok(Some(mut v)) => {
+            if !validating_has(&v, &bundle.0) {
+                for w in v.webhooks.iter_mut().flatten() {
+                    w.client_config.ca_bundle = Some(bundle.clone());
+                }
+                injected &=
+                    put_back(&validating, vwc_name, &v, "ValidatingWebhookConfiguration").await?;
+            }
+        }
+        Ok(None) => {
+            injected = false;
+            tracing::warn!(name = %vwc_name, "managed certificates: no ValidatingWebhookConfiguration of that name");
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading ValidatingWebhookConfiguration {vwc_name}: {}",
+                describe(&e)
+            ));
+        }
+    }
+    match mutating.get_opt(vwc_name).await {
+        Ok(Some(mut m)) => {
+            if !mutating_has(&m, &bundle.0) {
+                for w in m.webhooks.iter_mut().flatten() {
+                    w.client_config.ca_bundle = Some(bundle.clone());
+                }
+                injected &=
+                    put_back(&mutating, vwc_name, &m, "MutatingWebhookConfiguration").await?;
+            }
+        }
+        Ok(None) => {
+            injected = false;
+            tracing::warn!(name = %vwc_name, "managed certificates: no MutatingWebhookConfiguration of that name");
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading MutatingWebhookConfiguration {vwc_name}: {}",
+                describe(&e)
+            ));
+        }
+    }
+
+    // Serve the Secret's pair.
+    if served.as_deref() != Some(stored.leaf.cert.as_str()) {
+        let key = certified_key(
+            stored.leaf.cert.as_bytes(),
+            stored.leaf.key.as_bytes(),
+            "Secret tls.crt",
+            "Secret tls.key",
+        )
+        .map_err(|e| e.to_string())?;
+        cert.swap(key);
+        *served = Some(stored.leaf.cert.clone());
+        tracing::info!(secret = %shown, "managed certificates: serving the Secret's certificate");
+    }
+    Ok(injected && managed::bundle_trusts(&stored.bundle, &stored.leaf.cert))
+}
+
+/// Ok(false): changed meanwhile (409); the next pass reads it again.
+async fn put_back<K>(api: &Api<K>, name: &str, object: &K, kind: &str) -> Result<bool, String>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.replace(name, &PostParams::default(), object).await {
+        Ok(_) => {
+            tracing::info!(
+                kind,
+                name,
+                "managed certificates: caBundle set to the Secret's ca.crt"
+            );
+            Ok(true)
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(e) => Err(format!("updating {kind} {name}: {}", describe(&e))),
+    }
+}
+
+fn validating_has(v: &ValidatingWebhookConfiguration, bundle: &[u8]) -> bool {
+    let hooks = v.webhooks.as_deref().unwrap_or_default();
+    !hooks.is_empty()
+        && hooks
+            .iter()
+            .all(|w| w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle))
+}
+
+fn mutating_has(m: &MutatingWebhookConfiguration, bundle: &[u8]) -> bool {
+    let hooks = m.webhooks.as_deref().unwrap_or_default();
+    !hooks.is_empty()
+        && hooks
+            .iter()
+            .all(|w| w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_secret_is_namespace_slash_name() {
+        assert_eq!(
+            ManagedConfig::parse_secret("sts-guard/sts-guard-tls"),
+            Ok(("sts-guard".into(), "sts-guard-tls".into()))
+        );
+        for bad in ["sts-guard", "/x", "x/", "a/b/c"] {
+            assert!(ManagedConfig::parse_secret(bad).is_err(), "{bad}");
+        }
+    }
+}
