@@ -103,6 +103,19 @@ fn every_deploy_overlay_renders_with_kustomize() {
         let out = kustomize(&deploy.path().join(overlay));
         out.assert_exit(0);
         assert_has(&out.stdout, "kind: Deployment");
+        if overlay.is_empty() {
+            // The base manages its own certificates: nothing to mount.
+            assert_has(&out.stdout, "STS_GUARD_TLS_SECRET");
+            assert_has(&out.stdout, "name: sts-guard-certificates");
+            assert_lacks(&out.stdout, "STS_GUARD_CERT\n");
+            assert_lacks(&out.stdout, "secretName: sts-guard-tls");
+        } else {
+            // Files from a Secret, and none of the managed mode's RBAC.
+            assert_has(&out.stdout, "name: STS_GUARD_CERT\n");
+            assert_has(&out.stdout, "secretName: sts-guard-tls");
+            assert_lacks(&out.stdout, "STS_GUARD_TLS_SECRET");
+            assert_lacks(&out.stdout, "sts-guard-certificates");
+        }
     }
 }
 
