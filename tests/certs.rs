@@ -1,5 +1,7 @@
 //! `sts-guard certs`: files, modes, and a certificate that really serves.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -200,4 +202,79 @@ fn certs_with_a_folder_holding_no_ca_key_says_which_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ca.crt"), "{stderr}");
     assert!(!stderr.contains("Os {"), "debug formatting: {stderr}");
+}
+
+/// An OpenSSL-based client (Python's `ssl`) opening a new connection per
+/// request, with old and new CA in its bundle, while `serve` goes from a
+/// pair of the old CA to a pair of the new one (kubelet's `..data` swap):
+/// not one failure. (With CAs sharing one subject under leaves without an
+/// AKI, OpenSSL picks the first CA by name and fails the other's.)
+#[tokio::test]
+async fn an_openssl_client_with_both_cas_sees_no_failure_across_a_ca_rotation() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 not found: skipped");
+        return;
+    }
+    let staging = tempfile::tempdir().unwrap();
+    let (old, new) = (staging.path().join("old"), staging.path().join("new"));
+    support::make_certs(&old);
+    support::make_certs(&new);
+    let bundle = staging.path().join("bundle.crt");
+    let text = std::fs::read_to_string(old.join("ca.crt")).unwrap()
+        + &std::fs::read_to_string(new.join("ca.crt")).unwrap();
+    std::fs::write(&bundle, text).unwrap();
+    let pair = |d: &Path| ["tls.crt", "tls.key"].map(|f| std::fs::read(d.join(f)).unwrap());
+
+    let root = tempfile::tempdir().unwrap();
+    let [cert, key] = pair(&old);
+    support::mount_version(root.path(), "v1", &[("tls.crt", &cert), ("tls.key", &key)]);
+    let serve = support::Serve::start(root.path(), &[]);
+    serve.wait_ready(&support::tls_connector(&bundle)).await;
+
+    const CLIENT: &str = r#"
+import socket, ssl, sys, time
+port, cafile, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+ctx = ssl.create_default_context(cafile=cafile)
+ok, failed, errors, issuers = 0, 0, [], set()
+end = time.time() + seconds
+while time.time() < end:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                issuers.add(str(tls.getpeercert()["issuer"]))
+                tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                head = tls.recv(64)
+        if b" 200 " in head:
+            ok += 1
+        else:
+            failed += 1
+            errors.append(repr(head))
+    except Exception as e:
+        failed += 1
+        errors.append(str(e))
+print(ok, failed, len(issuers), errors[:3])
+"#;
+    let client = Command::new("python3")
+        .args(["-c", CLIENT, &serve.addr.port().to_string()])
+        .arg(&bundle)
+        .arg("4")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let [cert, key] = pair(&new);
+    support::mount_version(root.path(), "v2", &[("tls.crt", &cert), ("tls.key", &key)]);
+    let out = tokio::task::spawn_blocking(move || client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("openssl client across the rotation: ok failed issuers errors = {line}");
+    let mut fields = line.split_whitespace();
+    let ok: u32 = fields.next().unwrap().parse().unwrap();
+    let failed: u32 = fields.next().unwrap().parse().unwrap();
+    let issuers: u32 = fields.next().unwrap().parse().unwrap();
+    assert!(ok > 20, "{line}");
+    assert_eq!(failed, 0, "{line}");
+    assert_eq!(issuers, 2, "both CAs' certificates were served: {line}");
 }
