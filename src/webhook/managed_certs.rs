@@ -118,7 +118,7 @@ pub async fn run(
                 if ready != trusted.swap(ready, Ordering::AcqRel) {
                     tracing::info!(
                         ready,
-                        "managed certificates: served certificate trusted by the webhook configurations"
+                        "managed certificates: readiness changed (ready: the webhook configurations trust the served certificate)"
                     );
                 }
             }

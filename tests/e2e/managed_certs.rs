@@ -291,3 +291,99 @@ async fn serving_and_ca_renewals_under_load_fail_no_admission() {
     );
     cleanup(cp, &registration, &[&a, &b]);
 }
+
+/// deploy/'s RBAC (rbac.yaml and rbac-managed-certs.yaml, names and
+/// namespace swapped for this test's) is all a managed replica needs: run
+/// as that ServiceAccount (impersonated), it creates the Secret, injects
+/// the bundle and becomes ready.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
+async fn the_shipped_rbac_is_enough_for_managed_certificates() {
+    let cp = &cluster().cp;
+    let tag = format!("rbac-{}", random_suffix(5));
+    let home = Ns::fresh("rbac-home").await;
+    let sa = format!("sts-guard-{tag}");
+    let mut rbac = String::new();
+    for file in [
+        "deploy/base/rbac.yaml",
+        "deploy/base/rbac-managed-certs.yaml",
+    ] {
+        let text =
+            std::fs::read_to_string(crate::support::control_plane::repo_root().join(file)).unwrap();
+        rbac.push_str(
+            &text
+                .replace(
+                    "name: sts-guard-certificates\n",
+                    &format!("name: sts-guard-certificates-{tag}\n"),
+                )
+                .replace(
+                    "name: sts-guard-auditor\n",
+                    &format!("name: sts-guard-auditor-{tag}\n"),
+                )
+                .replace("name: sts-guard\n", &format!("name: {sa}\n"))
+                .replace(
+                    "namespace: sts-guard\n",
+                    &format!("namespace: {}\n", home.name),
+                )
+                .replace(
+                    r#"resourceNames: ["sts-guard"]"#,
+                    &format!(r#"resourceNames: ["{sa}"]"#),
+                ),
+        );
+        rbac.push_str("\n---\n");
+    }
+    assert!(!rbac.contains("namespace: sts-guard\n") && rbac.contains(&sa));
+    cp.kubectl_with_input(&["apply", "-f", "-"], &rbac)
+        .assert_exit(0);
+
+    // The admin kubeconfig, impersonating the ServiceAccount.
+    let kubeconfig = std::fs::read_to_string(&cp.kubeconfig).unwrap().replace(
+        "  user:\n",
+        &format!(
+            "  user:\n    as: system:serviceaccount:{}:{sa}\n",
+            home.name
+        ),
+    );
+    let kubeconfig_path = cp.work().join(format!("{tag}-kubeconfig"));
+    std::fs::write(&kubeconfig_path, kubeconfig).unwrap();
+    // Impersonation works, and the ServiceAccount may not read other Secrets.
+    let mut can_i = cp.command("kubectl");
+    can_i
+        .env("KUBECONFIG", &kubeconfig_path)
+        .args(["auth", "can-i", "get", "secrets", "-n", &home.name]);
+    assert_eq!(
+        crate::support::control_plane::run(&mut can_i, None)
+            .stdout
+            .trim(),
+        "no"
+    );
+
+    let registration = Registration::only_labelled(&tag);
+    let ports = free_ports(2);
+    let addr: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
+    let list = registration
+        .configurations(cp, &format!("https://{addr}"), b"")
+        .unwrap();
+    cp.kubectl_with_input(&["apply", "-f", "-"], &list.to_string())
+        .assert_exit(0);
+    let mut cmd = sts_guard_command(cp, &sts_guard_bin());
+    cmd.env("KUBECONFIG", &kubeconfig_path)
+        .arg("serve")
+        .args(["--listen", &addr.to_string()])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", ports[1])])
+        .args(["--tls-secret", &format!("{}/sts-guard-tls", home.name)])
+        .args(["--webhook-configuration", &sa])
+        .args(["--cert-dns", "localhost", "--cert-ip", "127.0.0.1"])
+        .args(["--shutdown-delay", "0s"]);
+    let pid = cp.spawn(&tag, &mut cmd).unwrap();
+    let replica = Replica {
+        pid,
+        addr,
+        metrics: ([127, 0, 0, 1], ports[1]).into(),
+    };
+    let file = cp.work().join(format!("{tag}-bundle.crt"));
+    wait_all_ready(cp, &home.name, "sts-guard-tls", &file, &[&replica]);
+    let log = std::fs::read_to_string(cp.log_path(&tag)).unwrap();
+    assert!(!log.contains("forbidden"), "{log}");
+    cleanup(cp, &registration, &[&replica]);
+}
