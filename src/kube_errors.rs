@@ -14,6 +14,13 @@ pub fn describe(e: &(dyn Error + 'static)) -> String {
         if let Some(tls) = as_tls(c) {
             return tls_in_words(tls);
         }
+        // kube's own Display of an API answer appends its Debug form.
+        if let Some(kube::Error::Api(status)) = c.downcast_ref::<kube::Error>() {
+            return status_in_words(status);
+        }
+        if let Some(status) = c.downcast_ref::<kube::core::Status>() {
+            return status_in_words(status);
+        }
         cause = c.source();
     }
     let mut message = e.to_string();
@@ -27,6 +34,19 @@ pub fn describe(e: &(dyn Error + 'static)) -> String {
         cause = c.source();
     }
     message
+}
+
+/// `the API server answered 403 Forbidden: secrets "x" is forbidden: ...`
+fn status_in_words(status: &kube::core::Status) -> String {
+    let reason = if status.reason.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", status.reason)
+    };
+    format!(
+        "the API server answered {}{reason}: {}",
+        status.code, status.message
+    )
 }
 
 fn as_tls<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
@@ -106,6 +126,21 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("DecryptError"));
+    }
+
+    #[test]
+    fn an_api_answer_is_shown_without_its_debug_form() {
+        let status = kube::core::Status {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: r#"secrets "x" is forbidden: no"#.into(),
+            ..Default::default()
+        };
+        let e = kube::Error::Api(Box::new(status));
+        assert_eq!(
+            describe(&e),
+            r#"the API server answered 403 Forbidden: secrets "x" is forbidden: no"#
+        );
     }
 
     #[test]

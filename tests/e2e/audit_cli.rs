@@ -161,4 +161,24 @@ async fn audit_works_with_a_kubeconfig_holding_an_x509_v1_client_certificate() {
     for debug in ["Other(", "Error {", "{ ", "Some("] {
         assert!(!out.stderr.contains(debug), "debug formatting: {out}");
     }
+
+    // A user without the auditor's rights: the API server's answer, in words.
+    let nobody = std::fs::read_to_string(dir.join("kubeconfig"))
+        .unwrap()
+        .replace("  user:\n", "  user:\n    as: nobody\n");
+    std::fs::write(dir.join("kubeconfig-nobody"), nobody).unwrap();
+    let mut cmd = c.cp.command(sts_guard_bin());
+    cmd.env("KUBECONFIG", dir.join("kubeconfig-nobody"))
+        .args(["audit", "-n", &ns.name])
+        .env_remove("STS_GUARD_CONFIG");
+    let out = run(&mut cmd, None);
+    out.assert_exit(2);
+    assert!(
+        out.stderr
+            .contains("the API server answered 403 Forbidden: "),
+        "{out}"
+    );
+    for debug in ["Status {", "Some(", "ApiError"] {
+        assert!(!out.stderr.contains(debug), "debug formatting: {out}");
+    }
 }
