@@ -102,17 +102,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     } else {
         None
     };
-    let services = match (&config.services_from, &client) {
-        (Some(paths), _) => {
+    let services = match &config.services_from {
+        Some(paths) => {
             let services =
                 crate::lookup::ManifestServices::read(paths).context("reading --services-from")?;
             ServiceSource::Static(Arc::new(services))
         }
-        (None, Some(client)) => ServiceSource::Cluster(ClusterServices::start(
-            client.clone(),
-            config.lookup_timeout,
-        )),
-        (None, None) => unreachable!("a client is made whenever Services come from the cluster"),
+        None => {
+            let client = client
+                .clone()
+                .context("no API client for the Service cache")?;
+            ServiceSource::Cluster(ClusterServices::start(client, config.lookup_timeout))
+        }
     };
     let app = App::new(policy, services, metrics.clone());
 
@@ -121,7 +122,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         TlsSource::Managed(managed) => {
             let cert = managed_certs::placeholder(&managed.settings)?;
             app.tls_trusted.store(false, Ordering::Release);
-            let client = client.clone().expect("made for managed certificates");
+            let client = client
+                .clone()
+                .context("no API client for managed certificates")?;
             tokio::spawn(managed_certs::run(
                 client,
                 managed.clone(),
