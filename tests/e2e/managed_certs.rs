@@ -135,9 +135,33 @@ async fn two_replicas_started_at_once_agree_on_one_ca_inject_it_and_deny_through
     // Both at once, before the configurations exist with any caBundle.
     let a = start_replica(cp, &format!("{tag}-a"), &secret, &config, &[]);
     let b = start_replica(cp, &format!("{tag}-b"), &secret, &config, &[]);
-    let registration = register_empty(cp, &tag, a.addr);
-
     let file = cp.work().join(format!("{tag}-bundle.crt"));
+    // Serving the Secret's certificate, but no configuration carries its
+    // CA yet (none exists): not ready.
+    wait_for(
+        "a replica serving the Secret's certificate",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || Ok(bundle_file(cp, &home.name, "sts-guard-tls", &file)),
+    )
+    .unwrap();
+    let mut served = None;
+    for _ in 0..50 {
+        if let Ok(client) = Client::connect(a.addr, &file).await {
+            served = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = served
+        .expect("the Secret's certificate served")
+        .get("/readyz")
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert_has(&String::from_utf8_lossy(&body), "not yet trusted");
+
+    let registration = register_empty(cp, &tag, a.addr);
     wait_all_ready(cp, &home.name, "sts-guard-tls", &file, &[&a, &b]);
     let bundle = std::fs::read_to_string(&file).unwrap();
     assert_eq!(certificates(&bundle), 1, "exactly one CA:\n{bundle}");
