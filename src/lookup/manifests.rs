@@ -1,5 +1,6 @@
-//! Services known from manifests (offline `check`) or a cluster listing
-//! (`audit`): a plain map.
+//! Services and PodDisruptionBudgets known from manifests (offline
+//! `check`) or a cluster listing (`audit`): plain maps of what the rules
+//! read. (The type keeps its first name, `ManifestServices`, for now.)
 //!
 //! The same Service can be defined more than once in one input (several
 //! environments rendered into one namespace). Which one a cluster ends up
