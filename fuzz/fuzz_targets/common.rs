@@ -3,64 +3,115 @@
 //!
 //! - a body that decodes gets a decision from both endpoints, the response
 //!   echoes the uid and encodes to JSON;
+//! - the decode accepts whatever kube's own `AdmissionReview<StatefulSet>`
+//!   accepts, to the same request (kube's objects seen through the same
+//!   view, `sts_guard::view::StatefulSet::of`);
 //! - warnings stay within the API server's limits (256 bytes each, 4 KiB in
 //!   all) and the denial message within sts-guard's own cap;
 //! - a mutation patch applies to the object it was made for, and reviewing
 //!   the patched object again asks for nothing more (reinvocation);
+//! - a rule looks up only what it declared (`Fetched` asserts it in this
+//!   build, which has debug assertions on);
 //! - a body that does not decode gets a one-line 400 reason or an answer
-//!   that encodes.
+//!   that echoes the uid and encodes.
+//!
+//! Callers send only bodies the HTTP edge would pass on: at most
+//! `MAX_BODY_BYTES` (a larger one gets 413 before anything is decoded, so it
+//! would test nothing but the harness).
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::pin::pin;
 use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll, Waker};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::StatefulSet as K8sStatefulSet;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
-use sts_guard::review::{
-    Context, Decision, Endpoint, MAX_DENIAL_BYTES, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
-    review,
-};
+use serde_json::Value;
+use sts_guard::lookup::{Fetched, ManifestServices, ServiceSource};
 use sts_guard::policy::Policy;
-use sts_guard::rules::{ServiceLookup, ServiceState};
-use sts_guard::webhook::decode::reviewed_part;
-use sts_guard::webhook::routes::{Rejection, decode};
+use sts_guard::rules::{BudgetsState, Lookups, NoLookups, ServiceState};
+use sts_guard::view::{DisruptionBudget, LabelSelector, StatefulSet};
+use sts_guard::webhook::decision::{
+    Decision, MAX_DENIAL_BYTES, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
+};
+use sts_guard::webhook::routes::{Endpoint, MAX_BODY_BYTES, decide};
+use sts_guard::webhook::wire::{Admission, Rejection, decode};
 
-/// `shop/web` exists and is headless, `shop/down` cannot be looked up (API
-/// trouble), everything else is missing.
-struct StaticServices(Arc<Service>);
+/// What a review can find, as `serve --services-from` serves it: Services
+/// `shop/web` headless, `shop/plain` not headless, `shop/twice` defined
+/// twice, differently, everything else missing; in `shop` a
+/// PodDisruptionBudget selecting the fixture's pods, in `other` one
+/// selecting every pod, none elsewhere.
+static SERVICES: LazyLock<ServiceSource> = LazyLock::new(|| {
+    let service = |name: &str, cluster_ip: &str, app: &str| {
+        let mut svc = Service::default();
+        svc.metadata.name = Some(name.into());
+        svc.metadata.namespace = Some("shop".into());
+        svc.spec = Some(ServiceSpec {
+            cluster_ip: Some(cluster_ip.into()),
+            selector: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                app.to_string(),
+            )])),
+            ..ServiceSpec::default()
+        });
+        svc
+    };
+    let mut services = ManifestServices::default();
+    for (svc, place) in [
+        (service("web", "None", "web"), "fuzz:1"),
+        (service("plain", "10.0.0.1", "web"), "fuzz:2"),
+        (service("twice", "None", "web"), "fuzz:3"),
+        (service("twice", "None", "other"), "fuzz:4"),
+    ] {
+        services.insert(&svc, "shop", place.into());
+    }
+    for (namespace, labels) in [
+        ("shop", vec![("app.kubernetes.io/name", "web")]),
+        ("other", vec![]),
+    ] {
+        services.insert_budget(DisruptionBudget {
+            namespace: namespace.into(),
+            name: "budget".into(),
+            selector: Some(LabelSelector {
+                match_labels: Some(
+                    labels
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..LabelSelector::default()
+            }),
+        });
+    }
+    ServiceSource::Static(Arc::new(services))
+});
 
-impl ServiceLookup for StaticServices {
-    fn service(&self, namespace: &str, name: &str) -> ServiceState {
-        match (namespace, name) {
-            ("shop", "web") => ServiceState::Found(self.0.clone()),
-            ("shop", "down") => ServiceState::Unknown("API server did not answer".into()),
-            _ => ServiceState::NotFound,
-        }
+/// Lookups while the API server is unreachable: nothing can be answered.
+struct ApiDown;
+
+impl Lookups for ApiDown {
+    fn service(&self, _: &str, _: &str) -> ServiceState {
+        ServiceState::Unknown("API server did not answer".into())
+    }
+
+    fn disruption_budgets(&self, _: &str) -> BudgetsState {
+        BudgetsState::Unknown("API server did not answer".into())
     }
 }
 
-static SERVICES: LazyLock<StaticServices> = LazyLock::new(|| {
-    let mut svc = Service::default();
-    svc.metadata.name = Some("web".into());
-    svc.metadata.namespace = Some("shop".into());
-    svc.spec = Some(ServiceSpec {
-        cluster_ip: Some("None".into()),
-        selector: Some(BTreeMap::from([(
-            "app.kubernetes.io/name".to_string(),
-            "web".to_string(),
-        )])),
-        ..ServiceSpec::default()
-    });
-    StaticServices(Arc::new(svc))
-});
-
-/// Policies the inputs are reviewed under: the default (enforce all), and
-/// ones that reach the warn, audit, exemption and mutation-default paths.
+/// Policies the inputs are reviewed under: the default (enforce, the rules
+/// added later only warn), ones that reach the warn, audit, exemption and
+/// mutation-default paths, and one that enforces every rule by name, with
+/// startup budgets set globally and for `shop`.
 static POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
     [
         "",
         "mode: warn\nallowOwnerExemptions: true\nmutations: { parallel: true, startupProbe: true, startupTimeout: 90s }\n",
         "rules: { headless-service: audit }\nsidecars: { requireProbes: false }\nnamespaces: { shop: { mode: enforce, allowOwnerExemptions: true, mutations: { startupProbe: true } } }\nexemptions: [{ namespace: shop, name: web, rules: [liveness-probe], reason: fuzz }]\n",
+        "rules: { disruption-budget: enforce, startup-budget: enforce, identical-probes: enforce, probe-port: enforce }\nstartupBudget: { minSeconds: 120 }\nnamespaces: { shop: { startupBudget: { minSeconds: 5 } } }\n",
     ]
     .iter()
     .map(|text| Policy::from_yaml(text, "fuzz").expect("static policy"))
@@ -74,27 +125,44 @@ pub fn policies() -> usize {
 
 /// Decodes `body` as the HTTP edge does and reviews it under policy `which`.
 pub fn check_body(body: &[u8], which: usize) {
-    // The HTTP edge answers 413 before decoding anything larger.
-    if body.len() > sts_guard::webhook::routes::MAX_BODY_BYTES {
-        return;
-    }
+    assert!(
+        body.len() <= MAX_BODY_BYTES,
+        "harness bug: a {}-byte body gets 413 before any review",
+        body.len()
+    );
     let policy = &POLICIES[which % POLICIES.len()];
+    // The body as plain JSON, parsed only if an assertion needs it; `None`
+    // when it is not (invalid UTF-8 in a string the decode skips).
+    let raw = OnceCell::new();
+    let raw = || {
+        raw.get_or_init(|| serde_json::from_slice::<Value>(body).ok())
+            .as_ref()
+    };
     let decoded = decode(body);
     check_decode_matches_kube(body, &decoded);
     match decoded {
-        Ok(request) => {
-            for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
-                let ctx = Context {
-                    policy,
-                    services: &*SERVICES,
-                };
-                let decision = review(&request, endpoint, &ctx);
+        Ok(admission) => {
+            let decisions = [
+                (
+                    Endpoint::Validate,
+                    decide(&admission, Endpoint::Validate, policy, &fetch(&admission)),
+                ),
+                (
+                    Endpoint::Validate,
+                    decide(&admission, Endpoint::Validate, policy, &ApiDown),
+                ),
+                (
+                    Endpoint::Mutate,
+                    decide(&admission, Endpoint::Mutate, policy, &NoLookups),
+                ),
+            ];
+            for (endpoint, decision) in decisions {
                 check_decision(&decision);
                 if endpoint == Endpoint::Mutate {
-                    check_patch(&request, &decision, &ctx);
+                    check_patch(&admission, &decision, policy, raw());
                 }
-                let response = decision.into_response(&request);
-                assert_eq!(response.uid, request.uid, "uid not echoed");
+                let response = decision.into_response(&admission.uid);
+                assert_eq!(response.uid, admission.uid, "uid not echoed");
                 serde_json::to_vec(&response.into_review()).expect("response encodes");
             }
         }
@@ -105,39 +173,74 @@ pub fn check_body(body: &[u8], which: usize) {
             );
         }
         Err(Rejection::Answer(response, _)) => {
+            if let Some(uid) = raw()
+                .and_then(|r| r.pointer("/request/uid"))
+                .and_then(Value::as_str)
+            {
+                assert_eq!(response.uid, uid, "uid not echoed");
+            }
             serde_json::to_vec(&response.into_review()).expect("answer encodes");
         }
     }
 }
 
-/// The decode (src/server/decode.rs) accepts everything kube's own
-/// `AdmissionReview<StatefulSet>` accepts and decodes it to the same request,
-/// reduced to the part the review reads. It may accept more: a malformed
-/// value in a field it never reads is skipped, not judged.
-fn check_decode_matches_kube(
-    body: &[u8],
-    decoded: &Result<AdmissionRequest<StatefulSet>, Rejection>,
-) {
-    let reference: Option<AdmissionRequest<StatefulSet>> = serde_json::from_slice::<
-        AdmissionReview<StatefulSet>,
+/// What the webhook fetches before the review (src/webhook/routes.rs,
+/// `handle`): what the rules declare for the object and the old object,
+/// from the static objects.
+fn fetch(admission: &Admission) -> Fetched {
+    let Some(request) = admission.review_request() else {
+        return Fetched::default();
+    };
+    let namespace = request.object.namespace;
+    let mut needs = sts_guard::rules::needs(request.sts, namespace);
+    if let Some(old) = request.old {
+        needs.extend(sts_guard::rules::needs(old, namespace));
+        needs.dedup();
+    }
+    // Static Services answer without waiting.
+    let mut fetching = pin!(SERVICES.fetch(needs, |_, _| {}));
+    match fetching
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(fetched) => fetched,
+        Poll::Pending => panic!("a static Service lookup waited"),
+    }
+}
+
+/// The decode (src/webhook/wire.rs) accepts everything kube's own
+/// `AdmissionReview<StatefulSet>` accepts and decodes it to the same
+/// request, kube's objects seen through the same view. It may accept more:
+/// a malformed value in a field it never reads is skipped, not judged.
+fn check_decode_matches_kube(body: &[u8], decoded: &Result<Admission, Rejection>) {
+    let reference: Option<AdmissionRequest<K8sStatefulSet>> = serde_json::from_slice::<
+        AdmissionReview<K8sStatefulSet>,
     >(body)
     .ok()
     .filter(|r| r.types.api_version == "admission.k8s.io/v1" && r.types.kind == "AdmissionReview")
     .and_then(|r| r.try_into().ok())
-    .filter(|r: &AdmissionRequest<StatefulSet>| r.kind.group == "apps")
+    .filter(|r: &AdmissionRequest<K8sStatefulSet>| r.kind.group == "apps")
     .filter(|r| r.kind.version == "v1" && r.kind.kind == "StatefulSet");
     match (decoded, reference) {
-        (Ok(fast), Some(mut kube)) => {
-            for o in [kube.object.as_mut(), kube.old_object.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                *o = reviewed_part(o);
-            }
-            let json = |r: &AdmissionRequest<StatefulSet>| {
-                serde_json::to_value(r).expect("request encodes")
+        (Ok(ours), Some(kube)) => {
+            let view = |s: Option<&K8sStatefulSet>| {
+                s.map(|s| StatefulSet::of(s).expect("kube's object has a view"))
             };
-            assert_eq!(json(fast), json(&kube), "decode differs from kube's");
+            assert_eq!(ours.uid, kube.uid, "uid differs from kube's");
+            assert_eq!(ours.name, kube.name, "name differs from kube's");
+            assert_eq!(ours.namespace, kube.namespace, "namespace differs");
+            assert_eq!(ours.operation, kube.operation, "operation differs");
+            assert_eq!(ours.dry_run, kube.dry_run, "dryRun differs");
+            assert_eq!(
+                ours.object,
+                view(kube.object.as_ref()),
+                "object differs from kube's"
+            );
+            assert_eq!(
+                ours.old_object,
+                view(kube.old_object.as_ref()),
+                "oldObject differs from kube's"
+            );
         }
         (Err(e), Some(_)) => {
             panic!("decode refused what kube's AdmissionReview accepts: {e:?}")
@@ -170,18 +273,31 @@ fn check_decision(decision: &Decision) {
     }
 }
 
-/// The patch applies to the object, and the patched object needs no more.
-fn check_patch(request: &AdmissionRequest<StatefulSet>, decision: &Decision, ctx: &Context<'_>) {
-    let (Some(patch), Some(object)) = (&decision.patch, &request.object) else {
+/// The patch applies to the object as sent (as the API server applies it),
+/// and the patched object needs no more.
+fn check_patch(admission: &Admission, decision: &Decision, policy: &Policy, raw: Option<&Value>) {
+    let (Some(patch), Some(object)) = (&decision.patch, &admission.object) else {
         return;
     };
-    let mut doc = serde_json::to_value(object).expect("object encodes");
+    // The view's own JSON when the body is not plain JSON (invalid UTF-8
+    // in a string the decode skips).
+    let mut doc = raw
+        .and_then(|r| r.pointer("/request/object"))
+        .cloned()
+        .unwrap_or_else(|| serde_json::to_value(object).expect("view encodes"));
     json_patch::patch(&mut doc, &patch.0)
         .unwrap_or_else(|e| panic!("patch does not apply: {e}: {:?}", patch.0));
     let patched: StatefulSet = serde_json::from_value(doc).expect("patched object decodes");
-    let mut again = request.clone();
-    again.object = Some(patched);
-    let second = review(&again, Endpoint::Mutate, ctx);
+    let again = Admission {
+        uid: admission.uid.clone(),
+        name: admission.name.clone(),
+        namespace: admission.namespace.clone(),
+        operation: admission.operation.clone(),
+        object: Some(patched),
+        old_object: admission.old_object.clone(),
+        dry_run: admission.dry_run,
+    };
+    let second = decide(&again, Endpoint::Mutate, policy, &NoLookups);
     assert!(
         second.patch.is_none(),
         "reinvocation patches again: {:?}",

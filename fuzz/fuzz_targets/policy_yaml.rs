@@ -1,9 +1,10 @@
 //! Arbitrary text into the policy-file parser; a policy that parses is
-//! queried the way a review does.
+//! queried the way a review does, and a rule added after the first release
+//! is enforced only where the policy names it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sts_guard::policy::Policy;
+use sts_guard::policy::{Mode, Policy};
 use sts_guard::rules::RULES;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,11 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(policy) = Policy::from_yaml(&text, "fuzz.yaml") else {
         return;
     };
-    let _ = policy.rule_settings();
     let mut namespaces: Vec<&str> = policy.namespaces.keys().map(String::as_str).collect();
     namespaces.extend(policy.exemptions.iter().map(|e| e.namespace.as_str()));
     namespaces.push("default");
     for ns in namespaces {
+        let _ = policy.rule_settings(ns);
         let _ = policy.owner_exemptions_allowed(ns);
         let m = policy.mutations(ns);
         assert!(
@@ -23,7 +24,15 @@ fuzz_target!(|data: &[u8]| {
             "zero startup timeout accepted"
         );
         for rule in RULES {
-            let _ = policy.mode(ns, rule.id);
+            let mode = policy.mode(ns, rule.id);
+            if rule.denies_only_when_named && mode == Mode::Enforce {
+                let named = policy.rules.contains_key(&rule.id)
+                    || policy
+                        .namespaces
+                        .get(ns)
+                        .is_some_and(|n| n.rules.contains_key(&rule.id));
+                assert!(named, "{} enforced in {ns:?} unnamed", rule.id);
+            }
             let _ = policy.exemption(ns, "web", rule.id);
         }
     }
