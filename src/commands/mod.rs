@@ -19,11 +19,11 @@ pub const EXIT_ERROR: u8 = 2;
 
 /// Writes the report to stdout, or the error to stderr, and returns the exit
 /// code: 0 when nothing would be denied, 1 when something would, 2 on error.
-pub fn finish<E: Error>(result: Result<Report, E>, format: Format) -> u8 {
+pub fn finish<E: Error + 'static>(result: Result<Report, E>, format: Format) -> u8 {
     let report = match result {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("error: {}", with_causes(&e));
+            eprintln!("error: {}", crate::kube_errors::describe(&e));
             return EXIT_ERROR;
         }
     };
@@ -48,20 +48,4 @@ pub fn finish<E: Error>(result: Result<Report, E>, format: Format) -> u8 {
             EXIT_ERROR
         }
     }
-}
-
-/// The error and the causes its message does not already include
-/// (`client error (Connect): tcp connect error: Connection refused`).
-fn with_causes(e: &dyn Error) -> String {
-    let mut message = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = c.source();
-    }
-    message
 }

@@ -8,7 +8,7 @@
 //! deadline, so "is not headless" and "names no Service" stay exact, and
 //! an unreachable API server costs at most that deadline.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -34,8 +34,9 @@ pub async fn connect() -> Result<kube::Client, kube::Error> {
     kube::Client::try_default().await
 }
 
-/// Projections by (namespace, name), as a watch keeps them.
-type Projections<T> = Arc<RwLock<HashMap<Key, Arc<T>>>>;
+/// Projections by (namespace, name), as a watch keeps them; ordered, so
+/// one namespace's entries are a range, not a scan of the whole cache.
+type Projections<T> = Arc<RwLock<BTreeMap<Key, Arc<T>>>>;
 
 pub struct ClusterServices {
     client: kube::Client,
@@ -81,15 +82,6 @@ impl ClusterServices {
         self.services_synced.load(Ordering::Acquire) && self.budgets_synced.load(Ordering::Acquire)
     }
 
-    /// Headless Services in the cache.
-    pub fn len(&self) -> usize {
-        read(&self.headless).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub async fn resolve(&self, namespace: &str, name: &str) -> (ServiceState, LookupPath) {
         let key = (namespace.to_string(), name.to_string());
         if let Some(svc) = read(&self.headless).get(&key) {
@@ -123,9 +115,10 @@ impl ClusterServices {
     /// none there (maybe one was created a moment ago), one LIST bounded
     /// like the Service GET.
     pub async fn budgets(&self, namespace: &str) -> (BudgetsState, LookupPath) {
+        let from = (namespace.to_string(), String::new());
         let cached: Vec<_> = read(&self.budgets)
-            .iter()
-            .filter(|((ns, _), _)| ns == namespace)
+            .range(from..)
+            .take_while(|((ns, _), _)| ns == namespace)
             .map(|(_, b)| b.clone())
             .collect();
         if !cached.is_empty() {
@@ -185,10 +178,10 @@ fn watch<L>(
     let stream = watcher(api, config).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
-        let mut relist: Option<HashMap<Key, Arc<L::Into>>> = None;
+        let mut relist: Option<BTreeMap<Key, Arc<L::Into>>> = None;
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
+                Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
                 Ok(watcher::Event::InitApply(object)) => {
                     if let Some(buffer) = relist.as_mut() {
                         let (key, value) = object.projection();
