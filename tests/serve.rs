@@ -94,7 +94,16 @@ async fn serve_reloads_policy_from_a_configmap_symlink_swap_and_exits_0_on_sigte
     // SIGTERM: not ready at once, exit 0 after the drain.
     let mut keep_alive = connect(&serve, &ca).await.unwrap();
     serve.sigterm();
-    let (code, _) = keep_alive.get("/readyz").await.unwrap();
+    // The signal reaches the server's handler asynchronously: readiness
+    // must drop within a moment, on the same keep-alive connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let code = loop {
+        let (code, _) = keep_alive.get("/readyz").await.unwrap();
+        if code == 503 || std::time::Instant::now() >= deadline {
+            break code;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(code, 503, "ready after SIGTERM");
     let exited = serve.exited_within(Duration::from_secs(10)).await;
     assert!(exited.is_some(), "did not exit");
