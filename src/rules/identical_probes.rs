@@ -96,8 +96,8 @@ fn port_number(port: &IntOrString, container: &Container) -> String {
         IntOrString::String(name) => container
             .ports
             .iter()
-            .find(|p| p.name.as_deref() == Some(name))
-            .and_then(|p| p.container_port)
+            .find(|p| p.name.as_deref() == Some(name) && p.container_port != 0)
+            .map(|p| p.container_port)
             .map_or_else(|| name.clone(), |n| n.to_string()),
     }
 }

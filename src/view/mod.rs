@@ -105,8 +105,10 @@ pub struct Container {
 pub struct ContainerPort {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_port: Option<i32>,
+    /// 0 when absent (the API server requires it; k8s-openapi reads a
+    /// missing one as 0, and so does this view).
+    #[serde(default, deserialize_with = "nullable")]
+    pub container_port: i32,
 }
 
 /// A PodDisruptionBudget, as far as the rules read it.
