@@ -40,6 +40,9 @@ def container(name, image, port, envs=0):
             "tcpSocket": {"port": port},
             "timeoutSeconds": 1, "periodSeconds": 10,
             "successThreshold": 1, "failureThreshold": 3,
+            # 30 s + 3 x 10 s: the default startup budget (60 s), so the
+            # object passes every rule and no answer carries a warning.
+            "initialDelaySeconds": 30,
         },
         "readinessProbe": {
             "httpGet": {"path": "/ready", "port": port, "scheme": "HTTP"},

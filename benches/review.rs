@@ -72,6 +72,13 @@ fn pure_path<M: Measurement>(c: &mut Criterion<M>) {
             let request = unwrap_decoded(&body);
             let decision = decide(&request, endpoint, &policy, &services);
             assert!(decision.allowed(), "{size} {name}: {:?}", decision.denial);
+            // Every rule passes: the path measured is the full one, with no
+            // finding to render.
+            assert!(
+                decision.outcomes.is_empty(),
+                "{size} {name}: {:?}",
+                decision.warnings
+            );
             if endpoint == Endpoint::Mutate {
                 assert!(decision.patch.is_some(), "{size} mutate: no patch");
             }
