@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use sts_guard::lookup::ManifestServices;
+use sts_guard::lookup::ManifestLookups;
 use sts_guard::policy::Policy;
 use sts_guard::webhook::routes::{Endpoint, decide};
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
@@ -144,10 +144,10 @@ fn bodies_dir() -> PathBuf {
     dir
 }
 
-fn services() -> ManifestServices {
+fn services() -> ManifestLookups {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    ManifestServices::read(&[path]).expect("services.yaml")
+    ManifestLookups::read(&[path]).expect("services.yaml")
 }
 
 fn decoded(body: &[u8]) -> Admission {

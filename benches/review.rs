@@ -22,7 +22,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::core::admission::AdmissionReview;
 
-use sts_guard::lookup::ManifestServices;
+use sts_guard::lookup::ManifestLookups;
 use sts_guard::policy::Policy;
 use sts_guard::webhook::routes::{Endpoint, decide};
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
@@ -44,10 +44,10 @@ fn bodies_dir() -> PathBuf {
 }
 
 /// The Services `bench/run.sh` serves with (`--services-from`).
-fn services() -> ManifestServices {
+fn services() -> ManifestLookups {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    ManifestServices::read(&[path]).expect("services.yaml")
+    ManifestLookups::read(&[path]).expect("services.yaml")
 }
 
 fn unwrap_decoded(body: &[u8]) -> Admission {

@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
-use sts_guard::lookup::{ClusterServices, LookupPath, ServiceSource};
+use sts_guard::lookup::{ClusterCache, LookupPath, LookupSource};
 use sts_guard::policy::Policy;
 use sts_guard::rules::ServiceState;
 use sts_guard::webhook::Limits;
@@ -734,7 +734,7 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     config.connect_timeout = Some(Duration::from_secs(1));
     let client = kube::Client::try_from(config).unwrap();
     let deadline = Duration::from_millis(300);
-    let services = ClusterServices::start(client, deadline);
+    let services = ClusterCache::start(client, deadline);
     assert!(
         wait_until(Duration::from_secs(15), || {
             let s = services.clone();
@@ -745,7 +745,7 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     );
     let app = App::new(
         Policy::default(),
-        ServiceSource::Cluster(services.clone()),
+        LookupSource::Cluster(services.clone()),
         Metrics::new(),
     );
 

@@ -29,7 +29,7 @@ use k8s_openapi::api::apps::v1::StatefulSet as K8sStatefulSet;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::Value;
-use sts_guard::lookup::{Fetched, ManifestServices, ServiceSource};
+use sts_guard::lookup::{Fetched, ManifestLookups, LookupSource};
 use sts_guard::policy::Policy;
 use sts_guard::rules::{BudgetsState, Lookups, NoLookups, ServiceState};
 use sts_guard::view::{DisruptionBudget, LabelSelector, StatefulSet};
@@ -44,7 +44,7 @@ use sts_guard::webhook::wire::{Admission, Rejection, decode};
 /// twice, differently, everything else missing; in `shop` a
 /// PodDisruptionBudget selecting the fixture's pods, in `other` one
 /// selecting every pod, none elsewhere.
-static SERVICES: LazyLock<ServiceSource> = LazyLock::new(|| {
+static SERVICES: LazyLock<LookupSource> = LazyLock::new(|| {
     let service = |name: &str, cluster_ip: &str, app: &str| {
         let mut svc = Service::default();
         svc.metadata.name = Some(name.into());
@@ -59,7 +59,7 @@ static SERVICES: LazyLock<ServiceSource> = LazyLock::new(|| {
         });
         svc
     };
-    let mut services = ManifestServices::default();
+    let mut services = ManifestLookups::default();
     for (svc, place) in [
         (service("web", "None", "web"), "fuzz:1"),
         (service("plain", "10.0.0.1", "web"), "fuzz:2"),
@@ -86,7 +86,7 @@ static SERVICES: LazyLock<ServiceSource> = LazyLock::new(|| {
             }),
         });
     }
-    ServiceSource::Static(Arc::new(services))
+    LookupSource::Static(Arc::new(services))
 });
 
 /// Lookups while the API server is unreachable: nothing can be answered.

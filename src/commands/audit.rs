@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::report::{Command, ObjectReport, Origin, Report};
-use crate::lookup::ManifestServices;
+use crate::lookup::ManifestLookups;
 use crate::lookup::listing::{ListedBudget, ListedService, ListedStatefulSet, Projection};
 use crate::policy::{Policy, PolicyError};
 
@@ -76,7 +76,7 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     // read (all of them, not only the headless ones: "is not headless" must
     // stay exact); then StatefulSets page by page, each reviewed and
     // dropped, so what is held is the projections and the report.
-    let mut services = ManifestServices::default();
+    let mut services = ManifestLookups::default();
     let service_api: Api<ListedService> = api(&client, options.namespace.as_deref());
     list_pages(
         &service_api,

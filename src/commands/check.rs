@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::report::{Body, Command, ObjectReport, Origin, Report};
-use crate::lookup::ManifestServices;
+use crate::lookup::ManifestLookups;
 use crate::manifest::{self, InputObject, InputStatefulSet};
 use crate::policy::{Policy, PolicyError};
 
@@ -22,7 +22,7 @@ pub struct CheckOptions {
 /// the findings of every file that could.
 pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
-    let mut services = ManifestServices::default();
+    let mut services = ManifestLookups::default();
     // (input position, report): reviews finish out of order, see below.
     let mut done: Vec<(usize, ObjectReport)> = Vec::new();
     let mut waiting: Vec<(usize, InputStatefulSet)> = Vec::new();
@@ -70,7 +70,7 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
     })
 }
 
-fn review_input(s: InputStatefulSet, policy: &Policy, services: &ManifestServices) -> ObjectReport {
+fn review_input(s: InputStatefulSet, policy: &Policy, services: &ManifestLookups) -> ObjectReport {
     let mut report = ObjectReport::reviewed(
         &s.sts,
         s.namespace,

@@ -38,7 +38,7 @@ pub async fn connect() -> Result<kube::Client, kube::Error> {
 /// one namespace's entries are a range, not a scan of the whole cache.
 type Projections<T> = Arc<RwLock<BTreeMap<Key, Arc<T>>>>;
 
-pub struct ClusterServices {
+pub struct ClusterCache {
     client: kube::Client,
     headless: Projections<view::Service>,
     budgets: Projections<view::DisruptionBudget>,
@@ -47,13 +47,13 @@ pub struct ClusterServices {
     lookup_timeout: Duration,
 }
 
-impl ClusterServices {
+impl ClusterCache {
     /// Starts the watches (headless Services, PodDisruptionBudgets) in the
     /// background; `is_synced` turns true once both first lists have
     /// arrived. Each watcher relists and rewatches by itself (with backoff)
     /// after an error; its map keeps its last state meanwhile.
     pub fn start(client: kube::Client, lookup_timeout: Duration) -> Arc<Self> {
-        let this = Arc::new(ClusterServices {
+        let this = Arc::new(ClusterCache {
             client: client.clone(),
             headless: Default::default(),
             budgets: Default::default(),

@@ -1,6 +1,6 @@
 //! Services and PodDisruptionBudgets known from manifests (offline
 //! `check`) or a cluster listing (`audit`): plain maps of what the rules
-//! read. (The type keeps its first name, `ManifestServices`, for now.)
+//! read. (The type keeps its first name, `ManifestLookups`, for now.)
 //!
 //! The same Service can be defined more than once in one input (several
 //! environments rendered into one namespace). Which one a cluster ends up
@@ -17,7 +17,7 @@ use crate::rules::{BudgetsState, Lookups, ServiceState};
 use crate::view::{DisruptionBudget, Service};
 
 #[derive(Default, Debug)]
-pub struct ManifestServices {
+pub struct ManifestLookups {
     by_name: HashMap<(String, String), Vec<Definition>>,
     /// PodDisruptionBudgets by namespace.
     budgets: HashMap<String, Vec<Arc<DisruptionBudget>>>,
@@ -39,14 +39,14 @@ pub struct Duplicate {
     pub places: Vec<String>,
 }
 
-impl ManifestServices {
+impl ManifestLookups {
     /// The Services of manifest files (`serve --services-from`, tests).
     /// The Services and PodDisruptionBudgets of manifest files (`serve
     /// --services-from`, tests); the first input error stops it (a server
     /// must not start on half its input).
-    pub fn read(paths: &[std::path::PathBuf]) -> Result<ManifestServices, InputError> {
+    pub fn read(paths: &[std::path::PathBuf]) -> Result<ManifestLookups, InputError> {
         use crate::manifest::InputObject;
-        let mut objects = ManifestServices::default();
+        let mut objects = ManifestLookups::default();
         let read = crate::manifest::read_objects(paths, "default", |object| match object {
             InputObject::Service(s) => {
                 let place = s.source.to_string();
@@ -121,7 +121,7 @@ fn what_the_rule_reads(service: &Service) -> String {
     serde_json::to_string(&(&service.cluster_ip, &service.selector)).unwrap_or_default()
 }
 
-impl Lookups for ManifestServices {
+impl Lookups for ManifestLookups {
     fn disruption_budgets(&self, namespace: &str) -> BudgetsState {
         BudgetsState::Found(self.budgets.get(namespace).cloned().unwrap_or_default())
     }

@@ -12,17 +12,17 @@ mod manifests;
 
 use std::sync::Arc;
 
-pub use cluster::{ClusterServices, connect};
-pub use manifests::{Duplicate, ManifestServices};
+pub use cluster::{ClusterCache, connect};
+pub use manifests::{Duplicate, ManifestLookups};
 
 use crate::rules::{BudgetsState, Lookups, Need, ServiceState};
 
 /// Where a server's lookups are answered.
 #[derive(Clone)]
-pub enum ServiceSource {
-    Cluster(Arc<ClusterServices>),
+pub enum LookupSource {
+    Cluster(Arc<ClusterCache>),
     /// Fixed manifests (`serve --services-from`: benchmarks, demos).
-    Static(Arc<ManifestServices>),
+    Static(Arc<ManifestLookups>),
 }
 
 /// What was looked up, for metrics.
@@ -52,7 +52,7 @@ impl LookupPath {
     }
 }
 
-impl ServiceSource {
+impl LookupSource {
     /// Answers every need ahead of the pure review; `on_lookup` hears what
     /// was looked up and where it was answered.
     pub async fn fetch(
@@ -65,18 +65,16 @@ impl ServiceSource {
             let answer = match &need {
                 Need::Service { namespace, name } => {
                     let (state, path) = match self {
-                        ServiceSource::Cluster(c) => c.resolve(namespace, name).await,
-                        ServiceSource::Static(s) => {
-                            (s.service(namespace, name), LookupPath::Static)
-                        }
+                        LookupSource::Cluster(c) => c.resolve(namespace, name).await,
+                        LookupSource::Static(s) => (s.service(namespace, name), LookupPath::Static),
                     };
                     on_lookup(LookupKind::Service, path);
                     Answer::Service(state)
                 }
                 Need::DisruptionBudgets { namespace } => {
                     let (state, path) = match self {
-                        ServiceSource::Cluster(c) => c.budgets(namespace).await,
-                        ServiceSource::Static(s) => {
+                        LookupSource::Cluster(c) => c.budgets(namespace).await,
+                        LookupSource::Static(s) => {
                             (s.disruption_budgets(namespace), LookupPath::Static)
                         }
                     };
@@ -92,8 +90,8 @@ impl ServiceSource {
     /// True once the source can answer from its cache.
     pub fn is_synced(&self) -> bool {
         match self {
-            ServiceSource::Cluster(c) => c.is_synced(),
-            ServiceSource::Static(_) => true,
+            LookupSource::Cluster(c) => c.is_synced(),
+            LookupSource::Static(_) => true,
         }
     }
 }

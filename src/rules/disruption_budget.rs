@@ -66,7 +66,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::RULE;
-    use crate::lookup::ManifestServices;
+    use crate::lookup::ManifestLookups;
     use crate::rules::{BudgetsState, Lookups, ServiceState};
     use crate::view::StatefulSet;
 
@@ -76,8 +76,8 @@ mod tests {
         .unwrap()
     }
 
-    fn budget(selector: Value) -> ManifestServices {
-        let mut m = ManifestServices::default();
+    fn budget(selector: Value) -> ManifestLookups {
+        let mut m = ManifestLookups::default();
         m.insert_budget(serde_json::from_value(json!({"namespace": "shop", "name": "b", "selector": selector})).unwrap());
         m
     }
@@ -110,7 +110,7 @@ mod tests {
     #[case::zero(json!(0))]
     fn one_replica_or_fewer_needs_no_budget(#[case] replicas: Value) {
         let s = sts(replicas);
-        assert!(found(&s, &ManifestServices::default()).is_empty());
+        assert!(found(&s, &ManifestLookups::default()).is_empty());
         assert!((RULE.needs)(&s, "shop").is_empty(), "nothing looked up");
     }
 

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::lookup::{ClusterServices, ServiceSource};
+use crate::lookup::{ClusterCache, LookupSource};
 use crate::policy::Policy;
 use crate::reload::watch_files;
 use metrics::Metrics;
@@ -105,14 +105,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let services = match &config.services_from {
         Some(paths) => {
             let services =
-                crate::lookup::ManifestServices::read(paths).context("reading --services-from")?;
-            ServiceSource::Static(Arc::new(services))
+                crate::lookup::ManifestLookups::read(paths).context("reading --services-from")?;
+            LookupSource::Static(Arc::new(services))
         }
         None => {
             let client = client
                 .clone()
                 .context("no API client for the Service cache")?;
-            ServiceSource::Cluster(ClusterServices::start(client, config.lookup_timeout))
+            LookupSource::Cluster(ClusterCache::start(client, config.lookup_timeout))
         }
     };
     let app = App::new(policy, services, metrics.clone());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::decision::Decision;
 use super::metrics::{DecisionLabel, Metrics};
 use super::wire::{Admission, Rejection, decode};
-use crate::lookup::{Fetched, ServiceSource};
+use crate::lookup::{Fetched, LookupSource};
 use crate::policy::Policy;
 use crate::review;
 use arc_swap::ArcSwap;
@@ -31,7 +31,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Shared state of the server.
 pub struct App {
     pub policy: ArcSwap<Policy>,
-    pub services: ServiceSource,
+    pub lookups: LookupSource,
     pub metrics: Arc<Metrics>,
     /// False once shutdown began.
     pub accepting: AtomicBool,
@@ -42,10 +42,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(policy: Policy, services: ServiceSource, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(policy: Policy, lookups: LookupSource, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(App {
             policy: ArcSwap::from_pointee(policy),
-            services,
+            lookups,
             metrics,
             accepting: AtomicBool::new(true),
             tls_trusted: Arc::new(AtomicBool::new(true)),
@@ -54,7 +54,7 @@ impl App {
 
     pub fn is_ready(&self) -> bool {
         self.accepting.load(Ordering::Acquire)
-            && self.services.is_synced()
+            && self.lookups.is_synced()
             && self.tls_trusted.load(Ordering::Acquire)
     }
 }
@@ -181,7 +181,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
                 needs.extend(crate::rules::needs(old, request.object.namespace));
                 needs.dedup();
             }
-            app.services
+            app.lookups
                 .fetch(needs, |kind, path| app.metrics.lookup(kind, path))
                 .await
         }

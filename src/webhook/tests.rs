@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::decision::Decision;
 use super::routes::{Endpoint, decide};
 use super::wire::{Admission, decode};
-use crate::lookup::ManifestServices;
+use crate::lookup::ManifestLookups;
 use crate::policy::Policy;
 use crate::rules::{Lookups, RuleId, ServiceState};
 
@@ -47,13 +47,13 @@ fn web_budget() -> crate::view::DisruptionBudget {
 }
 
 /// The fixture's PodDisruptionBudget and no Service at all.
-fn no_service() -> ManifestServices {
-    let mut services = ManifestServices::default();
+fn no_service() -> ManifestLookups {
+    let mut services = ManifestLookups::default();
     services.insert_budget(web_budget());
     services
 }
 
-pub fn headless_web() -> ManifestServices {
+pub fn headless_web() -> ManifestLookups {
     let mut services = no_service();
     services.insert(
         &service("web", "None", json!({"app.kubernetes.io/name": "web"})),

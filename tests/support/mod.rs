@@ -32,7 +32,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use sts_guard::lookup::{ManifestServices, ServiceSource};
+use sts_guard::lookup::{LookupSource, ManifestLookups};
 use sts_guard::policy::Policy;
 use sts_guard::webhook::metrics::Metrics;
 use sts_guard::webhook::routes::{App, router};
@@ -63,8 +63,8 @@ pub fn services_yaml() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml")
 }
 
-pub fn services() -> ManifestServices {
-    ManifestServices::read(&[services_yaml()]).unwrap()
+pub fn services() -> ManifestLookups {
+    ManifestLookups::read(&[services_yaml()]).unwrap()
 }
 
 /// Writes a CA and a serving certificate for localhost/127.0.0.1.
@@ -83,7 +83,7 @@ pub fn make_certs(dir: &Path) {
 pub fn app(policy: &str) -> Arc<App> {
     App::new(
         Policy::from_yaml(policy, "test").unwrap(),
-        ServiceSource::Static(Arc::new(services())),
+        LookupSource::Static(Arc::new(services())),
         Metrics::new(),
     )
 }

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use sts_guard::lookup::ServiceSource;
+use sts_guard::lookup::LookupSource;
 use sts_guard::policy::Policy;
 use sts_guard::webhook::metrics::Metrics;
 use sts_guard::webhook::routes::{App, router};
@@ -45,7 +45,7 @@ impl TestServer {
         let metrics = Metrics::new();
         let app = App::new(
             policy,
-            ServiceSource::Static(Arc::new(services())),
+            LookupSource::Static(Arc::new(services())),
             metrics.clone(),
         );
         let cert =
