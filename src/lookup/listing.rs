@@ -162,6 +162,12 @@ impl ListedStatefulSet {
         self.metadata.namespace.as_deref().unwrap_or_default()
     }
 
+    /// What `audit --report` names as the report's owner (an owner
+    /// reference needs the uid, not only the name).
+    pub fn uid(&self) -> &str {
+        self.metadata.uid.as_deref().unwrap_or_default()
+    }
+
     pub fn into_view(self) -> view::StatefulSet {
         let m = self.metadata;
         view::StatefulSet {
@@ -179,8 +185,8 @@ impl ListedStatefulSet {
     }
 }
 
-/// What the review reads of a StatefulSet's metadata, and its
-/// resourceVersion; of the annotations only the `sts-guard.io/` ones.
+/// What the review reads of a StatefulSet's metadata, its resourceVersion
+/// and uid; of the annotations only the `sts-guard.io/` ones.
 fn reviewed_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -189,6 +195,7 @@ fn reviewed_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::E
         generate_name: Option<String>,
         namespace: Option<String>,
         resource_version: Option<String>,
+        uid: Option<String>,
         labels: Option<BTreeMap<String, String>>,
         #[serde(default)]
         annotations: view::OurAnnotations,
@@ -205,6 +212,7 @@ fn reviewed_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::E
         generate_name: m.generate_name,
         namespace: m.namespace,
         resource_version: m.resource_version,
+        uid: m.uid,
         labels: m.labels,
         annotations: Some(m.annotations.0),
         ..ObjectMeta::default()
@@ -275,7 +283,7 @@ mod tests {
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": {
                 "name": "web", "namespace": "shop", "resourceVersion": "7",
-                "labels": {"app": "web"},
+                "uid": "0b5e-uid", "labels": {"app": "web"},
                 "annotations": {"sts-guard.io/parallel": "true", "other": "x"},
                 "managedFields": [{"manager": "kubectl"}],
             },
@@ -291,6 +299,7 @@ mod tests {
         let listed: ListedStatefulSet = serde_json::from_value(full.clone()).unwrap();
         assert_eq!(listed.metadata.resource_version.as_deref(), Some("7"));
         assert_eq!(listed.namespace(), "shop");
+        assert_eq!(listed.uid(), "0b5e-uid");
         let via_listing = listed.into_view();
         let via_webhook: view::StatefulSet = serde_json::from_value(full).unwrap();
         assert_eq!(via_listing, via_webhook);
