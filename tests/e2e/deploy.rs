@@ -13,7 +13,7 @@ const OVERLAYS: [&str; 3] = ["", "overlays/self-managed", "overlays/cert-manager
 
 /// A copy of deploy/ with certificates for the self-managed overlay (which
 /// reads them from overlays/self-managed/certs).
-fn deploy_copy() -> tempfile::TempDir {
+pub(crate) fn deploy_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&repo_root().join("deploy"), dir.path());
     let certs = dir.path().join("overlays/self-managed/certs");
@@ -41,14 +41,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn kustomize(dir: &Path) -> crate::support::control_plane::Output {
+pub(crate) fn kustomize(dir: &Path) -> crate::support::control_plane::Output {
     kubectl(&["kustomize", dir.to_str().unwrap()])
 }
 
 /// Namespace sts-guard (Pod Security `restricted` enforced, as deploy/
 /// labels it) and its ServiceAccount, for real, so namespaced objects and
 /// pods can be dry-run into it. Once per run: two tests share it.
-fn sts_guard_namespace() {
+pub(crate) fn sts_guard_namespace() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let ns = json!({
@@ -77,7 +77,7 @@ fn sts_guard_namespace() {
 
 /// The documents of a rendered overlay, without cert-manager's kinds
 /// (this control plane has not their CRDs).
-fn without_cert_manager(rendered: &str) -> String {
+pub(crate) fn without_cert_manager(rendered: &str) -> String {
     let mut docs = vec![String::new()];
     for line in rendered.lines() {
         if line == "---" {

@@ -25,6 +25,7 @@ mod audit_cli;
 mod deploy;
 mod dry_run;
 mod fail_closed;
+mod helm;
 mod managed_certs;
 mod mutation;
 mod policy_modes;

@@ -65,28 +65,43 @@ pub fn sts_guard_bin() -> PathBuf {
 /// first build takes minutes and shows its progress on stderr).
 pub fn control_plane_bin_dir() -> anyhow::Result<PathBuf> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("CP_BIN_DIR").filter(|d| !d.is_empty()) {
-            return Ok(PathBuf::from(dir));
-        }
-        let script = repo_root().join("tests/e2e/build-control-plane.sh");
-        let out = Command::new(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        if !out.status.success() {
-            return Err(format!("{} failed: {}", script.display(), out.status));
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| PathBuf::from(l.trim()))
-            .ok_or_else(|| format!("{} printed no directory", script.display()))
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
+    DIR.get_or_init(|| built_dir("CP_BIN_DIR", "tests/e2e/build-control-plane.sh"))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The helm binary: in `HELM_BIN_DIR`, else in the directory
+/// tests/e2e/build-helm.sh prints (built from the Go module proxy at the
+/// version its go.mod pins; instant when cached, a few minutes cold).
+pub fn helm_bin() -> anyhow::Result<PathBuf> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| built_dir("HELM_BIN_DIR", "tests/e2e/build-helm.sh"))
+        .clone()
+        .map(|dir| dir.join("helm"))
+        .map_err(anyhow::Error::msg)
+}
+
+/// `$env` if set, else the last stdout line of `script` (relative to the
+/// repository root), which builds or finds what it prints.
+fn built_dir(env: &str, script: &str) -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os(env).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = repo_root().join(script);
+    let out = Command::new(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed: {}", script.display(), out.status));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| PathBuf::from(l.trim()))
+        .ok_or_else(|| format!("{} printed no directory", script.display()))
 }
 
 /// A few random lower-case letters and digits (namespace suffixes, run ids).

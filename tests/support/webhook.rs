@@ -170,6 +170,9 @@ pub struct Registration {
     pub name_suffix: Option<String>,
     /// `objectSelector.matchLabels` added to every webhook.
     pub object_label: Option<(String, String)>,
+    /// The configurations to register, as YAML (e.g. rendered by the Helm
+    /// chart); `None`: deploy/base/webhooks.yaml.
+    pub manifest: Option<String>,
 }
 
 /// The label key [`Registration::only_labelled`] selects on.
@@ -180,6 +183,7 @@ impl Registration {
         Registration {
             name_suffix: None,
             object_label: None,
+            manifest: None,
         }
     }
 
@@ -190,7 +194,14 @@ impl Registration {
         Registration {
             name_suffix: Some(tag.to_string()),
             object_label: Some((WEBHOOK_LABEL.to_string(), tag.to_string())),
+            manifest: None,
         }
+    }
+
+    /// The same, from the configurations in `yaml` instead of deploy/'s.
+    pub fn with_manifest(mut self, yaml: &str) -> Registration {
+        self.manifest = Some(yaml.to_string());
+        self
     }
 
     /// The `List` to `kubectl apply`.
@@ -200,7 +211,10 @@ impl Registration {
         url: &str,
         ca_pem: &[u8],
     ) -> anyhow::Result<Value> {
-        let mut list = webhooks_from_deploy(cp, url, ca_pem)?;
+        let mut list = match &self.manifest {
+            Some(yaml) => webhooks_from_yaml(cp, yaml, "the given manifest", url, ca_pem)?,
+            None => webhooks_from_deploy(cp, url, ca_pem)?,
+        };
         for cfg in list["items"].as_array_mut().unwrap() {
             if let Some(suffix) = &self.name_suffix {
                 let name = format!("{}-{suffix}", cfg["metadata"]["name"].as_str().unwrap());
@@ -235,16 +249,25 @@ impl Registration {
 /// users.
 pub fn webhooks_from_deploy(cp: &ControlPlane, url: &str, ca_pem: &[u8]) -> anyhow::Result<Value> {
     let file = repo_root().join("deploy/base/webhooks.yaml");
-    let out = cp.kubectl(&[
-        "create",
-        "--dry-run=client",
-        "-o",
-        "json",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let yaml = std::fs::read_to_string(&file)?;
+    webhooks_from_yaml(cp, &yaml, &file.display().to_string(), url, ca_pem)
+}
+
+/// [`webhooks_from_deploy`] for the configurations in `yaml` (`what` names
+/// it in errors).
+pub fn webhooks_from_yaml(
+    cp: &ControlPlane,
+    yaml: &str,
+    what: &str,
+    url: &str,
+    ca_pem: &[u8],
+) -> anyhow::Result<Value> {
+    let out = cp.kubectl_with_input(
+        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+        yaml,
+    );
     if out.code != 0 {
-        bail!("kubectl could not read {}\n{out}", file.display());
+        bail!("kubectl could not read {what}\n{out}");
     }
     let ca = base64(ca_pem);
     // kubectl prints one JSON object per document, back to back.
