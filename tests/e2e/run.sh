@@ -10,9 +10,10 @@
 #                                 running until Ctrl-C (prints the KUBECONFIG)
 #
 # Environment: STS_GUARD_BIN (default: the binary cargo builds), CP_BIN_DIR
-# (prebuilt kube-apiserver + etcd), STS_GUARD_E2E_CACHE (where
-# build-control-plane.sh keeps them), STS_GUARD_E2E_KEEP=1 (keep the work
-# directory: logs, kubeconfig, PKI).
+# (prebuilt kube-apiserver + etcd), HELM_BIN_DIR (a prebuilt helm v3, for
+# the chart's scenarios; else build-helm.sh builds it on first use),
+# STS_GUARD_E2E_CACHE (where build-control-plane.sh and build-helm.sh keep
+# them), STS_GUARD_E2E_KEEP=1 (keep the work directory: logs, kubeconfig, PKI).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
