@@ -32,7 +32,7 @@ use serde_json::Value;
 use sts_guard::lookup::{Fetched, ManifestLookups, LookupSource};
 use sts_guard::policy::Policy;
 use sts_guard::rules::{BudgetsState, Lookups, NoLookups, ServiceState};
-use sts_guard::view::{DisruptionBudget, LabelSelector, StatefulSet};
+use sts_guard::view::{DisruptionBudget, Selector, StatefulSet};
 use sts_guard::webhook::decision::{
     Decision, MAX_DENIAL_BYTES, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
 };
@@ -75,14 +75,9 @@ static SERVICES: LazyLock<LookupSource> = LazyLock::new(|| {
         services.insert_budget(DisruptionBudget {
             namespace: namespace.into(),
             name: "budget".into(),
-            selector: Some(LabelSelector {
-                match_labels: Some(
-                    labels
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..LabelSelector::default()
+            selector: Some(Selector {
+                match_labels: labels.into_iter().collect(),
+                ..Selector::default()
             }),
         });
     }

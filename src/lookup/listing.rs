@@ -29,8 +29,8 @@ pub struct ListedService {
 #[derive(Debug, Clone, Deserialize)]
 struct WatchedSpec {
     #[serde(rename = "clusterIP")]
-    cluster_ip: Option<String>,
-    selector: Option<BTreeMap<String, String>>,
+    cluster_ip: Option<Box<str>>,
+    selector: Option<view::Labels>,
 }
 
 /// A listed object turned into what the rules read, under its key.
@@ -107,7 +107,7 @@ pub struct ListedBudget {
 
 #[derive(Debug, Clone, Deserialize)]
 struct ListedBudgetSpec {
-    selector: Option<view::LabelSelector>,
+    selector: Option<view::Selector>,
 }
 
 impl Projection for ListedBudget {
@@ -267,12 +267,7 @@ mod tests {
         assert_eq!((ns.as_str(), name.as_str()), ("shop", "web"));
         assert_eq!(projection.cluster_ip.as_deref(), Some("None"));
         assert_eq!(
-            projection
-                .selector
-                .as_ref()
-                .unwrap()
-                .get("app")
-                .map(String::as_str),
+            projection.selector.as_ref().unwrap().get("app"),
             Some("web")
         );
     }

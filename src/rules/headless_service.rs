@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{FieldPath, Finding, FindingKind, Need, Rule, RuleId, ServiceState, Subject};
-use crate::view::{Service, StatefulSet};
+use crate::view::{Labels, Service, StatefulSet};
 
 pub const RULE: Rule = Rule {
     id: RuleId("headless-service"),
@@ -96,9 +96,10 @@ fn judge(
             "set clusterIP: None on that Service (recreate it: clusterIP is immutable) or point serviceName at a headless one",
         ));
     }
-    let empty = BTreeMap::new();
-    let selector = service.selector.as_ref().unwrap_or(&empty);
-    let labels = labels.unwrap_or(&empty);
+    let no_selector = Labels::default();
+    let selector = service.selector.as_ref().unwrap_or(&no_selector);
+    let no_labels = BTreeMap::new();
+    let labels = labels.unwrap_or(&no_labels);
     if selector.is_empty() {
         return Some((
             format!("Service {name:?} has no selector"),
@@ -107,7 +108,7 @@ fn judge(
     }
     let missing: Vec<String> = selector
         .iter()
-        .filter(|(k, v)| labels.get(*k) != Some(*v))
+        .filter(|(k, v)| labels.get(*k).map(String::as_str) != Some(*v))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if !missing.is_empty() {

@@ -15,6 +15,9 @@ use k8s_openapi::api::core::v1::Probe;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+mod labels;
+pub use labels::{Labels, Requirement, Selector};
+
 /// Annotation prefix every sts-guard annotation shares.
 pub const ANNOTATION_PREFIX: &str = "sts-guard.io/";
 
@@ -118,7 +121,7 @@ pub struct DisruptionBudget {
     pub name: String,
     /// `None` selects no pod; an empty selector selects every pod of the
     /// namespace (policy/v1).
-    pub selector: Option<LabelSelector>,
+    pub selector: Option<Selector>,
 }
 
 impl DisruptionBudget {
@@ -129,38 +132,18 @@ impl DisruptionBudget {
         DisruptionBudget {
             namespace: namespace.to_string(),
             name: pdb.metadata.name.clone().unwrap_or_default(),
-            selector: pdb.spec.as_ref().and_then(|s| s.selector.clone()),
+            selector: pdb
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .map(Selector::from),
         }
     }
 
     /// True when the budget covers pods labelled `labels`.
     pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.selector.as_ref().is_some_and(|s| selects(s, labels))
+        self.selector.as_ref().is_some_and(|s| s.selects(labels))
     }
-}
-
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-
-/// Label-selector semantics (matchLabels and matchExpressions, ANDed).
-pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_match = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            // The API server refuses other operators.
-            _ => false,
-        }
-    });
-    labels_match && expressions_match
 }
 
 /// A Service, as far as the rules read it.
@@ -169,8 +152,8 @@ pub struct Service {
     pub namespace: String,
     pub name: String,
     /// `None` (the string) for a headless Service.
-    pub cluster_ip: Option<String>,
-    pub selector: Option<BTreeMap<String, String>>,
+    pub cluster_ip: Option<Box<str>>,
+    pub selector: Option<Labels>,
 }
 
 impl Service {
@@ -180,8 +163,10 @@ impl Service {
         Service {
             namespace: namespace.to_string(),
             name: service.metadata.name.clone().unwrap_or_default(),
-            cluster_ip: spec.and_then(|s| s.cluster_ip.clone()),
-            selector: spec.and_then(|s| s.selector.clone()),
+            cluster_ip: spec.and_then(|s| s.cluster_ip.as_deref()).map(Box::from),
+            selector: spec
+                .and_then(|s| s.selector.as_ref())
+                .map(|m| m.iter().collect()),
         }
     }
 }

@@ -187,10 +187,11 @@ fn parse(body: &[u8]) -> Result<ReviewBody, serde_json::Error> {
         Err(_) => serde_json::from_slice::<ReviewBody>(body),
     }
     .or_else(|error| {
-        // serde derive refuses a repeated key; JSON readers in Kubernetes
-        // (Go's, k8s-openapi's) keep the last one. The API server never
-        // sends one, so only a hand-made body pays for the second parse.
-        if error.to_string().starts_with("duplicate field") {
+        // serde derive refuses a repeated key, as kube's envelope types do;
+        // k8s-openapi's object types (and Go's decoder) keep the last one.
+        // The API server never sends one, so only a hand-made body pays for
+        // the second and third parse.
+        if error.to_string().starts_with("duplicate field") && repeated_key_in_an_object(body) {
             serde_json::from_slice::<serde_json::Value>(body)
                 .and_then(ReviewBody::deserialize)
                 .map_err(|_| error)
@@ -198,6 +199,23 @@ fn parse(body: &[u8]) -> Result<ReviewBody, serde_json::Error> {
             Err(error)
         }
     })
+}
+
+/// Whether the first key a typed decode of `body` finds repeated is inside
+/// `object` or `oldObject`, where kube's types keep the last value.
+fn repeated_key_in_an_object(body: &[u8]) -> bool {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let Err(error) = serde_path_to_error::deserialize::<_, ReviewBody>(&mut json) else {
+        return false;
+    };
+    // The path names the map that holds the repeated key.
+    let path = error.path().to_string();
+    ["request.object", "request.oldObject"]
+        .iter()
+        .any(|object| {
+            path.strip_prefix(object)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
 }
 
 fn check_envelope(api_version: &str, kind: &str) -> Result<(), Rejection> {
@@ -498,6 +516,45 @@ mod tests {
         }
         let repeated = decode(regressions[0]).unwrap();
         assert_eq!(repeated.object.unwrap().service_name(), "web");
+        // Repeated keys of the envelope stay refused, as kube refuses them.
+        let ok = String::from_utf8(serde_json::to_vec(&fixture()).unwrap()).unwrap();
+        for (body, field) in [
+            (ok.replacen("\"uid\":", "\"uid\":\"a\",\"uid\":", 1), "uid"),
+            (
+                ok.replacen("\"object\":", "\"object\":null,\"object\":", 1),
+                "object",
+            ),
+        ] {
+            let error = parse(body.as_bytes()).err().expect("refused");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("duplicate field `{field}`")),
+                "{error}"
+            );
+            assert!(
+                serde_json::from_slice::<AdmissionReview<K8sStatefulSet>>(body.as_bytes()).is_err()
+            );
+        }
+        // Inside the object, at any depth, the last value wins.
+        for (body, expected) in [
+            (
+                ok.replacen("\"spec\":", "\"spec\":null,\"spec\":", 1),
+                "web",
+            ),
+            (
+                ok.replacen(
+                    "\"serviceName\":",
+                    "\"serviceName\":\"x\",\"serviceName\":",
+                    1,
+                ),
+                "web",
+            ),
+        ] {
+            assert!(same(body.as_bytes()));
+            let object = decode(body.as_bytes()).unwrap().object.unwrap();
+            assert_eq!(object.service_name(), expected);
+        }
     }
 
     #[test]
