@@ -8,6 +8,7 @@
 //! - `certs` (the webhook's own PKI and managed certificates);
 //! - `lookup` (what rules look up: watch cache, manifests, listings) and
 //!   `manifest` (reading YAML and JSON as kubectl does);
+//! - `reports` (the policy report objects `audit --report` writes);
 //! - `review` (the pure core: modes, exemptions, ratcheting, mutations);
 //! - `rules` (one file per rule) and `policy`;
 //! - `view` (the typed views every layer reads).
@@ -19,6 +20,7 @@ pub mod lookup;
 pub mod manifest;
 pub mod policy;
 pub mod reload;
+pub mod reports;
 pub mod review;
 pub mod rules;
 pub mod view;

@@ -42,6 +42,40 @@ enum Command {
     Check(CheckArgs),
     /// Review the StatefulSets of a live cluster, as the webhooks would on create. Exit codes as for check.
     Audit(AuditArgs),
+    /// Policy report types: `reports crd openreports|wgpolicyk8s` prints the CRD sts-guard's types describe (for test clusters; install the upstream CRDs in production).
+    #[command(hide = true)]
+    Reports {
+        #[command(subcommand)]
+        command: ReportsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportsCommand {
+    /// Print the CustomResourceDefinition of a report API as YAML.
+    Crd {
+        #[arg(value_enum)]
+        api: ReportApiArg,
+    },
+}
+
+/// A policy report API.
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportApiArg {
+    /// openreports.io/v1alpha1 Report.
+    Openreports,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport.
+    Wgpolicyk8s,
+}
+
+impl From<ReportApiArg> for sts_guard::reports::ReportFormat {
+    fn from(api: ReportApiArg) -> Self {
+        use sts_guard::reports::ReportFormat;
+        match api {
+            ReportApiArg::Openreports => ReportFormat::OpenReports,
+            ReportApiArg::Wgpolicyk8s => ReportFormat::Wgpolicyk8s,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,6 +129,9 @@ struct AuditArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
+    /// Also write one policy report per StatefulSet (and delete those of StatefulSets that are gone), in this API; its CRD must be installed.
+    #[arg(long, env = "STS_GUARD_REPORT", value_enum, value_name = "API")]
+    report: Option<ReportApiArg>,
 }
 
 #[derive(Args)]
@@ -214,7 +251,7 @@ fn main() -> ExitCode {
     // connection errors, say) would repeat that answer, so they are off
     // unless RUST_LOG asks for them.
     let default_level = match cli.command {
-        Command::Check(_) | Command::Audit(_) => "off",
+        Command::Check(_) | Command::Audit(_) | Command::Reports { .. } => "off",
         _ => "info",
     };
     init_tracing(cli.log_format, default_level);
@@ -247,11 +284,33 @@ fn main() -> ExitCode {
                 namespace: args.namespace,
                 policy: args.config,
                 page_size: args.chunk_size,
+                report: args.report.map(Into::into),
             };
             ExitCode::from(cli::finish(
                 cli::audit::audit_blocking(&options),
                 args.output.into(),
             ))
+        }
+        Command::Reports {
+            command: ReportsCommand::Crd { api },
+        } => print_crd(api.into()),
+    }
+}
+
+fn print_crd(api: sts_guard::reports::ReportFormat) -> ExitCode {
+    use sts_guard::reports::{PolicyReport, Report, ReportFormat, crd};
+    let crd = match api {
+        ReportFormat::OpenReports => crd::<Report>(),
+        ReportFormat::Wgpolicyk8s => crd::<PolicyReport>(),
+    };
+    match serde_saphyr::to_string(&crd) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write the CRD as YAML: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -6,13 +6,19 @@
 //! reviewed and dropped. Both are decoded lean (`lookup::listing`): no
 //! managedFields, no annotations but `sts-guard.io/` ones, nothing the
 //! rules do not read.
+//!
+//! With `--report`, one policy report per StatefulSet is then applied
+//! (server-side apply, so a rerun updates it in place) and the reports
+//! sts-guard wrote for StatefulSets that are gone are deleted.
 
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
@@ -20,11 +26,19 @@ use super::report::{Command, ObjectReport, Origin, Report};
 use crate::lookup::ManifestLookups;
 use crate::lookup::listing::{ListedBudget, ListedService, ListedStatefulSet, Projection};
 use crate::policy::{Policy, PolicyError};
+use crate::reports::{self, Owner, PolicyReport, ReportFormat, ReportKind, Timestamp};
 
 /// Objects per list call, as kubectl's `--chunk-size`: big enough to be
 /// quick, small enough that one page of a large cluster is not one huge
 /// response.
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
+/// Reports written at once: enough to hide the round trips, few enough
+/// not to crowd the API server.
+const CONCURRENT_REPORT_WRITES: usize = 8;
+
+/// The field manager of the reports sts-guard applies.
+const FIELD_MANAGER: &str = "sts-guard";
 
 pub struct AuditOptions {
     /// One namespace, or every namespace when `None`.
@@ -33,6 +47,8 @@ pub struct AuditOptions {
     pub policy: Option<PathBuf>,
     /// Objects per list call ([`DEFAULT_PAGE_SIZE`]).
     pub page_size: u32,
+    /// Also write a policy report per StatefulSet, in this API.
+    pub report: Option<ReportFormat>,
 }
 
 #[derive(Debug, Error)]
@@ -54,6 +70,27 @@ pub enum AuditError {
         // Not a `source`: describe() already says what matters of its causes.
         error: kube::Error,
     },
+    #[error(
+        "the {crd} CustomResourceDefinition ({api_version} {kind}) is not installed; install it, or audit without --report"
+    )]
+    ReportsNotInstalled {
+        crd: String,
+        api_version: String,
+        kind: &'static str,
+    },
+    #[error(
+        "cannot {verb} {kind} {namespace}/{name}: {}",
+        crate::kube_errors::describe(.error.as_ref())
+    )]
+    Report {
+        /// `write` or `delete`.
+        verb: &'static str,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        // Boxed: the largest variant sets the size of every Result.
+        error: Box<kube::Error>,
+    },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -70,6 +107,16 @@ pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
 pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
     let client = crate::lookup::connect().await.map_err(AuditError::Config)?;
+    // Before the listing: a missing CRD fails fast, with nothing written.
+    match options.report {
+        Some(ReportFormat::OpenReports) => {
+            ensure_installed::<reports::Report>(&client, options.namespace.as_deref()).await?
+        }
+        Some(ReportFormat::Wgpolicyk8s) => {
+            ensure_installed::<PolicyReport>(&client, options.namespace.as_deref()).await?
+        }
+        None => {}
+    }
     let progress = Progress::new();
 
     // Every Service of the audited namespaces, as the projection the rules
@@ -81,7 +128,7 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     list_pages(
         &service_api,
         "Services",
-        options.page_size,
+        ListParams::default().limit(options.page_size),
         &progress,
         |page| {
             for svc in page {
@@ -96,7 +143,7 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     list_pages(
         &budget_api,
         "PodDisruptionBudgets",
-        options.page_size,
+        ListParams::default().limit(options.page_size),
         &progress,
         |page| {
             for budget in page {
@@ -107,29 +154,49 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     .await?;
 
     let mut objects = Vec::new();
+    // (namespace, name) → uid, for the reports' owner references.
+    let mut uids = BTreeMap::new();
     let sts_api: Api<ListedStatefulSet> = api(&client, options.namespace.as_deref());
     list_pages(
         &sts_api,
         "StatefulSets",
-        options.page_size,
+        ListParams::default().limit(options.page_size),
         &progress,
         |page| {
             for listed in page {
                 let namespace = listed.namespace().to_string();
-                objects.push(ObjectReport::reviewed(
+                let uid = listed.uid().to_string();
+                let object = ObjectReport::reviewed(
                     &listed.into_view(),
                     namespace,
                     Origin::Cluster,
                     &policy,
                     &services,
-                ));
+                );
+                if options.report.is_some() {
+                    uids.insert((object.namespace.clone(), object.name.clone()), uid);
+                }
+                objects.push(object);
             }
         },
     )
     .await?;
-    drop(progress);
 
     objects.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let written = Written {
+        client: &client,
+        namespace: options.namespace.as_deref(),
+        page_size: options.page_size,
+        progress: &progress,
+    };
+    match options.report {
+        Some(ReportFormat::OpenReports) => {
+            written.write::<reports::Report>(&objects, &uids).await?
+        }
+        Some(ReportFormat::Wgpolicyk8s) => written.write::<PolicyReport>(&objects, &uids).await?,
+        None => {}
+    }
+    drop(progress);
     Ok(Report {
         command: Command::Audit,
         objects,
@@ -150,18 +217,142 @@ where
     }
 }
 
-/// Lists every object, `page_size` at a time, following continue tokens.
+/// Fails with [`AuditError::ReportsNotInstalled`] when the API server does
+/// not serve `K` (a list of a type it serves answers 200, even when empty
+/// or in a namespace that does not exist).
+async fn ensure_installed<K: ReportKind>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<(), AuditError> {
+    let reports: Api<K> = api(client, namespace);
+    match reports.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            Err(AuditError::ReportsNotInstalled {
+                crd: K::API.crd_name(),
+                api_version: K::API.api_version(),
+                kind: K::API.kind,
+            })
+        }
+        Err(error) => Err(AuditError::List {
+            what: K::API.plural,
+            error,
+        }),
+    }
+}
+
+/// Where and how `audit --report` writes.
+struct Written<'a> {
+    client: &'a kube::Client,
+    /// The audited namespace; `None`: every namespace.
+    namespace: Option<&'a str>,
+    page_size: u32,
+    progress: &'a Progress,
+}
+
+impl Written<'_> {
+    /// Applies one report per StatefulSet of `objects`, then deletes the
+    /// reports sts-guard wrote (by [`reports::MANAGED_BY`]) in the audited
+    /// namespaces that are not among them.
+    async fn write<K: ReportKind>(
+        &self,
+        objects: &[ObjectReport],
+        uids: &BTreeMap<(String, String), String>,
+    ) -> Result<(), AuditError> {
+        let at = Timestamp::now();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = &params;
+        let kept: HashSet<(String, String)> = futures::stream::iter(objects)
+            .filter_map(|object| async move {
+                let uid = uids.get(&(object.namespace.clone(), object.name.clone()))?;
+                Some((object, uid))
+            })
+            .map(|(object, uid)| async move {
+                let owner = Owner {
+                    namespace: &object.namespace,
+                    name: &object.name,
+                    uid,
+                };
+                let report: K = reports::build(object.outcomes(), &owner, at);
+                let name = reports::report_name(&object.name);
+                let reports: Api<K> = Api::namespaced(self.client.clone(), &object.namespace);
+                match reports.patch(&name, params, &Patch::Apply(&report)).await {
+                    Ok(_) => Ok((object.namespace.clone(), name)),
+                    Err(error) => Err(AuditError::Report {
+                        verb: "write",
+                        kind: K::API.kind,
+                        namespace: object.namespace.clone(),
+                        name,
+                        error: Box::new(error),
+                    }),
+                }
+            })
+            .buffer_unordered(CONCURRENT_REPORT_WRITES)
+            .try_collect()
+            .await?;
+
+        let mut stale = Vec::new();
+        let ours: Api<PartialObjectMeta<K>> = api(self.client, self.namespace);
+        let selector = format!("{}={}", reports::MANAGED_BY.0, reports::MANAGED_BY.1);
+        list_pages(
+            &ours,
+            K::API.plural,
+            ListParams::default()
+                .labels(&selector)
+                .limit(self.page_size),
+            self.progress,
+            |page| {
+                for report in page {
+                    let key = (
+                        report.metadata.namespace.unwrap_or_default(),
+                        report.metadata.name.unwrap_or_default(),
+                    );
+                    if !kept.contains(&key) {
+                        stale.push(key);
+                    }
+                }
+            },
+        )
+        .await?;
+        for (namespace, name) in stale {
+            let reports: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+            match reports.delete(&name, &DeleteParams::default()).await {
+                // 404: the garbage collector came first (its owner is gone).
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => {
+                    return Err(AuditError::Report {
+                        verb: "delete",
+                        kind: K::API.kind,
+                        namespace,
+                        name,
+                        error: Box::new(error),
+                    });
+                }
+                Ok(_) => {}
+            }
+        }
+        tracing::info!(
+            kind = K::API.kind,
+            written = kept.len(),
+            "policy reports written"
+        );
+        Ok(())
+    }
+}
+
+/// Lists every object, a page at a time, following continue tokens.
 async fn list_pages<K>(
     api: &Api<K>,
     what: &'static str,
-    page_size: u32,
+    first: ListParams,
     progress: &Progress,
     mut on_page: impl FnMut(Vec<K>),
 ) -> Result<(), AuditError>
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let mut params = ListParams::default().limit(page_size.max(1));
+    let limit = first.limit.unwrap_or(DEFAULT_PAGE_SIZE).max(1);
+    let mut params = first.limit(limit);
     let mut seen = 0;
     loop {
         let list = api.list(&params).await.map_err(|source| match &source {

@@ -12,7 +12,7 @@ use super::simulate::{Simulation, simulate};
 use crate::lookup::Duplicate;
 use crate::manifest::{InputError, Position, Source};
 use crate::policy::Policy;
-use crate::review::{Action, Outcome, WarnReason};
+use crate::review::{Action, Outcome};
 use crate::rules::Lookups;
 use crate::view::StatefulSet;
 
@@ -246,20 +246,7 @@ impl Report {
 /// Stable code of why a finding was not enforced (`warn-mode`,
 /// `dry-run-service-missing`, ...), or the exemption's reason.
 pub fn action_reason(action: &Action) -> Option<String> {
-    match action {
-        Action::Deny => None,
-        Action::Warn(reason) => Some(warn_reason_code(*reason)),
-        Action::Audit => Some("audit-mode".into()),
-        Action::Exempt(why) => Some(why.clone()),
-    }
-}
-
-fn warn_reason_code(reason: WarnReason) -> String {
-    // Serde's kebab-case name is the stable code the webhook logs too.
-    match serde_json::to_value(reason) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{reason:?}"),
-    }
+    action.reason()
 }
 
 // The JSON document, schema version 1. Borrowed views of the report so
@@ -410,19 +397,5 @@ fn json_object(o: &ObjectReport) -> JsonObject<'_> {
         mutations,
         patch,
         notes,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn warn_reasons_have_kebab_codes() {
-        assert_eq!(warn_reason_code(WarnReason::WarnMode), "warn-mode");
-        assert_eq!(
-            warn_reason_code(WarnReason::DryRunServiceMissing),
-            "dry-run-service-missing"
-        );
     }
 }

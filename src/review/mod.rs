@@ -67,6 +67,18 @@ impl Action {
             Action::Exempt(_) => "exempt",
         }
     }
+
+    /// Why the finding was not enforced: the stable code of a warning's
+    /// reason (`warn-mode`, `dry-run-service-missing`, ...), `audit-mode`,
+    /// or the exemption's reason; `None` for a denial.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Action::Deny => None,
+            Action::Warn(reason) => Some(reason.code().into()),
+            Action::Audit => Some("audit-mode".into()),
+            Action::Exempt(why) => Some(why.clone()),
+        }
+    }
 }
 
 /// Why an enforced finding only warns.
