@@ -30,6 +30,7 @@ mod managed_certs;
 mod mutation;
 mod policy_modes;
 mod probe_quality;
+mod reports;
 mod updates;
 mod watch_cache;
 

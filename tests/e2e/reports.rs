@@ -1,0 +1,401 @@
+//! `sts-guard audit --report`: policy reports on the real API server, with
+//! the CRDs sts-guard's own types generate (`sts-guard reports crd`).
+//!
+//! The StatefulSets are stored in namespaces the webhook ignores, so any
+//! mix can be stored; `audit` reads them under a policy file of the test's
+//! own. The control plane runs no garbage collector: a report is only ever
+//! deleted by `audit` itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::ListParams;
+use sts_guard::reports::{PolicyReport, PolicyResult, Report, ReportKind, ReportResult};
+
+use crate::support::control_plane::{Output, random_suffix, run, sts_guard_bin, wait_for};
+use crate::{Ns, Sts, Svc, accepts, assert_has, cluster, file, kubectl};
+
+/// `sts-guard audit --report API ARGS...` under `policy`.
+fn audit(api: &str, policy: &str, args: &[&str]) -> Output {
+    let c = cluster();
+    let path =
+        c.cp.work()
+            .join(format!("reports-policy-{}.yaml", random_suffix(6)));
+    std::fs::write(&path, policy).unwrap();
+    let mut cmd = c.cp.command(sts_guard_bin());
+    cmd.args(["audit", "-o", "json", "--report", api, "--config"])
+        .arg(&path)
+        .args(args)
+        .env_remove("STS_GUARD_CONFIG")
+        .env_remove("STS_GUARD_REPORT");
+    run(&mut cmd, None)
+}
+
+/// Installs the CRD `sts-guard reports crd API` prints, and waits until the
+/// API server serves it. Idempotent: tests may share a CRD.
+fn install_crd<K: ReportKind>(api: &str) {
+    let c = cluster();
+    let crd = run(
+        c.cp.command(sts_guard_bin()).args(["reports", "crd", api]),
+        None,
+    );
+    crd.assert_exit(0);
+    c.cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], &crd.stdout)
+        .assert_exit(0);
+    let name = K::API.crd_name();
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        &format!("crd/{name}"),
+    ])
+    .assert_exit(0);
+    // Established, then served: discovery catches up a moment later.
+    wait_for(
+        &format!("{name} to be served"),
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || Ok(kubectl(&["get", K::API.plural, "-A"]).code == 0),
+    )
+    .unwrap();
+}
+
+/// Every report of `K` in `ns`, by name.
+async fn reports<K: ReportKind>(ns: &Ns) -> BTreeMap<String, K> {
+    Api::<K>::namespaced(ns.client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .expect("listing reports")
+        .items
+        .into_iter()
+        .map(|r| (r.meta().name.clone().unwrap_or_default(), r))
+        .collect()
+}
+
+/// `(rule, result, container)` of every result, in order.
+fn outcomes(results: &[ReportResult]) -> Vec<(String, PolicyResult, Option<String>)> {
+    results
+        .iter()
+        .map(|r| {
+            (
+                r.rule.clone().unwrap_or_default(),
+                r.result.expect("a result"),
+                r.properties
+                    .as_ref()
+                    .and_then(|p| p.get("container").cloned()),
+            )
+        })
+        .collect()
+}
+
+fn result<'a>(results: &'a [ReportResult], rule: &str) -> &'a ReportResult {
+    results
+        .iter()
+        .find(|r| r.rule.as_deref() == Some(rule))
+        .unwrap_or_else(|| panic!("no {rule} result in {results:#?}"))
+}
+
+fn pass(rule: &str) -> (String, PolicyResult, Option<String>) {
+    (rule.to_string(), PolicyResult::Pass, None)
+}
+
+/// Every rule passing except the ones given, in rule order.
+fn all_pass_but(
+    others: &[(&str, PolicyResult, Option<&str>)],
+) -> Vec<(String, PolicyResult, Option<String>)> {
+    sts_guard::rules::RULES
+        .iter()
+        .map(|rule| {
+            others
+                .iter()
+                .find(|(id, ..)| *id == rule.id.as_str())
+                .map_or_else(
+                    || pass(rule.id.as_str()),
+                    |(id, r, c)| (id.to_string(), *r, c.map(String::from)),
+                )
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
+async fn audit_writes_openreports_and_keeps_them_current() {
+    let ns = Ns::ignored("reports").await;
+    let warn_ns = Ns::ignored("reports-warn").await;
+    let policy = format!(
+        "mode: enforce
+namespaces:
+  {warn}: {{mode: warn}}
+  {ns}:
+    rules: {{readiness-probe: audit}}
+exemptions:
+  - namespace: {ns}
+    name: no-service
+    rules: [headless-service]
+    reason: runs without a Service on purpose (e2e)
+",
+        ns = ns.name,
+        warn = warn_ns.name,
+    );
+    accepts(
+        &ns,
+        &file(&[
+            Svc::new("good").yaml(),
+            Sts::new("good").yaml(),
+            Svc::new("broken").yaml(),
+            Sts::new("broken").no_liveness().yaml(),
+            Svc::new("quiet").yaml(),
+            Sts::new("quiet").no_readiness().yaml(),
+            Sts::new("no-service").yaml(),
+        ]),
+    );
+    accepts(
+        &warn_ns,
+        &file(&[
+            Svc::new("warned").yaml(),
+            Sts::new("warned").no_liveness().yaml(),
+        ]),
+    );
+
+    // No CRD yet: one line naming it, exit 2, nothing on stdout.
+    let out = audit("openreports", &policy, &["-n", &ns.name]);
+    out.assert_exit(2);
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    assert_has(&out.stderr, "reports.openreports.io");
+    assert_eq!(out.stdout, "");
+
+    install_crd::<Report>("openreports");
+    // Every namespace: the output and exit code are audit's as ever.
+    let out = audit("openreports", &policy, &[]);
+    out.assert_exit(1);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("audit's JSON report");
+    assert_eq!(json["schemaVersion"], 1);
+
+    let written = reports::<Report>(&ns).await;
+    let names: Vec<&str> = written.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "sts-guard-broken",
+            "sts-guard-good",
+            "sts-guard-no-service",
+            "sts-guard-quiet"
+        ]
+    );
+    let sts_uid = |name: &str| {
+        let ns = &ns;
+        let name = name.to_string();
+        async move {
+            ns.statefulset(&name)
+                .await
+                .and_then(|s| s.metadata.uid)
+                .expect("a stored StatefulSet")
+        }
+    };
+    for (name, report) in &written {
+        let sts = name.trim_start_matches("sts-guard-");
+        let uid = sts_uid(sts).await;
+        let scope = report.scope.as_ref().expect("a scope");
+        assert_eq!(scope.api_version.as_deref(), Some("apps/v1"));
+        assert_eq!(scope.kind.as_deref(), Some("StatefulSet"));
+        assert_eq!(scope.name.as_deref(), Some(sts));
+        assert_eq!(scope.namespace.as_deref(), Some(ns.name.as_str()));
+        assert_eq!(scope.uid.as_deref(), Some(uid.as_str()));
+        let owners = report.metadata.owner_references.as_ref().expect("an owner");
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (
+                owners[0].kind.as_str(),
+                owners[0].name.as_str(),
+                owners[0].uid.as_str()
+            ),
+            ("StatefulSet", sts, uid.as_str())
+        );
+        assert_eq!(report.source, "sts-guard");
+        assert_eq!(
+            report
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+                .map(String::as_str),
+            Some("sts-guard")
+        );
+        for r in &report.results {
+            assert_eq!(r.source, "sts-guard");
+            assert_eq!(Some(r.policy.as_str()), r.rule.as_deref());
+            assert!(r.timestamp.is_some_and(|t| t.seconds > 0), "{r:?}");
+        }
+    }
+
+    let good = &written["sts-guard-good"];
+    assert_eq!(outcomes(&good.results), all_pass_but(&[]));
+    assert_eq!((good.summary.pass, good.summary.fail), (7, 0));
+
+    let broken = &written["sts-guard-broken"];
+    assert_eq!(
+        outcomes(&broken.results),
+        all_pass_but(&[("liveness-probe", PolicyResult::Fail, Some("app"))])
+    );
+    let liveness = result(&broken.results, "liveness-probe");
+    let props = liveness.properties.as_ref().unwrap();
+    assert_eq!(props["path"], "spec.template.spec.containers[0]");
+    assert_eq!(props["action"], "deny");
+    assert_has(liveness.message.as_deref().unwrap(), "has no livenessProbe");
+    assert_eq!((broken.summary.pass, broken.summary.fail), (6, 1));
+
+    // Audit mode: admitted silently, reported as warn with its action.
+    let quiet = &written["sts-guard-quiet"];
+    assert_eq!(
+        outcomes(&quiet.results),
+        all_pass_but(&[("readiness-probe", PolicyResult::Warn, Some("app"))])
+    );
+    let readiness = result(&quiet.results, "readiness-probe");
+    assert_eq!(readiness.properties.as_ref().unwrap()["action"], "audit");
+    assert_eq!(quiet.summary.warn, 1);
+
+    let exempt = &written["sts-guard-no-service"];
+    assert_eq!(
+        outcomes(&exempt.results),
+        all_pass_but(&[("headless-service", PolicyResult::Skip, None)])
+    );
+    let skipped = result(&exempt.results, "headless-service");
+    assert_eq!(
+        skipped.properties.as_ref().unwrap()["reason"],
+        "runs without a Service on purpose (e2e)"
+    );
+    assert_has(
+        skipped.message.as_deref().unwrap(),
+        "runs without a Service on purpose (e2e)",
+    );
+    assert_eq!(exempt.summary.skip, 1);
+
+    let warned = reports::<Report>(&warn_ns).await;
+    let warned = &warned["sts-guard-warned"];
+    assert_eq!(
+        outcomes(&warned.results),
+        all_pass_but(&[("liveness-probe", PolicyResult::Warn, Some("app"))])
+    );
+    assert_eq!(
+        result(&warned.results, "liveness-probe")
+            .properties
+            .as_ref()
+            .unwrap()["reason"],
+        "warn-mode"
+    );
+
+    // What README shows.
+    eprintln!(
+        "kubectl get reports -A:\n{}\nkubectl get report -n {} sts-guard-broken -o yaml:\n{}",
+        kubectl(&["get", "reports", "-A"]).stdout,
+        ns.name,
+        kubectl(&[
+            "get",
+            "report",
+            "-n",
+            &ns.name,
+            "sts-guard-broken",
+            "-o",
+            "yaml"
+        ])
+        .stdout
+    );
+
+    // Fix one, delete another, rerun over one namespace.
+    accepts(&ns, &Sts::new("broken").yaml());
+    kubectl(&["delete", "statefulset", "-n", &ns.name, "quiet"]).assert_exit(0);
+    let out = audit("openreports", &policy, &["-n", &ns.name]);
+    out.assert_exit(0);
+
+    let rewritten = reports::<Report>(&ns).await;
+    let names: Vec<&str> = rewritten.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["sts-guard-broken", "sts-guard-good", "sts-guard-no-service"]
+    );
+    let fixed = &rewritten["sts-guard-broken"];
+    // The same object, updated in place; the failing result is gone.
+    assert_eq!(fixed.metadata.uid, broken.metadata.uid);
+    assert_ne!(
+        fixed.metadata.resource_version,
+        broken.metadata.resource_version
+    );
+    assert_eq!(outcomes(&fixed.results), all_pass_but(&[]));
+    assert_eq!((fixed.summary.pass, fixed.summary.fail), (7, 0));
+    assert!(
+        fixed.results.iter().all(|r| r.properties.is_none()),
+        "a passing result names no container: {:#?}",
+        fixed.results
+    );
+    // Outside the audited namespace: left alone.
+    assert!(
+        reports::<Report>(&warn_ns)
+            .await
+            .contains_key("sts-guard-warned")
+    );
+
+    // Gone with its last StatefulSet, once audited again.
+    kubectl(&["delete", "statefulset", "-n", &warn_ns.name, "warned"]).assert_exit(0);
+    audit("openreports", &policy, &["-n", &warn_ns.name]).assert_exit(0);
+    assert!(reports::<Report>(&warn_ns).await.is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
+async fn audit_writes_wgpolicyk8s_policy_reports() {
+    let ns = Ns::ignored("policyreports").await;
+    accepts(
+        &ns,
+        &file(&[
+            Svc::new("good").yaml(),
+            Sts::new("good").yaml(),
+            Sts::new("lost").yaml(),
+        ]),
+    );
+    let policy = "mode: enforce\n";
+
+    let out = audit("wgpolicyk8s", policy, &["-n", &ns.name]);
+    out.assert_exit(2);
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    assert_has(&out.stderr, "policyreports.wgpolicyk8s.io");
+
+    install_crd::<PolicyReport>("wgpolicyk8s");
+    audit("wgpolicyk8s", policy, &["-n", &ns.name]).assert_exit(1);
+    let written = reports::<PolicyReport>(&ns).await;
+    let names: Vec<&str> = written.keys().map(String::as_str).collect();
+    assert_eq!(names, ["sts-guard-good", "sts-guard-lost"]);
+    assert_eq!(
+        outcomes(&written["sts-guard-good"].results),
+        all_pass_but(&[])
+    );
+    let lost = &written["sts-guard-lost"];
+    assert_eq!(
+        outcomes(&lost.results),
+        all_pass_but(&[("headless-service", PolicyResult::Fail, None)])
+    );
+    assert_eq!(
+        lost.scope.as_ref().and_then(|s| s.name.as_deref()),
+        Some("lost")
+    );
+    assert_eq!(
+        result(&lost.results, "headless-service")
+            .properties
+            .as_ref()
+            .unwrap()["path"],
+        "spec.serviceName"
+    );
+
+    // The Service appears: the same report passes; a deleted one goes.
+    accepts(&ns, &Svc::new("lost").yaml());
+    kubectl(&["delete", "statefulset", "-n", &ns.name, "good"]).assert_exit(0);
+    audit("wgpolicyk8s", policy, &["-n", &ns.name]).assert_exit(0);
+    let rewritten = reports::<PolicyReport>(&ns).await;
+    let names: Vec<&str> = rewritten.keys().map(String::as_str).collect();
+    assert_eq!(names, ["sts-guard-lost"]);
+    assert_eq!(rewritten["sts-guard-lost"].metadata.uid, lost.metadata.uid);
+    assert_eq!(
+        outcomes(&rewritten["sts-guard-lost"].results),
+        all_pass_but(&[])
+    );
+}
