@@ -183,6 +183,21 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
 #[test]
 #[ignore = "needs the e2e control plane and helm: tests/e2e/run.sh"]
 fn helm_lint_passes_in_every_mode_and_bad_values_fail_in_words() {
+    // Chart version and appVersion (the default image tag) follow the crate.
+    let meta: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo_root().join("charts/sts-guard/Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        meta["version"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml version"
+    );
+    assert_eq!(
+        meta["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml appVersion"
+    );
     let ca = &cluster().webhook.ca;
     let chart = chart();
     for mode in MODES {
