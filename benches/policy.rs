@@ -197,7 +197,7 @@ fn policy_scale<M: Measurement>(c: &mut Criterion<M>) {
             text.len(),
             held as f64 / 1024.0,
             policy.namespaces.len(),
-            policy.exemptions.len()
+            policy.exemptions().len()
         );
         drop(policy);
     }

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut namespaces: Vec<&str> = policy.namespaces.keys().map(String::as_str).collect();
-    namespaces.extend(policy.exemptions.iter().map(|e| e.namespace.as_str()));
+    namespaces.extend(policy.exemptions().iter().map(|e| e.namespace.as_str()));
     namespaces.push("default");
     for ns in namespaces {
         let _ = policy.rule_settings(ns);

@@ -100,8 +100,10 @@ pub struct Policy {
     pub mutations: MutationDefaults,
     #[serde(default)]
     pub namespaces: BTreeMap<String, NamespacePolicy>,
+    /// Sorted by namespace once loaded (stably: within a namespace, in
+    /// the file's order), so a lookup reads one namespace's range.
     #[serde(default)]
-    pub exemptions: Vec<Exemption>,
+    exemptions: Vec<Exemption>,
 }
 
 #[derive(Debug, Error)]
@@ -136,12 +138,15 @@ impl Policy {
         }
         // No snippet: the message is one line for logs and kubectl users.
         let options = serde_saphyr::options! { with_snippet: false };
-        let policy: Policy =
+        let mut policy: Policy =
             serde_saphyr::from_str_with_options(text, options).map_err(|e| PolicyError::Parse {
                 path: path.to_string(),
                 message: e.to_string(),
             })?;
         policy.validate(path)?;
+        policy
+            .exemptions
+            .sort_by(|a, b| a.namespace.cmp(&b.namespace));
         Ok(policy)
     }
 
@@ -224,11 +229,21 @@ impl Policy {
 
     /// The policy-file exemption covering `rule` for `namespace/name`, if any.
     pub fn exemption(&self, namespace: &str, name: &str, rule: RuleId) -> Option<&Exemption> {
-        self.exemptions.iter().find(|e| {
-            e.namespace == namespace
-                && e.name.as_deref().is_none_or(|n| n == name)
-                && (e.rules.is_empty() || e.rules.contains(&rule))
-        })
+        let start = self
+            .exemptions
+            .partition_point(|e| e.namespace.as_str() < namespace);
+        self.exemptions[start..]
+            .iter()
+            .take_while(|e| e.namespace == namespace)
+            .find(|e| {
+                e.name.as_deref().is_none_or(|n| n == name)
+                    && (e.rules.is_empty() || e.rules.contains(&rule))
+            })
+    }
+
+    /// The policy-file exemptions, by namespace.
+    pub fn exemptions(&self) -> &[Exemption] {
+        &self.exemptions
     }
 
     pub fn mutations(&self, namespace: &str) -> EffectiveMutations {
@@ -369,6 +384,38 @@ exemptions:
             p.exemption("batch", "other", RuleId("headless-service"))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_first_exemption_in_the_file_that_matches_wins_in_any_order_of_namespaces() {
+        let p = Policy::from_yaml(
+            "exemptions:\n\
+             - { namespace: zeta, reason: z }\n\
+             - { namespace: shop, name: web, rules: [liveness-probe], reason: first }\n\
+             - { namespace: alpha, reason: a }\n\
+             - { namespace: shop, reason: whole namespace }\n\
+             - { namespace: shop, name: web, reason: never reached }\n",
+            "t",
+        )
+        .unwrap();
+        let reason = |ns: &str, name: &str, rule: &str| {
+            p.exemption(ns, name, RuleId::parse(rule).unwrap())
+                .map(|e| e.reason.as_str())
+        };
+        assert_eq!(reason("shop", "web", "liveness-probe"), Some("first"));
+        assert_eq!(
+            reason("shop", "web", "readiness-probe"),
+            Some("whole namespace")
+        );
+        assert_eq!(
+            reason("shop", "db", "liveness-probe"),
+            Some("whole namespace")
+        );
+        assert_eq!(reason("alpha", "x", "probe-port"), Some("a"));
+        assert_eq!(reason("zeta", "x", "probe-port"), Some("z"));
+        assert_eq!(reason("beta", "x", "probe-port"), None);
+        assert_eq!(reason("", "x", "probe-port"), None);
+        assert_eq!(reason("zzz", "x", "probe-port"), None);
     }
 
     #[test]
