@@ -9,7 +9,15 @@ use serde_json::{Value, json};
 use crate::support::control_plane::{repo_root, run, sts_guard_bin};
 use crate::{assert_has, assert_lacks, cluster, kubectl};
 
-const OVERLAYS: [&str; 3] = ["", "overlays/self-managed", "overlays/cert-manager"];
+const OVERLAYS: [&str; 4] = [
+    "",
+    "overlays/self-managed",
+    "overlays/cert-manager",
+    "overlays/audit-reports",
+];
+
+/// The overlays that keep the base's managed certificates.
+const MANAGED: [&str; 2] = ["", "overlays/audit-reports"];
 
 /// A copy of deploy/ with certificates for the self-managed overlay (which
 /// reads them from overlays/self-managed/certs).
@@ -103,7 +111,7 @@ fn every_deploy_overlay_renders_with_kustomize() {
         let out = kustomize(&deploy.path().join(overlay));
         out.assert_exit(0);
         assert_has(&out.stdout, "kind: Deployment");
-        if overlay.is_empty() {
+        if MANAGED.contains(&overlay) {
             // The base manages its own certificates: nothing to mount.
             assert_has(&out.stdout, "STS_GUARD_TLS_SECRET");
             assert_has(&out.stdout, "name: sts-guard-certificates");

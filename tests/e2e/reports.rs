@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::api::ListParams;
+use serde_json::{Value, json};
 use sts_guard::reports::{PolicyReport, PolicyResult, Report, ReportKind, ReportResult};
 
-use crate::support::control_plane::{Output, random_suffix, run, sts_guard_bin, wait_for};
+use crate::support::control_plane::{
+    Output, random_suffix, repo_root, run, sts_guard_bin, wait_for,
+};
 use crate::{Ns, Sts, Svc, accepts, assert_has, cluster, file, kubectl};
 
 /// `sts-guard audit --report API ARGS...` under `policy`.
@@ -398,4 +401,99 @@ async fn audit_writes_wgpolicyk8s_policy_reports() {
         outcomes(&rewritten["sts-guard-lost"].results),
         all_pass_but(&[])
     );
+}
+
+/// deploy/overlays/audit-reports: the CronJob runs `audit --report
+/// openreports` on the webhook's image and policy, under an account that
+/// can do exactly what that needs.
+#[test]
+#[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
+fn the_audit_reports_overlay_schedules_audit_with_least_privilege() {
+    let overlay = repo_root().join("deploy/overlays/audit-reports");
+    let rendered = crate::deploy::kustomize(&overlay);
+    rendered.assert_exit(0);
+    let objects = cluster().cp.kubectl_with_input(
+        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+        &rendered.stdout,
+    );
+    objects.assert_exit(0);
+    let objects: Vec<Value> = serde_json::Deserializer::from_str(&objects.stdout)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .collect();
+    let find = |kind: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let cronjob = find("CronJob");
+    assert_eq!(cronjob["spec"]["schedule"], "*/15 * * * *");
+    assert_eq!(cronjob["spec"]["concurrencyPolicy"], "Forbid");
+    let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "sts-guard-audit");
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["args"],
+        json!(["audit", "--report", "openreports"])
+    );
+    let webhook = &find("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(container["image"], webhook["containers"][0]["image"]);
+    assert_eq!(webhook["serviceAccountName"], "sts-guard");
+
+    // rbac.yaml stands alone: applied as it is, then asked what it allows.
+    crate::deploy::sts_guard_namespace();
+    kubectl(&["apply", "-f", overlay.join("rbac.yaml").to_str().unwrap()]).assert_exit(0);
+    // A SubjectAccessReview, not `kubectl auth can-i`: that resolves the
+    // resource through discovery, and the Report CRD is not installed here.
+    let can = |account: &str, verb: &str, resource: &str| {
+        let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+        let review = json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": format!("system:serviceaccount:sts-guard:{account}"),
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:sts-guard"],
+                "resourceAttributes": {"group": group, "resource": resource, "verb": verb},
+            },
+        });
+        let out = cluster()
+            .cp
+            .kubectl_with_input(&["create", "-o", "json", "-f", "-"], &review.to_string());
+        out.assert_exit(0);
+        let answer: Value = serde_json::from_str(&out.stdout).expect("a SubjectAccessReview");
+        answer["status"]["allowed"] == true
+    };
+    for resource in [
+        "statefulsets.apps",
+        "services",
+        "poddisruptionbudgets.policy",
+    ] {
+        assert!(can("sts-guard-audit", "list", resource), "list {resource}");
+        assert!(
+            !can("sts-guard-audit", "watch", resource),
+            "watch {resource}"
+        );
+        assert!(
+            !can("sts-guard-audit", "create", resource),
+            "create {resource}"
+        );
+    }
+    for verb in ["get", "list", "create", "update", "patch", "delete"] {
+        assert!(
+            can("sts-guard-audit", verb, "reports.openreports.io"),
+            "{verb} reports"
+        );
+        // The webhook's account touches no reports.
+        assert!(
+            !can("sts-guard", verb, "reports.openreports.io"),
+            "webhook {verb}"
+        );
+    }
+    assert!(!can("sts-guard-audit", "get", "secrets"));
+    assert!(!can(
+        "sts-guard-audit",
+        "list",
+        "policyreports.wgpolicyk8s.io"
+    ));
 }
