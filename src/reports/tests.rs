@@ -11,6 +11,21 @@ const AT: Timestamp = Timestamp {
     nanos: 5,
 };
 
+/// The outcomes of creating `sts` as `shop/web` under `policy`.
+fn created(sts: &StatefulSet, policy: &Policy) -> Vec<Outcome> {
+    let request = Request {
+        object: ObjectRef {
+            namespace: "shop",
+            name: "web",
+        },
+        sts,
+        old: None,
+        operation: Operation::Create,
+        dry_run: false,
+    };
+    validate(&request, policy, &NoLookups).outcomes
+}
+
 /// `shop/web`: one container with neither probe, a Service that does not
 /// exist; liveness enforced, readiness in audit mode, the Service rule
 /// exempted.
@@ -30,17 +45,7 @@ fn outcomes() -> Vec<Outcome> {
         "policy.yaml",
     )
     .unwrap();
-    let request = Request {
-        object: ObjectRef {
-            namespace: "shop",
-            name: "web",
-        },
-        sts: &sts,
-        old: None,
-        operation: Operation::Create,
-        dry_run: false,
-    };
-    validate(&request, &policy, &NoLookups).outcomes
+    created(&sts, &policy)
 }
 
 fn owner() -> Owner<'static> {
@@ -133,17 +138,7 @@ fn two_containers_failing_one_rule_are_two_results() {
         "spec": {"template": {"spec": {"containers": [{"name": "app"}, {"name": "log"}]}}},
     }))
     .unwrap();
-    let request = Request {
-        object: ObjectRef {
-            namespace: "shop",
-            name: "web",
-        },
-        sts: &sts,
-        old: None,
-        operation: Operation::Create,
-        dry_run: false,
-    };
-    let outcomes = validate(&request, &Policy::default(), &NoLookups).outcomes;
+    let outcomes = created(&sts, &Policy::default());
     let results = results(&outcomes, AT);
     let containers: Vec<&str> = results
         .iter()
