@@ -132,6 +132,9 @@ struct AuditArgs {
     /// Also write one policy report per StatefulSet (and delete those of StatefulSets that are gone), in this API; its CRD must be installed.
     #[arg(long, env = "STS_GUARD_REPORT", value_enum, value_name = "API")]
     report: Option<ReportApiArg>,
+    /// Exit 0 even when something would be denied (the report, and --report's reports, say what); errors still exit 2. For scheduled audits.
+    #[arg(long)]
+    exit_zero: bool,
 }
 
 #[derive(Args)]
@@ -286,10 +289,8 @@ fn main() -> ExitCode {
                 page_size: args.chunk_size,
                 report: args.report.map(Into::into),
             };
-            ExitCode::from(cli::finish(
-                cli::audit::audit_blocking(&options),
-                args.output.into(),
-            ))
+            let code = cli::finish(cli::audit::audit_blocking(&options), args.output.into());
+            ExitCode::from(cli::audit::exit_code(code, args.exit_zero))
         }
         Command::Reports {
             command: ReportsCommand::Crd { api },

@@ -74,6 +74,19 @@ current-context: gone
     assert!(out.stdout.is_empty(), "no partial report");
 }
 
+#[test]
+fn exit_zero_still_exits_2_on_an_error() {
+    // --exit-zero forgives findings, never a cluster that cannot be read.
+    let dir = tempfile::tempdir().unwrap();
+    let out = audit(&dir.path().join("no-such-kubeconfig"), &["--exit-zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: cannot configure a cluster client"),
+        "{err}"
+    );
+}
+
 /// What one `sts-guard audit` printed, and its exit code.
 fn audit_run(kubeconfig: &Path, args: &[&str]) -> Output {
     Output::from_std(audit(kubeconfig, args))
@@ -109,9 +122,14 @@ fn audit_reviews_a_live_cluster() {
     let staging = audit_run(kubeconfig, &["-n", "staging", "--config", &policy_file]);
     let policy = audit_run(kubeconfig, &["--config", &policy_file, "-o", "json"]);
     let sarif = audit_run(kubeconfig, &["-o", "sarif"]);
+    let exit_zero = audit_run(
+        kubeconfig,
+        &["--chunk-size", "2", "-o", "json", "--exit-zero"],
+    );
     // The servers gone, the kubeconfig still there.
     cp.stop_processes();
     let stopped = audit_run(kubeconfig, &[]);
+    let stopped_exit_zero = audit_run(kubeconfig, &["--exit-zero"]);
     drop(cp);
 
     // Every namespace, listed two at a time: all 8 StatefulSets, sorted.
@@ -147,6 +165,11 @@ fn audit_reviews_a_live_cluster() {
     ];
     let expected: Vec<(String, &str)> = expected.iter().map(|(n, v)| (n.to_string(), *v)).collect();
     assert_eq!(verdicts, expected);
+
+    // --exit-zero: the same report (5 would be denied), exit 0.
+    assert_eq!(exit_zero.code, 0, "{}", exit_zero.stderr);
+    assert_eq!(exit_zero.stdout, all.stdout);
+    assert!(exit_zero.stderr.is_empty(), "{}", exit_zero.stderr);
 
     assert_eq!(text.code, 1);
     assert!(
@@ -229,4 +252,6 @@ fn audit_reviews_a_live_cluster() {
         "{}",
         stopped.stderr
     );
+    assert_eq!(stopped_exit_zero.code, 2, "{}", stopped_exit_zero.stderr);
+    assert_eq!(stopped_exit_zero.stderr, stopped.stderr);
 }

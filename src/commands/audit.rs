@@ -95,6 +95,18 @@ pub enum AuditError {
     Runtime(std::io::Error),
 }
 
+/// The exit code of `audit`, given [`super::finish`]'s: with `--exit-zero`,
+/// "something would be denied" (1) becomes 0, so a scheduled audit (a
+/// CronJob's Job) succeeds while the cluster holds non-compliant
+/// StatefulSets, which its reports already name; an error (2) stays 2.
+pub fn exit_code(finished: u8, exit_zero: bool) -> u8 {
+    if exit_zero && finished != super::EXIT_ERROR {
+        0
+    } else {
+        finished
+    }
+}
+
 /// Runs the audit on a runtime of its own (the rest of the CLI is sync).
 pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
     tokio::runtime::Builder::new_current_thread()
@@ -404,5 +416,19 @@ impl Drop for Progress {
         if self.on {
             let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code;
+    use crate::commands::EXIT_ERROR;
+
+    #[test]
+    fn exit_zero_turns_would_be_denied_into_success_but_keeps_errors() {
+        // Without the flag: finish()'s code as it is.
+        assert_eq!([0, 1, EXIT_ERROR].map(|c| exit_code(c, false)), [0, 1, 2]);
+        // With it: only an error still fails.
+        assert_eq!([0, 1, EXIT_ERROR].map(|c| exit_code(c, true)), [0, 0, 2]);
     }
 }

@@ -167,13 +167,24 @@ exemptions:
     assert_eq!(out.stderr.lines().count(), 1, "{out}");
     assert_has(&out.stderr, "reports.openreports.io");
     assert_eq!(out.stdout, "");
+    // --exit-zero forgives findings, not errors.
+    let out = audit("openreports", &policy, &["-n", &ns.name, "--exit-zero"]);
+    out.assert_exit(2);
+    assert_has(&out.stderr, "reports.openreports.io");
 
     install_crd::<Report>("openreports");
-    // Every namespace: the output and exit code are audit's as ever.
-    let out = audit("openreports", &policy, &[]);
-    out.assert_exit(1);
+    // Every namespace, as the scheduled audit runs it: with --exit-zero,
+    // exit 0 though `broken` would be denied, and the Reports written all
+    // the same (none existed before this run).
+    let out = audit("openreports", &policy, &["--exit-zero"]);
+    out.assert_exit(0);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("audit's JSON report");
     assert_eq!(json["schemaVersion"], 1);
+    assert!(
+        json["summary"]["denied"].as_u64() >= Some(1),
+        "{}",
+        json["summary"]
+    );
 
     let written = reports::<Report>(&ns).await;
     let names: Vec<&str> = written.keys().map(String::as_str).collect();
@@ -286,6 +297,14 @@ exemptions:
             .as_ref()
             .unwrap()["reason"],
         "warn-mode"
+    );
+
+    // Without --exit-zero: the same audit, exit 1 as ever, the same Reports.
+    let out = audit("openreports", &policy, &[]);
+    out.assert_exit(1);
+    assert_eq!(
+        reports::<Report>(&ns).await.keys().collect::<Vec<_>>(),
+        written.keys().collect::<Vec<_>>()
     );
 
     // What README shows.
@@ -435,7 +454,16 @@ fn the_audit_reports_overlay_schedules_audit_with_least_privilege() {
     let container = &pod["containers"][0];
     assert_eq!(
         container["args"],
-        json!(["audit", "--report", "openreports"])
+        json!(["audit", "--report", "openreports", "--exit-zero"])
+    );
+    // Findings do not fail the Job (--exit-zero); what is left to fail it
+    // (exit 2) is retried.
+    let job = &cronjob["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["backoffLimit"], 2);
+    assert!(
+        !job["podFailurePolicy"].to_string().contains("onExitCodes"),
+        "{}",
+        job["podFailurePolicy"]
     );
     let webhook = &find("Deployment")["spec"]["template"]["spec"];
     assert_eq!(container["image"], webhook["containers"][0]["image"]);
