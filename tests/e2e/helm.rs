@@ -133,20 +133,34 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
     let deploy = deploy_copy();
     // The self-managed overlay's CA, given to the chart as its CA bundle.
     let ca = deploy.path().join("overlays/self-managed/certs/ca.crt");
-    for (mode, overlay) in
-        MODES
-            .into_iter()
-            .zip(["", "overlays/cert-manager", "overlays/self-managed"])
-    {
+    let audit_reports = vec!["--set".to_string(), "auditReports.enabled=true".to_string()];
+    // (what differs from the defaults, its flags, the deploy/ it must equal)
+    let pairs = [
+        // managed is the default: no flag at all.
+        ("managed", Vec::new(), ""),
+        (
+            "certManager",
+            mode_flags("certManager", &ca),
+            "overlays/cert-manager",
+        ),
+        (
+            "existingSecret",
+            mode_flags("existingSecret", &ca),
+            "overlays/self-managed",
+        ),
+        // The scheduled audit: managed certificates plus its CronJob,
+        // ServiceAccount and RBAC.
+        ("auditReports", audit_reports, "overlays/audit-reports"),
+    ];
+    assert_eq!(
+        pairs.iter().map(|p| p.0).take(3).collect::<Vec<_>>(),
+        MODES,
+        "every mode has its pair"
+    );
+    for (mode, flags, overlay) in pairs {
         let rendered = kustomize(&deploy.path().join(overlay));
         rendered.assert_exit(0);
         let mut from_deploy = objects(&rendered.stdout);
-        // managed is the default: no flag at all.
-        let flags = if mode == "managed" {
-            Vec::new()
-        } else {
-            mode_flags(mode, &ca)
-        };
         let from_chart = objects(&template("sts-guard", &flags));
         // Only deploy/ renders these, on purpose: the Namespace (Helm
         // installs into the release namespace, made by --create-namespace)
@@ -208,6 +222,34 @@ fn helm_lint_passes_in_every_mode_and_bad_values_fail_in_words() {
         out.assert_exit(0);
         assert_has(&out.stdout, "1 chart(s) linted, 0 chart(s) failed");
     }
+    for format in ["openreports", "wgpolicyk8s"] {
+        let format = format!("auditReports.format={format}");
+        let out = helm(&[
+            "lint",
+            "--strict",
+            &chart,
+            "--set",
+            "auditReports.enabled=true",
+            "--set",
+            &format,
+        ]);
+        out.assert_exit(0);
+        assert_has(&out.stdout, "1 chart(s) linted, 0 chart(s) failed");
+    }
+    let out = helm(&[
+        "template",
+        "sts-guard",
+        &chart,
+        "--set",
+        "auditReports.enabled=true",
+        "--set",
+        "auditReports.format=policyreport",
+    ]);
+    out.assert_exit(1);
+    assert_has(
+        &out.stderr,
+        r#"auditReports.format must be openreports or wgpolicyk8s, not "policyreport""#,
+    );
     let out = helm(&[
         "template",
         "sts-guard",
@@ -257,6 +299,11 @@ webhooks:
 metrics: {port: 9100}
 podDisruptionBudget: {minAvailable: 2}
 policy: {mode: warn}
+auditReports:
+  enabled: true
+  schedule: "0 * * * *"
+  format: wgpolicyk8s
+  resources: {requests: {cpu: 10m, memory: 48Mi}, limits: {memory: 512Mi}}
 "#;
 
 #[test]
@@ -355,6 +402,33 @@ fn assert_optional_values_rendered(objs: &BTreeMap<String, Value>) {
     for (what, got, want) in checks {
         assert_eq!(got, &want, "{what}");
     }
+    let cronjob = &objs["CronJob batch/v1 sts-guard/sts-guard-audit"];
+    let audit_pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let audit = &audit_pod["containers"][0];
+    assert_eq!(cronjob["spec"]["schedule"], "0 * * * *");
+    assert_eq!(
+        audit["args"],
+        serde_json::json!(["audit", "--report", "wgpolicyk8s", "--exit-zero"])
+    );
+    assert_eq!(audit["resources"]["limits"]["memory"], "512Mi");
+    // The webhook's image, registry credentials and scheduling.
+    assert_eq!(audit["image"], container["image"]);
+    assert_eq!(audit["imagePullPolicy"], "Always");
+    assert_eq!(
+        audit_pod["imagePullSecrets"],
+        pod["spec"]["imagePullSecrets"]
+    );
+    assert_eq!(audit_pod["nodeSelector"], pod["spec"]["nodeSelector"]);
+    assert_eq!(audit_pod["tolerations"], pod["spec"]["tolerations"]);
+    assert_eq!(cronjob["metadata"]["labels"]["team"], "platform");
+    // Only the reports of the chosen format.
+    let rules =
+        objs["ClusterRole rbac.authorization.k8s.io/v1 /sts-guard-audit"]["rules"].to_string();
+    assert_has(
+        &rules,
+        r#""apiGroups":["wgpolicyk8s.io"],"resources":["policyreports"]"#,
+    );
+    assert_lacks(&rules, "openreports.io");
     // A constraint without a labelSelector gets the pods' own.
     let spread = &pod["spec"]["topologySpreadConstraints"];
     assert_eq!(spread.as_array().map(Vec::len), Some(1), "{spread}");
@@ -516,11 +590,16 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
         kubectl(&["patch", reference, "--type=json", "-p", &patch]).assert_exit(0);
     }
 
-    // An upgrade changing the policy: the ConfigMap follows, the injected
+    // An upgrade changing the policy and turning the scheduled audit on:
+    // the ConfigMap follows, the audit's four objects appear, the injected
     // caBundles stay (Helm's three-way merge leaves fields it never
     // rendered alone).
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, "policy: |\n  mode: warn\n").unwrap();
+    std::fs::write(
+        &policy,
+        "policy: |\n  mode: warn\nauditReports:\n  enabled: true\n",
+    )
+    .unwrap();
     let policy = policy.display().to_string();
     let mut args = vec!["upgrade", &release, &chart];
     args.extend(base);
@@ -545,9 +624,60 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     let status: Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["version"], 2);
     assert_eq!(status["info"]["status"], "deployed");
+    let manifest = helm(&["get", "manifest", &release, "-n", &ns.name]);
+    manifest.assert_exit(0);
+    let upgraded = objects(&manifest.stdout);
+    let added: Vec<&str> = upgraded
+        .keys()
+        .filter(|id| !created.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    let audit = format!("{fullname}-audit");
+    let ns_name = &ns.name;
+    assert_eq!(
+        added,
+        [
+            format!("ClusterRole rbac.authorization.k8s.io/v1 /{audit}"),
+            format!("ClusterRoleBinding rbac.authorization.k8s.io/v1 /{audit}"),
+            format!("CronJob batch/v1 {ns_name}/{audit}"),
+            format!("ServiceAccount v1 {ns_name}/{audit}"),
+        ],
+        "objects the scheduled audit adds"
+    );
+    assert!(
+        created.keys().all(|id| upgraded.contains_key(id)),
+        "an object of the install gone after the upgrade"
+    );
+    for id in &added {
+        let (reference, namespace) = kubectl_ref(&upgraded[*id]);
+        let mut args = vec!["get", reference.as_str(), "-o", "json"];
+        args.extend(namespace.iter().map(String::as_str));
+        let out = kubectl(&args);
+        out.assert_exit(0);
+        let stored: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            stored["metadata"]["labels"]["app.kubernetes.io/instance"], release,
+            "{reference}"
+        );
+    }
+    let out = kubectl(&[
+        "get",
+        "cronjob",
+        "-n",
+        &ns.name,
+        &audit,
+        "-o",
+        "jsonpath={.spec.jobTemplate.spec.template.spec.volumes[0].configMap.name}",
+    ]);
+    out.assert_exit(0);
+    assert_eq!(
+        out.stdout,
+        format!("{fullname}-policy"),
+        "the audit's policy"
+    );
 
     helm(&["uninstall", &release, "-n", &ns.name, "--wait"]).assert_exit(0);
-    for obj in created.values() {
+    for obj in upgraded.values() {
         let (reference, namespace) = kubectl_ref(obj);
         let mut args = vec![
             "get",
@@ -563,8 +693,8 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     }
     // Nothing else of the release either, in any namespace, nor Helm's
     // own release records.
-    let every_kind = "clusterroles,clusterrolebindings,configmaps,deployments,\
-        mutatingwebhookconfigurations,poddisruptionbudgets,roles,rolebindings,\
+    let every_kind = "clusterroles,clusterrolebindings,configmaps,cronjobs,deployments,\
+        jobs,mutatingwebhookconfigurations,poddisruptionbudgets,roles,rolebindings,\
         services,serviceaccounts,validatingwebhookconfigurations,secrets";
     let selector = format!("app.kubernetes.io/instance={release}");
     let out = kubectl(&["get", every_kind, "-A", "-l", &selector, "-o", "name"]);

@@ -54,13 +54,14 @@ app.kubernetes.io/component: webhook
 {{/*
 metadata.labels of every object: deploy/'s (name, part-of), Helm's, then
 .Values.commonLabels. Call with (dict "ctx" $ "component" true) to add
-app.kubernetes.io/component, as deploy/ does on the Deployment and Service.
+app.kubernetes.io/component: webhook, as deploy/ does on the Deployment and
+Service; (dict "ctx" $ "component" "audit") for the scheduled audit's.
 */}}
 {{- define "sts-guard.labels" -}}
 {{- $ctx := .ctx -}}
 app.kubernetes.io/name: {{ include "sts-guard.name" $ctx }}
 {{- if .component }}
-app.kubernetes.io/component: webhook
+app.kubernetes.io/component: {{ kindIs "string" .component | ternary .component "webhook" }}
 {{- end }}
 app.kubernetes.io/part-of: sts-guard
 {{ include "sts-guard.helmLabels" $ctx }}
@@ -118,5 +119,12 @@ clientConfig:
 {{- define "sts-guard.checkMode" -}}
 {{- if not (has .Values.certificates.mode (list "managed" "certManager" "existingSecret")) -}}
 {{- fail (printf "certificates.mode must be managed, certManager or existingSecret, not %q" .Values.certificates.mode) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails the render on an auditReports.format it does not know. */}}
+{{- define "sts-guard.checkAuditReports" -}}
+{{- if not (has .Values.auditReports.format (list "openreports" "wgpolicyk8s")) -}}
+{{- fail (printf "auditReports.format must be openreports or wgpolicyk8s, not %q" .Values.auditReports.format) -}}
 {{- end -}}
 {{- end -}}
