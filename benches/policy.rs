@@ -24,13 +24,17 @@
 //! Times are the CPU time of the benchmarking thread (as benches/review.rs);
 //! STS_GUARD_BENCH_CLOCK=wall for criterion's wall clock.
 
+#[macro_use]
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 use sts_guard::lookup::ManifestLookups;
@@ -254,92 +258,4 @@ fn policy_scale<M: Measurement>(c: &mut Criterion<M>) {
     }
 }
 
-/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in ns.
-struct ThreadCpu;
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the pointer given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpu {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns() - start
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &Nanos
-    }
-}
-
-/// Formats nanoseconds as criterion does for wall time.
-struct Nanos;
-
-impl ValueFormatter for Nanos {
-    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
-        let (factor, unit) = if typical < 1e3 {
-            (1.0, "ns")
-        } else if typical < 1e6 {
-            (1e-3, "µs")
-        } else if typical < 1e9 {
-            (1e-6, "ms")
-        } else {
-            (1e-9, "s")
-        };
-        values.iter_mut().for_each(|v| *v *= factor);
-        unit
-    }
-    fn scale_throughputs(
-        &self,
-        _: f64,
-        throughput: &Throughput,
-        values: &mut [f64],
-    ) -> &'static str {
-        let per = match throughput {
-            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => *n as f64 / (1024.0 * 1024.0),
-            Throughput::Elements(n) | Throughput::ElementsAndBytes { elements: n, .. } => *n as f64,
-            Throughput::Bits(n) => *n as f64 / (1024.0 * 1024.0 * 8.0),
-        };
-        values.iter_mut().for_each(|v| *v = per * 1e9 / *v);
-        match throughput {
-            Throughput::Bytes(_) | Throughput::BytesDecimal(_) | Throughput::Bits(_) => "MiB/s",
-            _ => "elem/s",
-        }
-    }
-    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
-        "ns"
-    }
-}
-
-fn main() {
-    if std::env::var("STS_GUARD_BENCH_CLOCK").as_deref() == Ok("wall") {
-        let mut c = Criterion::<WallTime>::default().configure_from_args();
-        policy_scale(&mut c);
-        c.final_summary();
-    } else {
-        let mut c = Criterion::default()
-            .with_measurement(ThreadCpu)
-            .configure_from_args();
-        policy_scale(&mut c);
-        c.final_summary();
-    }
-}
+thread_cpu_main!(policy_scale);
