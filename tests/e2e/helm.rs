@@ -493,6 +493,20 @@ fn kubectl_ref(obj: &Value) -> (String, Vec<String>) {
     (reference, namespace)
 }
 
+/// The rendered object `obj` is stored, labelled as release `release`'s.
+fn assert_stored_with_release_label(obj: &Value, release: &str) {
+    let (reference, namespace) = kubectl_ref(obj);
+    let mut args = vec!["get", reference.as_str(), "-o", "json"];
+    args.extend(namespace.iter().map(String::as_str));
+    let out = kubectl(&args);
+    out.assert_exit(0);
+    let stored: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        stored["metadata"]["labels"]["app.kubernetes.io/instance"], release,
+        "{reference}"
+    );
+}
+
 /// The caBundle of the first webhook of configuration `kind/name`.
 fn ca_bundle(reference: &str) -> String {
     let out = kubectl(&[
@@ -559,16 +573,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     );
     assert_eq!(created.len(), 14, "{:#?}", created.keys());
     for obj in created.values() {
-        let (reference, namespace) = kubectl_ref(obj);
-        let mut args = vec!["get", reference.as_str(), "-o", "json"];
-        args.extend(namespace.iter().map(String::as_str));
-        let out = kubectl(&args);
-        out.assert_exit(0);
-        let stored: Value = serde_json::from_str(&out.stdout).unwrap();
-        assert_eq!(
-            stored["metadata"]["labels"]["app.kubernetes.io/instance"], release,
-            "{reference}"
-        );
+        assert_stored_with_release_label(obj, &release);
     }
 
     // Managed certificates: the running pod writes the CA into both
@@ -649,16 +654,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
         "an object of the install gone after the upgrade"
     );
     for id in &added {
-        let (reference, namespace) = kubectl_ref(&upgraded[*id]);
-        let mut args = vec!["get", reference.as_str(), "-o", "json"];
-        args.extend(namespace.iter().map(String::as_str));
-        let out = kubectl(&args);
-        out.assert_exit(0);
-        let stored: Value = serde_json::from_str(&out.stdout).unwrap();
-        assert_eq!(
-            stored["metadata"]["labels"]["app.kubernetes.io/instance"], release,
-            "{reference}"
-        );
+        assert_stored_with_release_label(&upgraded[*id], &release);
     }
     let out = kubectl(&[
         "get",
