@@ -185,20 +185,9 @@ async fn reconcile(
         let injected = match &parsed {
             Some(p) => {
                 let bundle = p.bundle.as_bytes();
-                let v = validating.get_opt(vwc_name).await.map_err(|e| {
-                    format!(
-                        "reading ValidatingWebhookConfiguration {vwc_name}: {}",
-                        describe(&e)
-                    )
-                })?;
-                let m = mutating.get_opt(vwc_name).await.map_err(|e| {
-                    format!(
-                        "reading MutatingWebhookConfiguration {vwc_name}: {}",
-                        describe(&e)
-                    )
-                })?;
-                v.as_ref().is_some_and(|v| validating_has(v, bundle))
-                    && m.as_ref().is_some_and(|m| mutating_has(m, bundle))
+                let v = read(&validating, vwc_name).await?;
+                let m = read(&mutating, vwc_name).await?;
+                v.is_some_and(|v| carries(&v, bundle)) && m.is_some_and(|m| carries(&m, bundle))
             }
             None => false,
         };
@@ -276,49 +265,8 @@ async fn reconcile(
 
     // The bundle into every webhook.
     let bundle = ByteString(stored.bundle.as_bytes().to_vec());
-    let mut injected = true;
-    match validating.get_opt(vwc_name).await {
-        Ok(Some(mut v)) => {
-            if !validating_has(&v, &bundle.0) {
-                for w in v.webhooks.iter_mut().flatten() {
-                    w.client_config.ca_bundle = Some(bundle.clone());
-                }
-                injected &=
-                    put_back(&validating, vwc_name, &v, "ValidatingWebhookConfiguration").await?;
-            }
-        }
-        Ok(None) => {
-            injected = false;
-            tracing::warn!(name = %vwc_name, "managed certificates: no ValidatingWebhookConfiguration of that name");
-        }
-        Err(e) => {
-            return Err(format!(
-                "reading ValidatingWebhookConfiguration {vwc_name}: {}",
-                describe(&e)
-            ));
-        }
-    }
-    match mutating.get_opt(vwc_name).await {
-        Ok(Some(mut m)) => {
-            if !mutating_has(&m, &bundle.0) {
-                for w in m.webhooks.iter_mut().flatten() {
-                    w.client_config.ca_bundle = Some(bundle.clone());
-                }
-                injected &=
-                    put_back(&mutating, vwc_name, &m, "MutatingWebhookConfiguration").await?;
-            }
-        }
-        Ok(None) => {
-            injected = false;
-            tracing::warn!(name = %vwc_name, "managed certificates: no MutatingWebhookConfiguration of that name");
-        }
-        Err(e) => {
-            return Err(format!(
-                "reading MutatingWebhookConfiguration {vwc_name}: {}",
-                describe(&e)
-            ));
-        }
-    }
+    let injected = inject(&validating, vwc_name, &bundle).await?
+        & inject(&mutating, vwc_name, &bundle).await?;
 
     // Serve the Secret's pair.
     if served.as_deref() != Some(stored.leaf.cert.as_str()) {
@@ -336,39 +284,90 @@ async fn reconcile(
     Ok(injected && managed::bundle_trusts(&stored.bundle, &stored.leaf.cert))
 }
 
-/// Ok(false): changed meanwhile (409); the next pass reads it again.
-async fn put_back<K>(api: &Api<K>, name: &str, object: &K, kind: &str) -> Result<bool, String>
-where
-    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+/// What managed mode reads and writes of a webhook configuration: both
+/// kinds hold webhooks with a `clientConfig.caBundle`.
+trait WebhookConfiguration:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
 {
-    match api.replace(name, &PostParams::default(), object).await {
+    const KIND: &'static str;
+    /// The caBundle of each webhook.
+    fn bundles(&self) -> Vec<Option<&ByteString>>;
+    fn set_bundle(&mut self, bundle: &ByteString);
+}
+
+/// Both kinds, whose webhooks are of different types with the same
+/// `client_config`.
+macro_rules! webhook_configuration {
+    ($kind:ident) => {
+        impl WebhookConfiguration for $kind {
+            const KIND: &'static str = stringify!($kind);
+            fn bundles(&self) -> Vec<Option<&ByteString>> {
+                let hooks = self.webhooks.iter().flatten();
+                hooks.map(|w| w.client_config.ca_bundle.as_ref()).collect()
+            }
+            fn set_bundle(&mut self, bundle: &ByteString) {
+                for w in self.webhooks.iter_mut().flatten() {
+                    w.client_config.ca_bundle = Some(bundle.clone());
+                }
+            }
+        }
+    };
+}
+
+webhook_configuration!(ValidatingWebhookConfiguration);
+webhook_configuration!(MutatingWebhookConfiguration);
+
+async fn read<K: WebhookConfiguration>(api: &Api<K>, name: &str) -> Result<Option<K>, String> {
+    api.get_opt(name)
+        .await
+        .map_err(|e| format!("reading {} {name}: {}", K::KIND, describe(&e)))
+}
+
+/// True when every webhook of `config` (and there is one) trusts `bundle`.
+fn carries<K: WebhookConfiguration>(config: &K, bundle: &[u8]) -> bool {
+    let bundles = config.bundles();
+    !bundles.is_empty()
+        && bundles
+            .iter()
+            .all(|b| b.map(|b| b.0.as_slice()) == Some(bundle))
+}
+
+/// Puts `bundle` into every webhook of configuration `name`. Ok(false): the
+/// configuration is missing or changed meanwhile (409); the next pass reads
+/// it again.
+async fn inject<K: WebhookConfiguration>(
+    api: &Api<K>,
+    name: &str,
+    bundle: &ByteString,
+) -> Result<bool, String> {
+    let Some(mut config) = read(api, name).await? else {
+        tracing::warn!(
+            name,
+            kind = K::KIND,
+            "managed certificates: no webhook configuration of that name"
+        );
+        return Ok(false);
+    };
+    if carries(&config, &bundle.0) {
+        return Ok(true);
+    }
+    config.set_bundle(bundle);
+    match api.replace(name, &PostParams::default(), &config).await {
         Ok(_) => {
             tracing::info!(
-                kind,
+                kind = K::KIND,
                 name,
                 "managed certificates: caBundle set to the Secret's ca.crt"
             );
             Ok(true)
         }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-        Err(e) => Err(format!("updating {kind} {name}: {}", describe(&e))),
+        Err(e) => Err(format!("updating {} {name}: {}", K::KIND, describe(&e))),
     }
-}
-
-fn validating_has(v: &ValidatingWebhookConfiguration, bundle: &[u8]) -> bool {
-    let hooks = v.webhooks.as_deref().unwrap_or_default();
-    !hooks.is_empty()
-        && hooks
-            .iter()
-            .all(|w| w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle))
-}
-
-fn mutating_has(m: &MutatingWebhookConfiguration, bundle: &[u8]) -> bool {
-    let hooks = m.webhooks.as_deref().unwrap_or_default();
-    !hooks.is_empty()
-        && hooks
-            .iter()
-            .all(|w| w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle))
 }
 
 #[cfg(test)]
