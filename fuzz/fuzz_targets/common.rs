@@ -186,14 +186,8 @@ fn fetch(admission: &Admission) -> Fetched {
     let Some(request) = admission.review_request() else {
         return Fetched::default();
     };
-    let namespace = request.object.namespace;
-    let mut needs = sts_guard::rules::needs(request.sts, namespace);
-    if let Some(old) = request.old {
-        needs.extend(sts_guard::rules::needs(old, namespace));
-        needs.dedup();
-    }
     // Static Services answer without waiting.
-    let mut fetching = pin!(SERVICES.fetch(needs, |_, _| {}));
+    let mut fetching = pin!(SERVICES.fetch(request.needs(), |_, _| {}));
     match fetching
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))

@@ -19,8 +19,11 @@ use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 
+use futures::FutureExt;
+
 use super::LookupPath;
 use super::listing::{Key, ListedBudget, ListedService, Projection};
+use super::recent::Recent;
 use crate::rules::{BudgetsState, ServiceState};
 use crate::view;
 
@@ -44,8 +47,23 @@ pub struct ClusterCache {
     budgets: Projections<view::DisruptionBudget>,
     services_synced: Arc<AtomicBool>,
     budgets_synced: Arc<AtomicBool>,
+    /// Live GETs of Services the watch does not hold (not headless, absent,
+    /// or created a moment ago), by (namespace, name).
+    recent_services: Recent<Key, ServiceState>,
+    /// Live LISTs of a namespace's budgets, only while the watch has not
+    /// synced (afterwards it knows every budget, "none" included).
+    recent_budgets: Recent<String, BudgetsState>,
     lookup_timeout: Duration,
 }
+
+/// How long a live lookup's answer is reused. A Service that the watch
+/// does not hold is either not headless or absent; a change between the
+/// two within this window is reported as the other (same rule, same fix),
+/// while a Service that becomes headless is seen at once through the watch.
+pub const RECENT_WINDOW: Duration = Duration::from_secs(10);
+
+/// One lookup's answer as it left the cache: what was found, and where.
+pub type Looked<T> = (T, LookupPath);
 
 impl ClusterCache {
     /// Starts the watches (headless Services, PodDisruptionBudgets) in the
@@ -59,6 +77,8 @@ impl ClusterCache {
             budgets: Default::default(),
             services_synced: Default::default(),
             budgets_synced: Default::default(),
+            recent_services: Recent::new(RECENT_WINDOW),
+            recent_budgets: Recent::new(RECENT_WINDOW),
             lookup_timeout,
         });
         watch(
@@ -82,78 +102,110 @@ impl ClusterCache {
         self.services_synced.load(Ordering::Acquire) && self.budgets_synced.load(Ordering::Acquire)
     }
 
-    pub async fn resolve(&self, namespace: &str, name: &str) -> (ServiceState, LookupPath) {
+    /// The longest a lookup may take; [`super::LookupSource::fetch`] holds
+    /// every lookup of a review to it, together.
+    pub fn lookup_timeout(&self) -> Duration {
+        self.lookup_timeout
+    }
+
+    /// The Service `namespace/name`: from the watch when it is headless,
+    /// else from a GET made at most once per [`RECENT_WINDOW`].
+    pub async fn resolve(&self, namespace: &str, name: &str) -> Looked<ServiceState> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(svc) = read(&self.headless).get(&key) {
             return (ServiceState::Found(svc.clone()), LookupPath::Cache);
         }
-        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
-        match tokio::time::timeout(self.lookup_timeout, api.get_opt(name)).await {
-            Ok(Ok(Some(svc))) => (
-                ServiceState::Found(Arc::new(view::Service::of(&svc, namespace))),
-                LookupPath::ApiGet,
-            ),
-            Ok(Ok(None)) => (ServiceState::NotFound, LookupPath::ApiGet),
-            Ok(Err(e)) => {
-                tracing::warn!(namespace, name, error = %e, "service lookup failed");
-                (
-                    ServiceState::Unknown("API server error".into()),
-                    LookupPath::ApiError,
-                )
+        let pending = self.recent_services.get_or_start(key, || {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+            let (namespace, name) = (namespace.to_string(), name.to_string());
+            let timeout = self.lookup_timeout;
+            async move {
+                match tokio::time::timeout(timeout, api.get_opt(&name)).await {
+                    Ok(Ok(Some(svc))) => {
+                        ServiceState::Found(Arc::new(view::Service::of(&svc, &namespace)))
+                    }
+                    Ok(Ok(None)) => ServiceState::NotFound,
+                    Ok(Err(e)) => {
+                        tracing::warn!(namespace, name, error = %e, "service lookup failed");
+                        ServiceState::Unknown(api_error(&e))
+                    }
+                    Err(_) => {
+                        tracing::warn!(namespace, name, timeout = ?timeout, "service lookup timed out");
+                        ServiceState::Unknown(timed_out(timeout))
+                    }
+                }
             }
-            Err(_) => {
-                tracing::warn!(namespace, name, timeout = ?self.lookup_timeout, "service lookup timed out");
-                (
-                    ServiceState::Unknown(self.timed_out()),
-                    LookupPath::ApiError,
-                )
-            }
-        }
+            .boxed()
+        });
+        let state = pending.answer.await;
+        let path = match (&state, pending.started_here) {
+            (_, false) => LookupPath::Recent,
+            (ServiceState::Unknown(_), true) => LookupPath::ApiError,
+            (_, true) => LookupPath::ApiGet,
+        };
+        (state, path)
     }
 
-    /// The PodDisruptionBudgets of `namespace` from the cache; when it has
-    /// none there (maybe one was created a moment ago), one LIST bounded
-    /// like the Service GET.
-    pub async fn budgets(&self, namespace: &str) -> (BudgetsState, LookupPath) {
-        let from = (namespace.to_string(), String::new());
-        let cached: Vec<_> = read(&self.budgets)
-            .range(from..)
-            .take_while(|((ns, _), _)| ns == namespace)
-            .map(|(_, b)| b.clone())
-            .collect();
-        if !cached.is_empty() {
+    /// The PodDisruptionBudgets of `namespace`. Once the watch has synced
+    /// it holds every budget, so "none" is an answer too and no lookup
+    /// costs an API request; before that, one LIST per namespace per
+    /// [`RECENT_WINDOW`].
+    pub async fn budgets(&self, namespace: &str) -> Looked<BudgetsState> {
+        if self.budgets_synced.load(Ordering::Acquire) {
+            let from = (namespace.to_string(), String::new());
+            let cached: Vec<_> = read(&self.budgets)
+                .range(from..)
+                .take_while(|((ns, _), _)| ns == namespace)
+                .map(|(_, b)| b.clone())
+                .collect();
             return (BudgetsState::Found(cached), LookupPath::Cache);
         }
-        let api: Api<ListedBudget> = Api::namespaced(self.client.clone(), namespace);
-        let params = ListParams::default();
-        match tokio::time::timeout(self.lookup_timeout, api.list(&params)).await {
-            Ok(Ok(list)) => (
-                BudgetsState::Found(list.items.into_iter().map(|b| b.projection().1).collect()),
-                LookupPath::ApiGet,
-            ),
-            Ok(Err(e)) => {
-                tracing::warn!(namespace, error = %e, "PodDisruptionBudget lookup failed");
-                (
-                    BudgetsState::Unknown("API server error".into()),
-                    LookupPath::ApiError,
-                )
+        let pending = self.recent_budgets.get_or_start(namespace.to_string(), || {
+            let api: Api<ListedBudget> = Api::namespaced(self.client.clone(), namespace);
+            let namespace = namespace.to_string();
+            let timeout = self.lookup_timeout;
+            async move {
+                match tokio::time::timeout(timeout, api.list(&ListParams::default())).await {
+                    Ok(Ok(list)) => BudgetsState::Found(
+                        list.items.into_iter().map(|b| b.projection().1).collect(),
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::warn!(namespace, error = %e, "PodDisruptionBudget lookup failed");
+                        BudgetsState::Unknown(api_error(&e))
+                    }
+                    Err(_) => {
+                        tracing::warn!(namespace, timeout = ?timeout, "PodDisruptionBudget lookup timed out");
+                        BudgetsState::Unknown(timed_out(timeout))
+                    }
+                }
             }
-            Err(_) => {
-                tracing::warn!(namespace, timeout = ?self.lookup_timeout, "PodDisruptionBudget lookup timed out");
-                (
-                    BudgetsState::Unknown(self.timed_out()),
-                    LookupPath::ApiError,
-                )
-            }
-        }
+            .boxed()
+        });
+        let state = pending.answer.await;
+        let path = match (&state, pending.started_here) {
+            (_, false) => LookupPath::Recent,
+            (BudgetsState::Unknown(_), true) => LookupPath::ApiError,
+            (_, true) => LookupPath::ApiGet,
+        };
+        (state, path)
     }
+}
 
-    fn timed_out(&self) -> String {
-        format!(
-            "API server did not answer within {}",
-            humantime::format_duration(self.lookup_timeout)
-        )
+/// Why a lookup failed, in the words of a warning (cut at 256 bytes by the
+/// API server, so short): the HTTP status when the API server answered.
+fn api_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("API server answered {}", status.code),
+        _ => "API server error".into(),
     }
+}
+
+/// The reason given when the API server did not answer in time.
+pub fn timed_out(timeout: Duration) -> String {
+    format!(
+        "API server did not answer within {}",
+        humantime::format_duration(timeout)
+    )
 }
 
 /// Keeps `map` equal to what the watch of `api` lists, as projections. A

@@ -9,10 +9,12 @@
 mod cluster;
 pub mod listing;
 mod manifests;
+mod recent;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub use cluster::{ClusterCache, connect};
+pub use cluster::{ClusterCache, RECENT_WINDOW, connect};
 pub use manifests::{Duplicate, ManifestLookups};
 
 use crate::rules::{BudgetsState, Lookups, Need, ServiceState};
@@ -38,6 +40,9 @@ pub enum LookupPath {
     Cache,
     ApiGet,
     ApiError,
+    /// A live lookup made for an earlier review within
+    /// [`RECENT_WINDOW`] (or still on its way).
+    Recent,
     Static,
 }
 
@@ -47,44 +52,84 @@ impl LookupPath {
             LookupPath::Cache => "cache",
             LookupPath::ApiGet => "api",
             LookupPath::ApiError => "api-error",
+            LookupPath::Recent => "recent",
             LookupPath::Static => "static",
         }
     }
 }
 
 impl LookupSource {
-    /// Answers every need ahead of the pure review; `on_lookup` hears what
-    /// was looked up and where it was answered.
+    /// Answers every need ahead of the pure review, all at once and all
+    /// within one deadline ([`ClusterCache::lookup_timeout`] from now), so
+    /// a review waits for its slowest lookup, never for the sum of them;
+    /// `on_lookup` hears once per need what was looked up and where it was
+    /// answered.
     pub async fn fetch(
         &self,
-        needs: Vec<Need>,
+        needs: BTreeSet<Need>,
         mut on_lookup: impl FnMut(LookupKind, LookupPath),
     ) -> Fetched {
-        let mut fetched = Fetched::default();
-        for need in needs {
+        let cluster = match self {
+            LookupSource::Cluster(c) => c,
+            LookupSource::Static(s) => {
+                let answers = needs
+                    .into_iter()
+                    .map(|need| {
+                        let answer = match &need {
+                            Need::Service { namespace, name } => {
+                                Answer::Service(s.service(namespace, name))
+                            }
+                            Need::DisruptionBudgets { namespace } => {
+                                Answer::Budgets(s.disruption_budgets(namespace))
+                            }
+                        };
+                        on_lookup(answer.kind(), LookupPath::Static);
+                        (need, answer)
+                    })
+                    .collect();
+                return Fetched { answers };
+            }
+        };
+        let timeout = cluster.lookup_timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let lookups = needs.into_iter().map(|need| async move {
             let answer = match &need {
                 Need::Service { namespace, name } => {
-                    let (state, path) = match self {
-                        LookupSource::Cluster(c) => c.resolve(namespace, name).await,
-                        LookupSource::Static(s) => (s.service(namespace, name), LookupPath::Static),
-                    };
-                    on_lookup(LookupKind::Service, path);
-                    Answer::Service(state)
+                    tokio::time::timeout_at(deadline, cluster.resolve(namespace, name))
+                        .await
+                        .map(|(state, path)| (Answer::Service(state), path))
+                        .unwrap_or_else(|_| {
+                            let why = cluster::timed_out(timeout);
+                            (
+                                Answer::Service(ServiceState::Unknown(why)),
+                                LookupPath::ApiError,
+                            )
+                        })
                 }
                 Need::DisruptionBudgets { namespace } => {
-                    let (state, path) = match self {
-                        LookupSource::Cluster(c) => c.budgets(namespace).await,
-                        LookupSource::Static(s) => {
-                            (s.disruption_budgets(namespace), LookupPath::Static)
-                        }
-                    };
-                    on_lookup(LookupKind::DisruptionBudgets, path);
-                    Answer::Budgets(state)
+                    tokio::time::timeout_at(deadline, cluster.budgets(namespace))
+                        .await
+                        .map(|(state, path)| (Answer::Budgets(state), path))
+                        .unwrap_or_else(|_| {
+                            let why = cluster::timed_out(timeout);
+                            (
+                                Answer::Budgets(BudgetsState::Unknown(why)),
+                                LookupPath::ApiError,
+                            )
+                        })
                 }
             };
-            fetched.answers.push((need, answer));
-        }
-        fetched
+            (need, answer)
+        });
+        let answers = futures::future::join_all(lookups)
+            .await
+            .into_iter()
+            .map(|(need, (answer, path))| {
+                on_lookup(answer.kind(), path);
+                (need, answer)
+            })
+            .collect();
+        Fetched { answers }
     }
 
     /// True once the source can answer from its cache.
@@ -106,6 +151,15 @@ pub struct Fetched {
 enum Answer {
     Service(ServiceState),
     Budgets(BudgetsState),
+}
+
+impl Answer {
+    fn kind(&self) -> LookupKind {
+        match self {
+            Answer::Service(_) => LookupKind::Service,
+            Answer::Budgets(_) => LookupKind::DisruptionBudgets,
+        }
+    }
 }
 
 /// A rule asked for what it did not declare: a bug, caught by the tests

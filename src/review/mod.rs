@@ -7,8 +7,11 @@
 mod mutate;
 mod validate;
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
+use crate::rules::{self, Need};
 use crate::view::StatefulSet;
 
 pub use mutate::{
@@ -41,6 +44,18 @@ pub struct Request<'a> {
     pub old: Option<&'a StatefulSet>,
     pub operation: Operation,
     pub dry_run: bool,
+}
+
+impl Request<'_> {
+    /// What the rules will look up for this request: the object's needs
+    /// and, on UPDATE, the old object's, each once.
+    pub fn needs(&self) -> BTreeSet<Need> {
+        let mut needs = rules::needs(self.sts, self.object.namespace);
+        if let Some(old) = self.old {
+            needs.extend(rules::needs(old, self.object.namespace));
+        }
+        needs
+    }
 }
 
 /// What was done with one finding.

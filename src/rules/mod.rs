@@ -21,6 +21,7 @@
 //! knows it, SARIF lists it, metrics label its findings, and the test
 //! `every_lookup_a_rule_makes_was_declared` holds it to its `needs`.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -115,7 +116,7 @@ pub fn needs_nothing(_: &StatefulSet, _: &str) -> Vec<Need> {
 }
 
 /// Something a rule looks up besides the object under review.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Need {
     /// The Service `name` in `namespace`.
     Service { namespace: String, name: String },
@@ -123,14 +124,13 @@ pub enum Need {
     DisruptionBudgets { namespace: String },
 }
 
-/// What every rule will look up for `sts` in `namespace`.
-pub fn needs(sts: &StatefulSet, namespace: &str) -> Vec<Need> {
-    let mut all: Vec<Need> = RULES
+/// What every rule will look up for `sts` in `namespace`, each once (a
+/// set: the needs of an UPDATE's old object join it without repeats).
+pub fn needs(sts: &StatefulSet, namespace: &str) -> BTreeSet<Need> {
+    RULES
         .iter()
         .flat_map(|r| (r.needs)(sts, namespace))
-        .collect();
-    all.dedup();
-    all
+        .collect()
 }
 
 /// What a Service lookup found.

@@ -4,6 +4,7 @@
 pub mod decision;
 pub mod managed_certs;
 pub mod metrics;
+pub mod registration;
 pub mod routes;
 pub mod tls;
 pub mod wire;
@@ -115,6 +116,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             LookupSource::Cluster(ClusterCache::start(client, config.lookup_timeout))
         }
     };
+    if let (TlsSource::Managed(managed), Some(client)) = (&config.tls, &client) {
+        registration::verify(
+            client,
+            &managed.webhook_configuration,
+            config.lookup_timeout,
+        )
+        .await?;
+    }
     let app = App::new(policy, services, metrics.clone());
 
     let cert = match &config.tls {

@@ -176,13 +176,8 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     };
     let fetched = match (endpoint, admission.review_request()) {
         (Endpoint::Validate, Some(request)) => {
-            let mut needs = crate::rules::needs(request.sts, request.object.namespace);
-            if let Some(old) = request.old {
-                needs.extend(crate::rules::needs(old, request.object.namespace));
-                needs.dedup();
-            }
             app.lookups
-                .fetch(needs, |kind, path| app.metrics.lookup(kind, path))
+                .fetch(request.needs(), |kind, path| app.metrics.lookup(kind, path))
                 .await
         }
         _ => Fetched::default(),
