@@ -456,27 +456,41 @@ fn json_report_follows_schema_version_1() {
         .unwrap();
     assert!(service["container"].is_null());
 
-    // The probe-quality rules the policy does not name only warn.
+    // The probe-quality rules the policy does not name only warn: as
+    // newer rules under `mode: enforce`, or because staging says warn.
     let newer = [
         "identical-probes",
         "probe-port",
         "startup-budget",
         "disruption-budget",
     ];
-    let (newer_findings, first_rules): (Vec<&Value>, Vec<&Value>) = objects
+    let (newer_findings, first_rules): (Vec<(&Value, &Value)>, Vec<(&Value, &Value)>) = objects
         .iter()
-        .flat_map(|o| o["findings"].as_array().unwrap())
-        .partition(|f| newer.contains(&f["rule"].as_str().unwrap()));
-    assert!(!newer_findings.is_empty());
-    for f in newer_findings {
+        .flat_map(|o| {
+            let ns = &o["namespace"];
+            o["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |f| (ns, f))
+        })
+        .partition(|(_, f)| newer.contains(&f["rule"].as_str().unwrap()));
+    assert!(newer_findings.iter().any(|(ns, _)| *ns == "staging"));
+    assert!(newer_findings.iter().any(|(ns, _)| *ns != "staging"));
+    for (ns, f) in newer_findings {
+        let reason = if ns == "staging" {
+            "warn-mode"
+        } else {
+            "new-rule-default"
+        };
         assert_eq!(
             (&f["action"], &f["reason"]),
-            (&Value::from("warn"), &Value::from("warn-mode")),
-            "{f}"
+            (&Value::from("warn"), &Value::from(reason)),
+            "{ns}: {f}"
         );
     }
+    let first_rules = first_rules.into_iter().map(|(_, f)| f);
     let reasons: Vec<(&str, &str)> = first_rules
-        .into_iter()
         .filter(|f| f["action"] != "deny")
         .map(|f| (f["action"].as_str().unwrap(), f["reason"].as_str().unwrap()))
         .collect();

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use super::report::{Body, ObjectReport, Origin, Report, Summary, Verdict, action_reason};
 use crate::manifest::Position;
-use crate::review::{Action, Outcome};
+use crate::review::{Action, Outcome, WarnReason};
 
 /// Width of the action column, so findings line up.
 const ACTION_WIDTH: usize = 8;
@@ -110,14 +110,11 @@ fn write_outcome(outcome: &Outcome, place: &str, out: &mut impl Write) -> io::Re
     };
     let why = match &outcome.action {
         Action::Deny => String::new(),
-        Action::Warn(reason) => {
-            let note = reason.note().trim();
-            if note.is_empty() {
-                " (warn mode)".to_string()
-            } else {
-                format!(" {note}")
-            }
+        Action::Warn(WarnReason::WarnMode) => " (warn mode)".to_string(),
+        Action::Warn(WarnReason::NewRuleDefault) => {
+            " (warn: a newer rule denies only where the policy names it)".to_string()
         }
+        Action::Warn(reason) => format!(" {}", reason.note().trim()),
         Action::Audit => " (audit mode: reported, never denied)".to_string(),
         Action::Exempt(_) => format!(
             " (exempt: {})",

@@ -1,12 +1,25 @@
 //! The policy file: how findings are enforced, per rule and per namespace,
 //! who is exempt, and which mutations are on by default.
 //!
-//! Precedence for the mode of a rule in a namespace, most specific first:
-//! `namespaces.<ns>.rules.<rule>`, `namespaces.<ns>.mode`, `rules.<rule>`, `mode`.
-//! A rule added after the first release (`Rule::denies_only_when_named`)
-//! denies only where the policy names it: a `mode` (or no policy file) that
-//! would enforce it makes it warn, so an upgrade never starts denying what
-//! the same policy allowed before.
+//! # Precedence
+//!
+//! The mode of a rule in a namespace is the first of these keys that is set
+//! (most specific first): `namespaces.<ns>.rules.<rule>`,
+//! `namespaces.<ns>.mode`, `rules.<rule>`, `mode` (default `enforce`).
+//!
+//! One exception, for the rules added after the first release
+//! (`Rule::denies_only_when_named`: identical-probes, probe-port,
+//! startup-budget, disruption-budget): where neither `rules.<rule>` nor
+//! `namespaces.<ns>.rules.<rule>` names such a rule, a `mode` that would
+//! enforce it makes it warn instead (reason `new-rule-default`), so
+//! upgrading sts-guard never starts denying what the same policy allowed
+//! before. Once either `rules:` key names the rule, the modes apply to it
+//! as to any other rule.
+//!
+//! So the precedence is monotonic: making any key stricter (audit -> warn
+//! -> enforce, or adding a key set to `enforce`) never makes any rule's
+//! mode in any namespace weaker. `tests/policy_precedence.rs` checks that
+//! over generated policies.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +30,8 @@ use thiserror::Error;
 
 use crate::rules::{RuleId, RuleSettings};
 
-/// What a finding does to the request.
+/// What a finding does to the request. Ordered by strictness:
+/// `Audit < Warn < Enforce`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -28,6 +42,38 @@ pub enum Mode {
     Warn,
     /// Allow it silently; log and count.
     Audit,
+}
+
+impl Mode {
+    fn strictness(self) -> u8 {
+        match self {
+            Mode::Audit => 0,
+            Mode::Warn => 1,
+            Mode::Enforce => 2,
+        }
+    }
+}
+
+impl PartialOrd for Mode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Mode {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.strictness().cmp(&other.strictness())
+    }
+}
+
+/// The mode of one rule in one namespace, and whether the new-rule cap
+/// (see the module doc) made it `warn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleMode {
+    pub mode: Mode,
+    /// A `mode` would enforce the rule, but it is a newer rule no `rules:`
+    /// key names, so it warns.
+    pub new_rule_default: bool,
 }
 
 /// Mutation defaults; `None` means "not set here, ask the next level".
@@ -151,7 +197,7 @@ impl Policy {
     }
 
     /// The policy file at `path`; without one, the default: every rule
-    /// enforced. What `serve`, `check` and `audit` do with `--config`.
+    /// enforced, but the newer ones only warn. What `serve`, `check` and `audit` do with `--config`.
     pub fn load_or_default(path: Option<&Path>) -> Result<Policy, PolicyError> {
         path.map_or_else(|| Ok(Policy::default()), Policy::load)
     }
@@ -192,21 +238,43 @@ impl Policy {
         Ok(())
     }
 
-    /// The mode of `rule` in `namespace`.
+    /// The mode of `rule` in `namespace` (precedence: the module doc).
     pub fn mode(&self, namespace: &str, rule: RuleId) -> Mode {
+        self.rule_mode(namespace, rule).mode
+    }
+
+    /// The mode of `rule` in `namespace`, and why (precedence: the module
+    /// doc).
+    pub fn rule_mode(&self, namespace: &str, rule: RuleId) -> RuleMode {
         let ns = self.namespaces.get(namespace);
+        let plain = |mode: Mode| RuleMode {
+            mode,
+            new_rule_default: false,
+        };
+        if let Some(&mode) = ns.and_then(|n| n.rules.get(&rule)) {
+            return plain(mode);
+        }
+        let global_rule = self.rules.get(&rule).copied();
+        let mode = match ns.and_then(|n| n.mode) {
+            Some(mode) => mode,
+            None => match global_rule {
+                Some(mode) => return plain(mode),
+                None => self.mode,
+            },
+        };
+        // Reached from a `mode` key: capped at warn for a newer rule that
+        // no `rules:` key names.
         let only_when_named = crate::rules::RULES
             .iter()
             .any(|r| r.id == rule && r.denies_only_when_named);
-        // A mode that does not name the rule: at most warn, for such a rule.
-        let unnamed = |mode: Mode| match mode {
-            Mode::Enforce if only_when_named => Mode::Warn,
-            mode => mode,
-        };
-        ns.and_then(|n| n.rules.get(&rule).copied())
-            .or_else(|| ns.and_then(|n| n.mode).map(unnamed))
-            .or_else(|| self.rules.get(&rule).copied())
-            .unwrap_or_else(|| unnamed(self.mode))
+        if mode == Mode::Enforce && only_when_named && global_rule.is_none() {
+            RuleMode {
+                mode: Mode::Warn,
+                new_rule_default: true,
+            }
+        } else {
+            plain(mode)
+        }
     }
 
     pub fn rule_settings(&self, namespace: &str) -> RuleSettings {
@@ -331,6 +399,68 @@ exemptions:
         assert_eq!(p.mode("quiet", new), Mode::Audit);
         assert_eq!(p.mode("any", RuleId("disruption-budget")), Mode::Enforce);
         assert_eq!(p.mode("any", old), Mode::Enforce);
+    }
+
+    /// Which key decides a newer rule's mode (probe-port here) in namespace
+    /// `ns1`, and when the new-rule cap makes it warn: only where no
+    /// `rules:` key names the rule.
+    #[rstest::rstest]
+    #[case::no_policy_file("", Mode::Warn, true)]
+    #[case::global_enforce_unnamed("mode: enforce", Mode::Warn, true)]
+    #[case::global_warn("mode: warn", Mode::Warn, false)]
+    #[case::global_audit("mode: audit", Mode::Audit, false)]
+    #[case::named_globally("rules: {probe-port: enforce}", Mode::Enforce, false)]
+    #[case::named_globally_namespace_enforce(
+        "rules: {probe-port: enforce}\nnamespaces: {ns1: {mode: enforce}}",
+        Mode::Enforce,
+        false
+    )]
+    #[case::named_audit_globally_namespace_enforce(
+        "rules: {probe-port: audit}\nnamespaces: {ns1: {mode: enforce}}",
+        Mode::Enforce,
+        false
+    )]
+    #[case::named_globally_namespace_warn(
+        "rules: {probe-port: enforce}\nnamespaces: {ns1: {mode: warn}}",
+        Mode::Warn,
+        false
+    )]
+    #[case::namespace_enforce_unnamed("namespaces: {ns1: {mode: enforce}}", Mode::Warn, true)]
+    #[case::named_in_another_namespace(
+        "namespaces: {ns1: {mode: enforce}, ns2: {rules: {probe-port: enforce}}}",
+        Mode::Warn,
+        true
+    )]
+    #[case::named_in_the_namespace(
+        "mode: audit\nnamespaces: {ns1: {rules: {probe-port: enforce}}}",
+        Mode::Enforce,
+        false
+    )]
+    #[case::namespace_rule_beats_global_rule(
+        "rules: {probe-port: enforce}\nnamespaces: {ns1: {rules: {probe-port: audit}}}",
+        Mode::Audit,
+        false
+    )]
+    fn a_newer_rule_is_capped_only_where_no_rules_key_names_it(
+        #[case] yaml: &str,
+        #[case] mode: Mode,
+        #[case] new_rule_default: bool,
+    ) {
+        let p = Policy::from_yaml(yaml, "t").unwrap();
+        assert_eq!(
+            p.rule_mode("ns1", RuleId("probe-port")),
+            RuleMode {
+                mode,
+                new_rule_default
+            },
+            "{yaml}"
+        );
+    }
+
+    #[test]
+    fn modes_are_ordered_by_strictness() {
+        assert!(Mode::Audit < Mode::Warn && Mode::Warn < Mode::Enforce);
+        assert_eq!(Mode::Enforce.min(Mode::Warn), Mode::Warn);
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Action {
     }
 
     /// Why the finding was not enforced: the stable code of a warning's
-    /// reason (`warn-mode`, `dry-run-service-missing`, ...), `audit-mode`,
+    /// reason (`warn-mode`, `new-rule-default`, `dry-run-service-missing`, ...), `audit-mode`,
     /// or the exemption's reason; `None` for a denial.
     pub fn reason(&self) -> Option<String> {
         match self {
@@ -100,8 +100,12 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarnReason {
-    /// The namespace or rule is in warn mode.
+    /// A policy key (`mode`, a namespace's `mode`, a `rules:` entry) says
+    /// warn.
     WarnMode,
+    /// A rule added after the first release that no `rules:` key names:
+    /// the mode that would enforce it makes it warn (see `crate::policy`).
+    NewRuleDefault,
     /// UPDATE: the old object already broke the rule (ratcheting).
     AlreadyBroken,
     /// UPDATE: `serviceName` is immutable; a vanished Service never blocks.
@@ -122,7 +126,7 @@ impl WarnReason {
     /// Short: a warning is cut at 256 bytes.
     pub fn note(self) -> &'static str {
         match self {
-            WarnReason::WarnMode => "",
+            WarnReason::WarnMode | WarnReason::NewRuleDefault => "",
             WarnReason::AlreadyBroken => " (allowed: already so before this update)",
             WarnReason::ServiceGoneOnUpdate => " (allowed on update: serviceName is immutable)",
             WarnReason::DryRunServiceMissing | WarnReason::DryRunBudgetMissing => {
@@ -137,6 +141,7 @@ impl WarnReason {
     pub fn code(self) -> &'static str {
         match self {
             WarnReason::WarnMode => "warn-mode",
+            WarnReason::NewRuleDefault => "new-rule-default",
             WarnReason::AlreadyBroken => "already-broken",
             WarnReason::ServiceGoneOnUpdate => "service-gone-on-update",
             WarnReason::DryRunServiceMissing => "dry-run-service-missing",
@@ -163,6 +168,7 @@ mod tests {
     fn warn_reason_codes_are_serdes_kebab_names() {
         for reason in [
             WarnReason::WarnMode,
+            WarnReason::NewRuleDefault,
             WarnReason::AlreadyBroken,
             WarnReason::ServiceGoneOnUpdate,
             WarnReason::DryRunServiceMissing,

@@ -68,8 +68,12 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
             } else if owner_exempt.contains(&finding.rule) {
                 Action::Exempt(format!("{EXEMPT_ANNOTATION} annotation"))
             } else {
-                match policy.mode(ns, finding.rule) {
+                let rule_mode = policy.rule_mode(ns, finding.rule);
+                match rule_mode.mode {
                     Mode::Audit => Action::Audit,
+                    Mode::Warn if rule_mode.new_rule_default => {
+                        Action::Warn(WarnReason::NewRuleDefault)
+                    }
                     Mode::Warn => Action::Warn(WarnReason::WarnMode),
                     Mode::Enforce => enforce(request, &finding, &already_broken),
                 }
