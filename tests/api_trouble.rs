@@ -10,7 +10,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -84,7 +83,7 @@ async fn answer(mut tcp: TcpStream, trouble: Trouble) {
             }
             Trouble::Resets => {
                 // SO_LINGER 0: close sends RST, not FIN.
-                let _ = tcp.set_linger(Some(Duration::ZERO));
+                let _ = tcp.set_zero_linger();
                 return;
             }
             Trouble::Throttles => status(429, "TooManyRequests", "retry-after: 3\r\n"),

@@ -30,8 +30,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsConnector;
 
 use sts_guard::lookup::{ClusterCache, LookupPath, LookupSource};
@@ -40,6 +39,7 @@ use sts_guard::rules::ServiceState;
 use sts_guard::webhook::Limits;
 use sts_guard::webhook::metrics::Metrics;
 use sts_guard::webhook::routes::App;
+use support::proxy::{Network, Proxy};
 use support::*;
 
 // ---------------------------------------------------------------------------
@@ -646,71 +646,6 @@ async fn start_fake_api(api: Arc<Mutex<FakeApi>>) -> SocketAddr {
     addr
 }
 
-/// What the proxy in front of the API server does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Network {
-    /// Bytes flow.
-    Up,
-    /// Connections stay open, nothing flows (a hung API server or a
-    /// blackholed route).
-    Hang,
-    /// Every connection is dropped and new ones are closed at once.
-    Down,
-}
-
-async fn start_proxy(upstream: SocketAddr, mode: watch::Receiver<Network>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                continue;
-            };
-            let mut mode = mode.clone();
-            tokio::spawn(async move {
-                // A hung network holds new connections too.
-                let up = mode.wait_for(|m| *m != Network::Hang).await.map(|m| *m);
-                if !matches!(up, Ok(Network::Up)) {
-                    return;
-                }
-                let Ok(server) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                tokio::select! {
-                    _ = pump(cr, sw, mode.clone()) => {}
-                    _ = pump(sr, cw, mode.clone()) => {}
-                    _ = mode.wait_for(|m| *m == Network::Down) => {}
-                }
-            });
-        }
-    });
-    addr
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut mode: watch::Receiver<Network>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        // Hang: hold the bytes until the network is up again (or down).
-        match mode.wait_for(|m| *m != Network::Hang).await.map(|m| *m) {
-            Ok(Network::Up) => {}
-            _ => return,
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 fn statefulset_review(service_name: &str) -> Value {
     let mut r = fixture();
     r["request"]["object"]["spec"]["serviceName"] = json!(service_name);
@@ -727,8 +662,8 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     let api = Arc::new(Mutex::new(FakeApi::default()));
     api.lock().unwrap().add("shop", "web");
     let api_addr = start_fake_api(api.clone()).await;
-    let (network, network_rx) = watch::channel(Network::Up);
-    let proxy = start_proxy(api_addr, network_rx).await;
+    let network = Proxy::start(api_addr);
+    let proxy = network.addr;
 
     let mut config = kube::Config::new(format!("http://{proxy}").parse().unwrap());
     config.connect_timeout = Some(Duration::from_secs(1));
@@ -756,7 +691,7 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     assert!(matches!(state, ServiceState::NotFound) && path == LookupPath::ApiGet);
 
     // The API server hangs.
-    network.send(Network::Hang).unwrap();
+    network.set(Network::Hang);
     let t = Instant::now();
     let (state, path) = services.resolve("shop", "web").await;
     let cached_in = t.elapsed();
@@ -794,7 +729,7 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     assert!(review["response"].get("warnings").is_none(), "{review}");
 
     // The API server goes down; a Service is created meanwhile.
-    network.send(Network::Down).unwrap();
+    network.set(Network::Down);
     let t = Instant::now();
     let (state, _) = services.resolve("shop", "other").await;
     let down_in = t.elapsed();
@@ -807,7 +742,7 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Back up: the watch resumes by itself and the cache catches up.
-    network.send(Network::Up).unwrap();
+    network.set(Network::Up);
     let t = Instant::now();
     let recovered = wait_until(Duration::from_secs(30), || {
         let s = services.clone();

@@ -50,8 +50,8 @@ pub struct ClusterCache {
     /// Live GETs of Services the watch does not hold (not headless, absent,
     /// or created a moment ago), by (namespace, name).
     recent_services: Recent<Key, ServiceState>,
-    /// Live LISTs of a namespace's budgets, only while the watch has not
-    /// synced (afterwards it knows every budget, "none" included).
+    /// Live LISTs of a namespace's budgets: while the watch has not synced,
+    /// and to confirm a denial that rests on its "none".
     recent_budgets: Recent<String, BudgetsState>,
     lookup_timeout: Duration,
 }
@@ -60,7 +60,7 @@ pub struct ClusterCache {
 /// does not hold is either not headless or absent; a change between the
 /// two within this window is reported as the other (same rule, same fix),
 /// while a Service that becomes headless is seen at once through the watch.
-pub const RECENT_WINDOW: Duration = Duration::from_secs(10);
+pub const RECENT_WINDOW: Duration = Duration::from_secs(5);
 
 /// One lookup's answer as it left the cache: what was found, and where.
 pub type Looked<T> = (T, LookupPath);
@@ -120,83 +120,95 @@ impl ClusterCache {
             let (namespace, name) = (namespace.to_string(), name.to_string());
             let timeout = self.lookup_timeout;
             async move {
-                match tokio::time::timeout(timeout, api.get_opt(&name)).await {
-                    Ok(Ok(Some(svc))) => {
+                let what = format!("Service {namespace}/{name}");
+                match bounded(timeout, &what, api.get_opt(&name)).await {
+                    Ok(Some(svc)) => {
                         ServiceState::Found(Arc::new(view::Service::of(&svc, &namespace)))
                     }
-                    Ok(Ok(None)) => ServiceState::NotFound,
-                    Ok(Err(e)) => {
-                        tracing::warn!(namespace, name, error = %e, "service lookup failed");
-                        ServiceState::Unknown(api_error(&e))
-                    }
-                    Err(_) => {
-                        tracing::warn!(namespace, name, timeout = ?timeout, "service lookup timed out");
-                        ServiceState::Unknown(timed_out(timeout))
-                    }
+                    Ok(None) => ServiceState::NotFound,
+                    Err(why) => ServiceState::Unknown(why),
                 }
             }
             .boxed()
         });
         let state = pending.answer.await;
-        let path = match (&state, pending.started_here) {
-            (_, false) => LookupPath::Recent,
-            (ServiceState::Unknown(_), true) => LookupPath::ApiError,
-            (_, true) => LookupPath::ApiGet,
-        };
-        (state, path)
+        let failed = matches!(state, ServiceState::Unknown(_));
+        (state, live_path(failed, pending.started_here))
     }
 
     /// The PodDisruptionBudgets of `namespace`. Once the watch has synced
     /// it holds every budget, so "none" is an answer too and no lookup
-    /// costs an API request; before that, one LIST per namespace per
-    /// [`RECENT_WINDOW`].
+    /// costs an API request; before that, [`ClusterCache::live_budgets`].
     pub async fn budgets(&self, namespace: &str) -> Looked<BudgetsState> {
-        if self.budgets_synced.load(Ordering::Acquire) {
-            let from = (namespace.to_string(), String::new());
-            let cached: Vec<_> = read(&self.budgets)
-                .range(from..)
-                .take_while(|((ns, _), _)| ns == namespace)
-                .map(|(_, b)| b.clone())
-                .collect();
-            return (BudgetsState::Found(cached), LookupPath::Cache);
+        if !self.budgets_synced.load(Ordering::Acquire) {
+            return self.live_budgets(namespace).await;
         }
+        let from = (namespace.to_string(), String::new());
+        let cached: Vec<_> = read(&self.budgets)
+            .range(from..)
+            .take_while(|((ns, _), _)| ns == namespace)
+            .map(|(_, b)| b.clone())
+            .collect();
+        (BudgetsState::Found(cached), LookupPath::Cache)
+    }
+
+    /// The PodDisruptionBudgets of `namespace` as the API server lists them
+    /// now, at most once per namespace per [`RECENT_WINDOW`]: before the
+    /// watch synced, and to confirm a denial that rests on the watch's
+    /// "none" (a budget created a moment ago may not have arrived yet).
+    pub async fn live_budgets(&self, namespace: &str) -> Looked<BudgetsState> {
         let pending = self.recent_budgets.get_or_start(namespace.to_string(), || {
             let api: Api<ListedBudget> = Api::namespaced(self.client.clone(), namespace);
             let namespace = namespace.to_string();
             let timeout = self.lookup_timeout;
             async move {
-                match tokio::time::timeout(timeout, api.list(&ListParams::default())).await {
-                    Ok(Ok(list)) => BudgetsState::Found(
+                let what = format!("PodDisruptionBudgets of {namespace}");
+                match bounded(timeout, &what, api.list(&ListParams::default())).await {
+                    Ok(list) => BudgetsState::Found(
                         list.items.into_iter().map(|b| b.projection().1).collect(),
                     ),
-                    Ok(Err(e)) => {
-                        tracing::warn!(namespace, error = %e, "PodDisruptionBudget lookup failed");
-                        BudgetsState::Unknown(api_error(&e))
-                    }
-                    Err(_) => {
-                        tracing::warn!(namespace, timeout = ?timeout, "PodDisruptionBudget lookup timed out");
-                        BudgetsState::Unknown(timed_out(timeout))
-                    }
+                    Err(why) => BudgetsState::Unknown(why),
                 }
             }
             .boxed()
         });
         let state = pending.answer.await;
-        let path = match (&state, pending.started_here) {
-            (_, false) => LookupPath::Recent,
-            (BudgetsState::Unknown(_), true) => LookupPath::ApiError,
-            (_, true) => LookupPath::ApiGet,
-        };
-        (state, path)
+        let failed = matches!(state, BudgetsState::Unknown(_));
+        (state, live_path(failed, pending.started_here))
     }
 }
 
-/// Why a lookup failed, in the words of a warning (cut at 256 bytes by the
-/// API server, so short): the HTTP status when the API server answered.
-fn api_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("API server answered {}", status.code),
-        _ => "API server error".into(),
+/// Where a live lookup was answered: by its own request (which may have
+/// failed), or by one made for an earlier review.
+fn live_path(failed: bool, started_here: bool) -> LookupPath {
+    match (failed, started_here) {
+        (_, false) => LookupPath::Recent,
+        (true, true) => LookupPath::ApiError,
+        (false, true) => LookupPath::ApiGet,
+    }
+}
+
+/// `request` within `timeout`: its value, or why there is none, in the
+/// words of a warning (cut at 256 bytes by the API server, so short: the
+/// HTTP status when the API server answered); failures are logged.
+async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    request: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::warn!(what, error = %e, "lookup failed");
+            Err(match e {
+                kube::Error::Api(status) => format!("API server answered {}", status.code),
+                _ => "API server error".into(),
+            })
+        }
+        Err(_) => {
+            tracing::warn!(what, timeout = ?timeout, "lookup timed out");
+            Err(timed_out(timeout))
+        }
     }
 }
 

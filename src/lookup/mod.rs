@@ -13,6 +13,9 @@ mod recent;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 pub use cluster::{ClusterCache, RECENT_WINDOW, connect};
 pub use manifests::{Duplicate, ManifestLookups};
@@ -84,52 +87,75 @@ impl LookupSource {
                             }
                         };
                         on_lookup(answer.kind(), LookupPath::Static);
-                        (need, answer)
+                        (need, answer, LookupPath::Static)
                     })
                     .collect();
-                return Fetched { answers };
+                return Fetched {
+                    answers,
+                    deadline: None,
+                };
             }
         };
         let timeout = cluster.lookup_timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         let lookups = needs.into_iter().map(|need| async move {
-            let answer = match &need {
+            let (answer, path) = match &need {
                 Need::Service { namespace, name } => {
-                    tokio::time::timeout_at(deadline, cluster.resolve(namespace, name))
-                        .await
-                        .map(|(state, path)| (Answer::Service(state), path))
-                        .unwrap_or_else(|_| {
-                            let why = cluster::timed_out(timeout);
-                            (
-                                Answer::Service(ServiceState::Unknown(why)),
-                                LookupPath::ApiError,
-                            )
-                        })
+                    within(deadline, timeout, cluster.resolve(namespace, name)).await
                 }
                 Need::DisruptionBudgets { namespace } => {
-                    tokio::time::timeout_at(deadline, cluster.budgets(namespace))
-                        .await
-                        .map(|(state, path)| (Answer::Budgets(state), path))
-                        .unwrap_or_else(|_| {
-                            let why = cluster::timed_out(timeout);
-                            (
-                                Answer::Budgets(BudgetsState::Unknown(why)),
-                                LookupPath::ApiError,
-                            )
-                        })
+                    within(deadline, timeout, cluster.budgets(namespace)).await
                 }
             };
-            (need, answer)
+            (need, answer, path)
         });
-        let answers = futures::future::join_all(lookups)
+        let answers = futures::future::join_all(lookups).await;
+        for (_, answer, path) in &answers {
+            on_lookup(answer.kind(), *path);
+        }
+        Fetched {
+            answers,
+            deadline: Some(deadline),
+        }
+    }
+
+    /// Asks the API server (at most once per namespace per
+    /// [`RECENT_WINDOW`]) for the budgets the watch answered for: for a
+    /// denial that rests on "none of them selects the pods", since a budget
+    /// created a moment before the StatefulSet (`kubectl apply -f` of both)
+    /// may not have reached the watch yet. Within what is left of the
+    /// fetch's deadline; an answer that does not come keeps the watch's.
+    pub async fn confirm_budgets(
+        &self,
+        fetched: &mut Fetched,
+        mut on_lookup: impl FnMut(LookupKind, LookupPath),
+    ) {
+        let (LookupSource::Cluster(cluster), Some(deadline)) = (self, fetched.deadline) else {
+            return;
+        };
+        let timeout = cluster.lookup_timeout();
+        let unconfirmed = fetched.answers.iter_mut().filter(|(_, answer, path)| {
+            *path == LookupPath::Cache && matches!(answer, Answer::Budgets(BudgetsState::Found(_)))
+        });
+        let confirmations = unconfirmed.map(|(need, answer, path)| async move {
+            let Need::DisruptionBudgets { namespace } = need else {
+                return None;
+            };
+            let (live, live_path) =
+                within(deadline, timeout, cluster.live_budgets(namespace)).await;
+            if matches!(live, Answer::Budgets(BudgetsState::Found(_))) {
+                *answer = live;
+                *path = live_path;
+            }
+            Some(live_path)
+        });
+        for path in futures::future::join_all(confirmations)
             .await
             .into_iter()
-            .map(|(need, (answer, path))| {
-                on_lookup(answer.kind(), path);
-                (need, answer)
-            })
-            .collect();
-        Fetched { answers }
+            .flatten()
+        {
+            on_lookup(LookupKind::DisruptionBudgets, path);
+        }
     }
 
     /// True once the source can answer from its cache.
@@ -141,10 +167,28 @@ impl LookupSource {
     }
 }
 
-/// What was fetched for one request: the answer to each need.
+/// `lookup` by `deadline`, or an answer saying it did not come within
+/// `timeout`.
+async fn within<T: State>(
+    deadline: Instant,
+    timeout: Duration,
+    lookup: impl Future<Output = (T, LookupPath)>,
+) -> (Answer, LookupPath) {
+    match tokio::time::timeout_at(deadline, lookup).await {
+        Ok((state, path)) => (state.into_answer(), path),
+        Err(_) => (
+            T::unknown(cluster::timed_out(timeout)),
+            LookupPath::ApiError,
+        ),
+    }
+}
+
+/// What was fetched for one request: the answer to each need and where it
+/// was answered, and the deadline they shared.
 #[derive(Debug, Default)]
 pub struct Fetched {
-    answers: Vec<(Need, Answer)>,
+    answers: Vec<(Need, Answer, LookupPath)>,
+    deadline: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -162,6 +206,31 @@ impl Answer {
     }
 }
 
+/// What one kind of lookup finds, as the [`Answer`] it is.
+trait State {
+    fn into_answer(self) -> Answer;
+    /// The answer of a lookup that could not be made.
+    fn unknown(why: String) -> Answer;
+}
+
+impl State for ServiceState {
+    fn into_answer(self) -> Answer {
+        Answer::Service(self)
+    }
+    fn unknown(why: String) -> Answer {
+        Answer::Service(ServiceState::Unknown(why))
+    }
+}
+
+impl State for BudgetsState {
+    fn into_answer(self) -> Answer {
+        Answer::Budgets(self)
+    }
+    fn unknown(why: String) -> Answer {
+        Answer::Budgets(BudgetsState::Unknown(why))
+    }
+}
+
 /// A rule asked for what it did not declare: a bug, caught by the tests
 /// (debug builds panic); in production the rule warns instead of guessing.
 fn undeclared(what: &str) -> String {
@@ -176,8 +245,8 @@ impl Lookups for Fetched {
             namespace: namespace.into(),
             name: name.into(),
         };
-        match self.answers.iter().find(|(need, _)| *need == want) {
-            Some((_, Answer::Service(state))) => state.clone(),
+        match self.answers.iter().find(|(need, _, _)| *need == want) {
+            Some((_, Answer::Service(state), _)) => state.clone(),
             _ => ServiceState::Unknown(undeclared(&format!("Service {namespace}/{name}"))),
         }
     }
@@ -186,8 +255,8 @@ impl Lookups for Fetched {
         let want = Need::DisruptionBudgets {
             namespace: namespace.into(),
         };
-        match self.answers.iter().find(|(need, _)| *need == want) {
-            Some((_, Answer::Budgets(state))) => state.clone(),
+        match self.answers.iter().find(|(need, _, _)| *need == want) {
+            Some((_, Answer::Budgets(state), _)) => state.clone(),
             _ => BudgetsState::Unknown(undeclared(&format!("PodDisruptionBudgets of {namespace}"))),
         }
     }

@@ -15,7 +15,8 @@ use super::metrics::{DecisionLabel, Metrics};
 use super::wire::{Admission, Rejection, decode};
 use crate::lookup::{Fetched, LookupSource};
 use crate::policy::Policy;
-use crate::review;
+use crate::review::{self, Action};
+use crate::rules::FindingKind;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
@@ -174,7 +175,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
             return json(&response.into_review());
         }
     };
-    let fetched = match (endpoint, admission.review_request()) {
+    let mut fetched = match (endpoint, admission.review_request()) {
         (Endpoint::Validate, Some(request)) => {
             app.lookups
                 .fetch(request.needs(), |kind, path| app.metrics.lookup(kind, path))
@@ -184,6 +185,14 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
     };
     let policy = app.policy.load();
     let mut decision = decide(&admission, endpoint, &policy, &fetched);
+    if denies_for_want_of_a_budget(&decision) {
+        // The watch may not have delivered a budget created a moment ago:
+        // a denial is worth one live LIST (shared per namespace and window).
+        app.lookups
+            .confirm_budgets(&mut fetched, |kind, path| app.metrics.lookup(kind, path))
+            .await;
+        decision = decide(&admission, endpoint, &policy, &fetched);
+    }
     let namespace = admission.namespace.as_deref().unwrap_or("");
     log_decision(endpoint, &admission, &decision);
     // The response takes the decision apart; the metrics need only its
@@ -217,6 +226,13 @@ pub fn decide(
         }
         Endpoint::Mutate => Decision::mutated(review::mutate(&request, policy)),
     }
+}
+
+fn denies_for_want_of_a_budget(decision: &Decision) -> bool {
+    decision
+        .outcomes
+        .iter()
+        .any(|o| o.action == Action::Deny && o.finding.kind == FindingKind::BudgetMissing)
 }
 
 fn log_decision(endpoint: Endpoint, request: &Admission, decision: &Decision) {

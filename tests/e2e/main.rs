@@ -26,6 +26,7 @@ mod deploy;
 mod dry_run;
 mod fail_closed;
 mod helm;
+mod lookups;
 mod managed_certs;
 mod mutation;
 mod policy_modes;

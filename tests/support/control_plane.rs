@@ -39,6 +39,21 @@ use rcgen::{
 };
 
 /// The repository root.
+/// What the API server's audit log records: requests for the objects
+/// sts-guard looks up, once each (at ResponseComplete).
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["services"]
+      - group: policy
+        resources: ["poddisruptionbudgets"]
+  - level: None
+"#;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -355,6 +370,36 @@ impl ControlPlane {
         unreachable!("the loop returns")
     }
 
+    /// The API server's audit log (one JSON event per line): every request
+    /// for Services and PodDisruptionBudgets, at level Metadata.
+    pub fn audit_log(&self) -> PathBuf {
+        self.work.join("audit.log")
+    }
+
+    /// Writes a kubeconfig like the control plane's own (admin) at `path`,
+    /// for the API server at `url` (a proxy in front of it, say).
+    pub fn write_kubeconfig_for(&self, url: &str, path: &Path) -> anyhow::Result<()> {
+        write_kubeconfig(path, url, &self.work.join("pki"))
+    }
+
+    /// The audited requests for `resource` (plural) in `namespace` by
+    /// anything but kubectl, as `verb` strings (`get`, `list`, `watch`,
+    /// `create`...).
+    pub fn audited(&self, resource: &str, namespace: &str) -> Vec<String> {
+        let log = fs::read_to_string(self.audit_log()).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| {
+                event["objectRef"]["resource"] == resource
+                    && event["objectRef"]["namespace"] == namespace
+                    && !event["userAgent"]
+                        .as_str()
+                        .is_some_and(|agent| agent.starts_with("kubectl"))
+            })
+            .filter_map(|event| event["verb"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// The work directory (pki/, logs/, kubeconfig, whatever tests put there).
     pub fn work(&self) -> &Path {
         &self.work
@@ -403,6 +448,11 @@ impl ControlPlane {
         //    endpoints would point at 127.0.0.1, which Endpoints validation
         //    rejects (an error logged every few seconds); nothing needs them.
         let p = |name: &str| pki.join(name).display().to_string();
+        // The API server's own record of who asked for what, for the
+        // objects sts-guard looks up only (cheap: nothing else is logged),
+        // so a test can count the requests made in its namespace.
+        let audit_policy = w.join("audit-policy.yaml");
+        fs::write(&audit_policy, AUDIT_POLICY).map_err(anyhow::Error::from)?;
         let api = self.spawn(
             "kube-apiserver",
             Command::new(bin.join("kube-apiserver")).args([
@@ -423,6 +473,8 @@ impl ControlPlane {
                 "--allow-privileged=true".to_string(),
                 "--endpoint-reconciler-type=none".to_string(),
                 "--profiling=false".to_string(),
+                format!("--audit-policy-file={}", audit_policy.display()),
+                format!("--audit-log-path={}", self.audit_log().display()),
             ]),
         )?;
         self.url = format!("https://127.0.0.1:{api_port}");

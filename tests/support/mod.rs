@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod control_plane;
+pub mod proxy;
 pub mod server;
 pub mod webhook;
 

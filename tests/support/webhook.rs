@@ -35,6 +35,17 @@ impl Webhook {
     /// logs/<name>.log; returns once /readyz says ready (its Service cache
     /// synced).
     pub fn start(cp: &ControlPlane, name: &str, policy: Option<&Path>) -> anyhow::Result<Webhook> {
+        Webhook::start_with(cp, name, policy, None)
+    }
+
+    /// [`Webhook::start`], talking to the API server through `kubeconfig`
+    /// instead of the control plane's own (e.g. one pointing at a proxy).
+    pub fn start_with(
+        cp: &ControlPlane,
+        name: &str,
+        policy: Option<&Path>,
+        kubeconfig: Option<&Path>,
+    ) -> anyhow::Result<Webhook> {
         let bin = sts_guard_bin();
         let certs = cp.work().join(format!("{name}-certs"));
         let out = run(
@@ -64,6 +75,9 @@ impl Webhook {
                 .args(["--shutdown-delay", "0s", "--reload-interval", "200ms"]);
             if let Some(policy) = policy {
                 cmd.arg("--config").arg(policy);
+            }
+            if let Some(kubeconfig) = kubeconfig {
+                cmd.env("KUBECONFIG", kubeconfig);
             }
             let pid = cp.spawn(name, &mut cmd)?;
             let mut exited = false;
@@ -303,6 +317,8 @@ namespaces:
     rules: {identical-probes: enforce, probe-port: enforce, startup-budget: enforce, disruption-budget: enforce}
   strict-dry-{run}:
     rules: {identical-probes: enforce, probe-port: enforce, startup-budget: enforce, disruption-budget: enforce}
+  budgets-enforced-{run}:
+    rules: {disruption-budget: enforce}
 exemptions:
   - namespace: exempt-{run}
     name: no-service
