@@ -102,38 +102,49 @@ impl From<OutputFormat> for sts_guard::commands::report::Format {
 #[derive(Args)]
 struct CheckArgs {
     /// Manifest file, folder (searched recursively for .yaml, .yml, .json) or - for stdin (repeatable).
-    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "STS_GUARD_FILENAME",
+        value_name = "PATH",
+        required = true
+    )]
     paths: Vec<PathBuf>,
     /// Namespace of objects that name none.
-    #[arg(short = 'n', long, default_value = "default")]
+    #[arg(
+        short = 'n',
+        long,
+        env = "STS_GUARD_NAMESPACE",
+        default_value = "default"
+    )]
     namespace: String,
-    /// Policy file, the same as serve's (modes, exemptions, mutation defaults).
+    /// Policy file, the same as serve's (modes, exemptions, mutation defaults). Without one, the newer rules only warn.
     #[arg(long, env = "STS_GUARD_CONFIG")]
     config: Option<PathBuf>,
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
 }
 
 #[derive(Args)]
 struct AuditArgs {
     /// Only this namespace (default: all namespaces).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, env = "STS_GUARD_NAMESPACE")]
     namespace: Option<String>,
     /// Objects per list call, as kubectl's --chunk-size.
-    #[arg(long, default_value_t = cli::audit::DEFAULT_PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "STS_GUARD_CHUNK_SIZE", default_value_t = cli::audit::DEFAULT_PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
     chunk_size: u32,
-    /// Policy file, the same as serve's (modes, exemptions, mutation defaults).
+    /// Policy file, the same as serve's (modes, exemptions, mutation defaults). Without one, the newer rules only warn.
     #[arg(long, env = "STS_GUARD_CONFIG")]
     config: Option<PathBuf>,
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
     /// Also write one policy report per StatefulSet (and delete those of StatefulSets that are gone), in this API; its CRD must be installed.
     #[arg(long, env = "STS_GUARD_REPORT", value_enum, value_name = "API")]
     report: Option<ReportApiArg>,
     /// Exit 0 even when something would be denied (the report, and --report's reports, say what); errors still exit 2. For scheduled audits.
-    #[arg(long)]
+    #[arg(long, env = "STS_GUARD_EXIT_ZERO")]
     exit_zero: bool,
 }
 
@@ -197,7 +208,7 @@ struct ServeArgs {
     /// Address of the plain-HTTP Prometheus listener (GET /metrics); "off" disables it.
     #[arg(long, env = "STS_GUARD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     metrics_listen: String,
-    /// Policy file (YAML); re-read when it changes. Without one every rule is enforced.
+    /// Policy file (YAML); re-read when it changes. Without one, liveness-probe, readiness-probe and headless-service are enforced and the newer rules only warn.
     #[arg(long, env = "STS_GUARD_CONFIG")]
     config: Option<PathBuf>,
     /// Only serve clients presenting a certificate signed by this CA (the API server's).
@@ -235,17 +246,30 @@ struct ServeArgs {
 #[derive(Args)]
 struct CertsArgs {
     /// Folder to write ca.crt, ca.key, tls.crt and tls.key into.
-    #[arg(long, env = "STS_GUARD_CERTS_OUT")]
+    #[arg(long, env = "STS_GUARD_CERTS_OUT", value_name = "DIR")]
     out: PathBuf,
-    /// DNS name of the serving certificate (repeatable).
-    #[arg(long, env = "STS_GUARD_CERTS_DNS", value_delimiter = ',')]
+    /// DNS name of the serving certificate (repeatable; at least one --dns or --ip).
+    #[arg(
+        long,
+        env = "STS_GUARD_CERTS_DNS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     dns: Vec<String>,
     /// IP address of the serving certificate (repeatable).
-    #[arg(long, env = "STS_GUARD_CERTS_IP", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "STS_GUARD_CERTS_IP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
     ip: Vec<IpAddr>,
     /// Keep the CA: issue only a new serving certificate from DIR/ca.crt and DIR/ca.key.
     #[arg(long, env = "STS_GUARD_CERTS_CA", value_name = "DIR")]
     ca: Option<PathBuf>,
+    /// Replace a CA already in --out with a new one (certificates it signed stop being trusted once its ca.crt leaves the caBundle). Without it, certs refuses to overwrite ca.crt or ca.key.
+    #[arg(long, env = "STS_GUARD_CERTS_FORCE", conflicts_with = "ca")]
+    force: bool,
 }
 
 fn main() -> ExitCode {
@@ -261,11 +285,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Certs(args) => {
-            match sts_guard::commands::certs::run(
+            match sts_guard::commands::certs::run_with(
                 &args.out,
                 &args.dns,
                 &args.ip,
                 args.ca.as_deref(),
+                args.force,
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -417,5 +442,36 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// README: every flag also reads an environment variable.
+    #[test]
+    fn every_flag_reads_an_environment_variable() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_positional() && arg.get_env().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "sts-guard", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without an environment variable: {missing:?}"
+        );
     }
 }

@@ -194,6 +194,122 @@ fn certs_with_ca_issues_only_a_new_serving_certificate_from_that_ca() {
     assert_eq!(mode, 0o600);
 }
 
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A CA already in --out is never replaced without --force: exit 2, one
+/// line naming what is there and pointing at --ca, nothing written.
+#[rstest::rstest]
+#[case::key_only(&["ca.key"])]
+#[case::cert_only(&["ca.crt"])]
+#[case::both(&["ca.crt", "ca.key"])]
+fn certs_refuses_to_replace_a_ca_in_out(#[case] held: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in held {
+        std::fs::write(dir.path().join(f), format!("the {f} renewals need")).unwrap();
+    }
+    let out = certs(dir.path(), None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let shown = dir.path().display();
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {shown} already holds a CA ({}): give --ca {shown} for a new serving certificate from it, or --force to replace it\n",
+            held.join(", ")
+        )
+    );
+    for f in held {
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(f)).unwrap(),
+            format!("the {f} renewals need")
+        );
+    }
+    assert!(!dir.path().join("tls.crt").exists());
+    assert!(!dir.path().join("tls.key").exists());
+}
+
+/// --force replaces the CA on purpose; the keys end up 0600 even over a
+/// loose old one.
+#[test]
+fn certs_force_replaces_the_ca_with_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(certs(dir.path(), None).status.success());
+    let ca_before = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let key = dir.path().join("ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key_before = std::fs::read(&key).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sts-guard"))
+        .args(["certs", "--dns", "localhost", "--force", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(std::fs::read(dir.path().join("ca.crt")).unwrap(), ca_before);
+    assert_ne!(std::fs::read(&key).unwrap(), key_before);
+    assert_eq!(mode_of(&key), 0o600);
+    assert_eq!(mode_of(&dir.path().join("tls.key")), 0o600);
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        dir.path().join("ca.crt").to_str().unwrap(),
+        dir.path().join("tls.crt").to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn certs_force_with_ca_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sts-guard"))
+        .args(["certs", "--dns", "localhost", "--force", "--ca"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert!(!dir.path().join("tls.key").exists());
+}
+
+/// `--ca A --out B` where B holds another CA: refused, B untouched; where
+/// B holds the same CA (a copy of it), fine.
+#[test]
+fn certs_with_ca_never_writes_over_another_ca_in_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(certs(&a, None).status.success());
+    assert!(certs(&b, None).status.success());
+    let b_ca = std::fs::read(b.join("ca.crt")).unwrap();
+
+    let out = certs(&b, Some(&a));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {} already holds another CA than {} (ca.crt, ca.key): give a folder without one as --out, or --ca {} to use its own\n",
+            b.display(),
+            a.display(),
+            b.display()
+        )
+    );
+    assert_eq!(std::fs::read(b.join("ca.crt")).unwrap(), b_ca);
+
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::copy(a.join(f), copy.join(f)).unwrap();
+    }
+    let out = certs(&copy, Some(&a));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn certs_with_a_folder_holding_no_ca_key_says_which_file() {
     let dir = tempfile::tempdir().unwrap();

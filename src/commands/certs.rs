@@ -20,14 +20,36 @@ pub const CA_VALIDITY_DAYS: i64 = 5 * 365;
 /// `out`; with `ca_dir`, reads `ca.crt` and `ca.key` from there instead of
 /// making a new CA, and writes only `tls.crt`, `tls.key` (and `ca.crt`
 /// when `out` is another folder, so `out` is complete for the overlay).
+///
+/// Never replaces a CA: without `ca_dir`, refuses when `out` already holds
+/// `ca.key` or `ca.crt` (the key renewals need); with `ca_dir` elsewhere,
+/// when `out` holds a different CA. [`run_with`] and `force` replace it.
 pub fn run(
     out: &Path,
     dns: &[String],
     ips: &[IpAddr],
     ca_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
+    run_with(out, dns, ips, ca_dir, false)
+}
+
+/// [`run`]; with `force` (and no `ca_dir`), a CA already in `out` is
+/// replaced by a new one.
+pub fn run_with(
+    out: &Path,
+    dns: &[String],
+    ips: &[IpAddr],
+    ca_dir: Option<&Path>,
+    force: bool,
+) -> anyhow::Result<()> {
     if dns.is_empty() && ips.is_empty() {
         anyhow::bail!("give at least one --dns NAME or --ip ADDR for the serving certificate");
+    }
+    if force && ca_dir.is_some() {
+        anyhow::bail!("--force replaces the CA in --out with a new one; it cannot go with --ca");
+    }
+    if !force {
+        refuse_to_replace_a_ca(out, ca_dir)?;
     }
     let now = time::OffsetDateTime::now_utc();
     let ca = match ca_dir {
@@ -83,6 +105,44 @@ pub fn run(
             shown.join(", "),
             dir.display()
         ),
+    }
+    Ok(())
+}
+
+/// The CA files `out` already holds, if any would be replaced or left
+/// beside another CA's.
+fn refuse_to_replace_a_ca(out: &Path, ca_dir: Option<&Path>) -> anyhow::Result<()> {
+    let present = |f: &str| fs::symlink_metadata(out.join(f)).is_ok();
+    let shown = out.display();
+    match ca_dir {
+        None => {
+            let held: Vec<&str> = ["ca.crt", "ca.key"]
+                .into_iter()
+                .filter(|f| present(f))
+                .collect();
+            if !held.is_empty() {
+                anyhow::bail!(
+                    "{shown} already holds a CA ({}): give --ca {shown} for a new serving certificate from it, or --force to replace it",
+                    held.join(", ")
+                );
+            }
+        }
+        Some(dir) if !same_path(dir, out) => {
+            let differs =
+                |f: &str| present(f) && fs::read(out.join(f)).ok() != fs::read(dir.join(f)).ok();
+            let other: Vec<&str> = ["ca.crt", "ca.key"]
+                .into_iter()
+                .filter(|f| differs(f))
+                .collect();
+            if !other.is_empty() {
+                anyhow::bail!(
+                    "{shown} already holds another CA than {} ({}): give a folder without one as --out, or --ca {shown} to use its own",
+                    dir.display(),
+                    other.join(", ")
+                );
+            }
+        }
+        Some(_) => {}
     }
     Ok(())
 }
