@@ -4,15 +4,19 @@
 //! mutating and validating configurations): the latency the client sees,
 //! in the shapes users have.
 //!
-//! Each round runs three phases back to back, in alternating order: no
-//! webhook, the null webhook, sts-guard; each phase sends COUNT writes of
-//! every shape over one keep-alive connection (a kube client) and the p50,
-//! p90 and p99 of each phase and shape are pooled over the rounds. The
-//! added latency is a phase's p50 minus the no-webhook p50; the ratio is
-//! sts-guard's added over the null webhook's. sts-guard runs with
-//! `mode: audit`, so every shape is admitted (a denial is not a write)
-//! while every rule and lookup still runs; the API server's audit log
-//! counts the Service and PodDisruptionBudget requests sts-guard made.
+//! Three arms take turns write by write (the order rotating): a
+//! StatefulSet labelled for no webhook, one for the null webhook and one
+//! for sts-guard (both registered at once, each for its own label), so
+//! what the API server and etcd themselves vary falls on all three alike.
+//! Each round sends COUNT writes of every shape per arm over one
+//! keep-alive connection (a kube client); the p50, p90 and p99 of each arm
+//! and shape are pooled over the rounds. The added latency is an arm's p50
+//! minus the no-webhook p50; the ratio is sts-guard's added over the null
+//! webhook's. sts-guard runs with `mode: audit`, so every shape is
+//! admitted (a denial is not a write) while every rule and lookup still
+//! runs. Also shown: the Service and PodDisruptionBudget requests
+//! sts-guard made (the API server's audit log), each webhook's CPU time
+//! per AdmissionReview, and the per-call latency the API server measured.
 //!
 //!   bench/e2e-cost.sh [COUNT] [ROUNDS]      (default 200 and 3)
 //!
@@ -40,7 +44,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
-use support::control_plane::{ControlPlane, random_suffix, run, sts_guard_bin, wait_for};
+use support::Client;
+use support::control_plane::{
+    ControlPlane, block_on, free_ports, random_suffix, run, sts_guard_bin, wait_for,
+};
 use support::webhook::{Registration, Webhook};
 
 /// One shape of write.
@@ -122,7 +129,12 @@ enum Phase {
 }
 
 fn main() -> ExitCode {
-    match bench() {
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.get(1).map(String::as_str) {
+        Some("null-webhook") if args.len() == 5 => null_webhook(&args[2], &args[3], &args[4]),
+        _ => bench(),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("e2e-cost: {e:#}");
@@ -170,83 +182,145 @@ fn bench() -> anyhow::Result<()> {
             ns
         })
         .collect();
-    // The objects the UPDATE shapes update, stored before any webhook.
+    // Both webhooks registered at once, each for the StatefulSets labelled
+    // for it: writes to no webhook, the null webhook and sts-guard take
+    // turns, one by one, so the API server's and etcd's own noise falls on
+    // all three alike.
+    for phase in [Phase::Null, Phase::StsGuard] {
+        register(&cp, phase, &guard, &null)?;
+    }
+    // The objects the UPDATE shapes update, one per arm.
     for (shape, ns) in SHAPES.iter().zip(&namespaces).filter(|(s, _)| s.update) {
-        let sts = statefulset("updated", shape.replicas);
-        rt.block_on(
-            Api::<StatefulSet>::namespaced(client.clone(), ns).create(&PostParams::default(), &sts),
-        )?;
+        for phase in PHASES {
+            let sts = statefulset(&format!("updated-{}", phase.label()), shape.replicas, phase);
+            rt.block_on(
+                Api::<StatefulSet>::namespaced(client.clone(), ns)
+                    .create(&PostParams::default(), &sts),
+            )?;
+        }
     }
 
-    let before: BTreeMap<&str, usize> = ["services", "poddisruptionbudgets"]
-        .into_iter()
-        .map(|r| (r, namespaces.iter().map(|ns| lookups(&cp, r, ns)).sum()))
-        .collect();
+    let lookups_before = lookup_counts(&cp, &namespaces);
+    let cpu_before = (cpu_time(null.pid), cpu_time(guard.pid));
+    let reviews_before = (
+        null.served()?,
+        guard.requests("validate") + guard.requests("mutate"),
+    );
+    let calls_before = webhook_calls(&cp);
+    let started = Instant::now();
     let mut latencies: BTreeMap<(Phase, usize), Vec<Duration>> = BTreeMap::new();
-    let mut guard_time = Duration::ZERO;
-    let mut writes = 0u64;
     for round in 0..rounds {
-        let mut order = [Phase::None, Phase::Null, Phase::StsGuard];
-        order.rotate_left(round % 3);
-        for phase in order {
-            switch(&cp, phase, &guard, &null, &namespaces[0])?;
-            let started = Instant::now();
-            for (i, (shape, ns)) in SHAPES.iter().zip(&namespaces).enumerate() {
-                let api = Api::<StatefulSet>::namespaced(client.clone(), ns);
-                let times = rt.block_on(writes_of(&api, shape, count, round))?;
-                writes += times.len() as u64;
+        for (i, (shape, ns)) in SHAPES.iter().zip(&namespaces).enumerate() {
+            let api = Api::<StatefulSet>::namespaced(client.clone(), ns);
+            for (phase, times) in rt.block_on(writes_of(&api, shape, count, round))? {
                 latencies.entry((phase, i)).or_default().extend(times);
-            }
-            if phase == Phase::StsGuard {
-                guard_time += started.elapsed();
             }
         }
     }
-    let after: BTreeMap<&str, usize> = ["services", "poddisruptionbudgets"]
-        .into_iter()
-        .map(|r| (r, namespaces.iter().map(|ns| lookups(&cp, r, ns)).sum()))
-        .collect();
-    switch(&cp, Phase::None, &guard, &null, &namespaces[0])?;
+    let elapsed = started.elapsed();
+    let cpu = (
+        cpu_time(null.pid) - cpu_before.0,
+        cpu_time(guard.pid) - cpu_before.1,
+    );
+    let reviews = (
+        null.served()? - reviews_before.0,
+        guard.requests("validate") + guard.requests("mutate") - reviews_before.1,
+    );
+    let calls = webhook_calls(&cp);
+    let lookups_after = lookup_counts(&cp, &namespaces);
 
-    report(count, rounds, &latencies, writes);
+    report(count, rounds, &latencies);
     println!();
-    for (resource, n) in &after {
+    for (resource, n) in &lookups_after {
         println!(
-            "- {resource}: {} GET/LIST requests by sts-guard in the benchmark's namespaces over {rounds} sts-guard phases ({:.0} s, {} writes per phase)",
-            n - before[resource],
-            guard_time.as_secs_f64(),
-            count * SHAPES.len()
+            "- {resource}: {} GET/LIST requests by sts-guard in the benchmark's namespaces ({:.0} s, {} writes through sts-guard)",
+            n - lookups_before[resource],
+            elapsed.as_secs_f64(),
+            count * rounds * SHAPES.len()
         );
     }
+    for (who, prefix, cpu, reviews) in [
+        ("null webhook", "null-", cpu.0, reviews.0),
+        ("sts-guard", "", cpu.1, reviews.1),
+    ] {
+        let (n, seconds) = (
+            calls.get(prefix).map_or(0.0, |c| c.0) - calls_before.get(prefix).map_or(0.0, |c| c.0),
+            calls.get(prefix).map_or(0.0, |c| c.1) - calls_before.get(prefix).map_or(0.0, |c| c.1),
+        );
+        println!(
+            "- {who}: {:.1} µs CPU time (user + system) per AdmissionReview ({reviews:.0} reviews, validate and mutate); the API server measured {:.3} ms per call on average ({n:.0} calls)",
+            cpu.as_secs_f64() * 1e6 / reviews,
+            seconds * 1e3 / n
+        );
+    }
+    let (count, sum) = (
+        guard.metric("sts_guard_admission_duration_seconds_count", &[]),
+        guard.metric("sts_guard_admission_duration_seconds_sum", &[]),
+    );
     println!(
-        "- null webhook answered {} AdmissionReviews",
-        null.served.load(Ordering::Relaxed)
+        "- sts-guard's own time from a decoded body to an encoded answer: {:.1} µs on average ({count:.0} reviews)",
+        sum * 1e6 / count
     );
     Ok(())
 }
 
-/// `count` writes of `shape` (after 10 unmeasured): their latencies.
+/// The three arms of every write, in the order they take turns.
+const PHASES: [Phase; 3] = [Phase::None, Phase::Null, Phase::StsGuard];
+
+impl Phase {
+    /// The value of [`ARM_LABEL`] that sends a StatefulSet to this arm.
+    fn label(self) -> &'static str {
+        match self {
+            Phase::None => "none",
+            Phase::Null => "null",
+            Phase::StsGuard => "sts-guard",
+        }
+    }
+}
+
+/// Which webhook a StatefulSet goes to: its configurations' objectSelector.
+const ARM_LABEL: &str = "e2e.sts-guard.io/webhook";
+
+/// GET/LIST requests sts-guard made in `namespaces`, by resource.
+fn lookup_counts(cp: &ControlPlane, namespaces: &[String]) -> BTreeMap<&'static str, usize> {
+    ["services", "poddisruptionbudgets"]
+        .into_iter()
+        .map(|r| (r, namespaces.iter().map(|ns| lookups(cp, r, ns)).sum()))
+        .collect()
+}
+
+/// `count` writes of `shape` per arm (after 10 unmeasured), the arms
+/// taking turns write by write (the order rotating): each arm's latencies.
 async fn writes_of(
     api: &Api<StatefulSet>,
     shape: &Shape,
     count: usize,
     round: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let mut times = Vec::with_capacity(count);
+) -> anyhow::Result<BTreeMap<Phase, Vec<Duration>>> {
+    let mut times: BTreeMap<Phase, Vec<Duration>> = BTreeMap::new();
     let tag = random_suffix(4);
     for i in 0..count + 10 {
-        let started = Instant::now();
-        if shape.update {
-            let patch =
-                json!({"metadata": {"annotations": {"bench": format!("{round}-{tag}-{i}")}}});
-            api.patch("updated", &PatchParams::default(), &Patch::Merge(patch))
+        let mut order = PHASES;
+        order.rotate_left(i % 3);
+        for phase in order {
+            let started = Instant::now();
+            if shape.update {
+                let patch =
+                    json!({"metadata": {"annotations": {"bench": format!("{round}-{tag}-{i}")}}});
+                let name = format!("updated-{}", phase.label());
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await?;
+            } else {
+                let name = format!("s-{tag}-{}-{i}", phase.label());
+                api.create(
+                    &PostParams::default(),
+                    &statefulset(&name, shape.replicas, phase),
+                )
                 .await?;
-        } else {
-            let sts = statefulset(&format!("s-{tag}-{i}"), shape.replicas);
-            api.create(&PostParams::default(), &sts).await?;
-        }
-        if i >= 10 {
-            times.push(started.elapsed());
+            }
+            if i >= 10 {
+                times.entry(phase).or_default().push(started.elapsed());
+            }
         }
     }
     if !shape.update {
@@ -260,78 +334,57 @@ async fn writes_of(
     Ok(times)
 }
 
-/// Registers `phase`'s webhook (or none) and waits until the API server
-/// calls exactly it.
-fn switch(
+/// Registers deploy/'s configurations for `phase`'s webhook, matching the
+/// StatefulSets labelled for it (the null webhook's under other names, so
+/// the API server's metrics tell the two apart), and waits until the API
+/// server calls it.
+fn register(
     cp: &ControlPlane,
     phase: Phase,
     guard: &Webhook,
     null: &NullWebhook,
-    ns: &str,
 ) -> anyhow::Result<()> {
-    let names = Registration::shipped().names();
-    let served = || {
-        (
-            guard.requests("validate"),
-            null.served.load(Ordering::Relaxed) as f64,
-        )
+    let (url, ca) = match phase {
+        Phase::Null => (null.url.clone(), null.ca.clone()),
+        _ => (guard.url.clone(), guard.ca.clone()),
     };
-    let probe = || {
-        let sts = serde_json::to_string(&statefulset("probe", 0)).unwrap();
-        cp.kubectl_with_input(&["create", "--dry-run=server", "-n", ns, "-f", "-"], &sts);
-    };
-    match phase {
-        Phase::None => {
-            cp.kubectl(&["delete", "--ignore-not-found", &names[0], &names[1]])
-                .assert_exit(0);
-            // Gone once two probes in a row reach neither webhook.
-            let mut quiet = 0;
-            wait_for(
-                "no webhook called",
-                Duration::from_secs(30),
-                Duration::from_millis(100),
-                || {
-                    let before = served();
-                    probe();
-                    quiet = if served() == before { quiet + 1 } else { 0 };
-                    Ok(quiet >= 2)
-                },
-            )
-        }
-        Phase::Null | Phase::StsGuard => {
-            let (url, ca) = match phase {
-                Phase::Null => (null.url.clone(), null.ca.clone()),
-                _ => (guard.url.clone(), guard.ca.clone()),
-            };
-            let list = Registration::shipped().configurations(cp, &url, &std::fs::read(ca)?)?;
-            let out = cp.kubectl_with_input(&["apply", "-f", "-"], &list.to_string());
-            if out.code != 0 {
-                bail!("registering {phase:?}\n{out}");
+    let registration = Registration::only_labelled(phase.label());
+    let mut list = registration.configurations(cp, &url, &std::fs::read(ca)?)?;
+    if phase == Phase::Null {
+        for cfg in list["items"].as_array_mut().unwrap() {
+            for hook in cfg["webhooks"].as_array_mut().unwrap() {
+                hook["name"] = json!(format!("null-{}", hook["name"].as_str().unwrap()));
             }
-            wait_for(
-                &format!("{phase:?} called"),
-                Duration::from_secs(30),
-                Duration::from_millis(100),
-                || {
-                    let (g0, n0) = served();
-                    probe();
-                    let (g1, n1) = served();
-                    Ok(match phase {
-                        Phase::Null => n1 > n0 && g1 == g0,
-                        _ => g1 > g0 && n1 == n0,
-                    })
-                },
-            )
         }
     }
+    let out = cp.kubectl_with_input(&["apply", "-f", "-"], &list.to_string());
+    if out.code != 0 {
+        bail!("registering {phase:?}\n{out}");
+    }
+    let ns = format!("probe-{}", random_suffix(6));
+    cp.kubectl(&["create", "namespace", &ns]).assert_exit(0);
+    let probe = serde_json::to_string(&statefulset("probe", 0, phase))?;
+    let served = || match phase {
+        Phase::Null => null.served().unwrap_or(-1.0),
+        _ => guard.requests("validate"),
+    };
+    wait_for(
+        &format!("{phase:?} called"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let before = served();
+            cp.kubectl_with_input(
+                &["create", "--dry-run=server", "-n", &ns, "-f", "-"],
+                &probe,
+            );
+            Ok(served() > before)
+        },
+    )
 }
 
-fn report(
-    count: usize,
-    rounds: usize,
-    latencies: &BTreeMap<(Phase, usize), Vec<Duration>>,
-    writes: u64,
-) {
+fn report(count: usize, rounds: usize, latencies: &BTreeMap<(Phase, usize), Vec<Duration>>) {
+    let writes: usize = latencies.values().map(Vec::len).sum();
     let version = run(
         std::process::Command::new(
             support::control_plane::control_plane_bin_dir()
@@ -342,7 +395,7 @@ fn report(
         None,
     );
     println!(
-        "{count} writes per shape and phase in each of {rounds} rounds ({writes} in all), one keep-alive connection; {} cores; {}",
+        "{count} writes per shape and arm in each of {rounds} rounds ({writes} measured), the arms taking turns write by write, one keep-alive connection; {} cores; {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         version.stdout.trim()
     );
@@ -407,7 +460,7 @@ spec:
 
 /// A StatefulSet every rule passes (given its Service and budget): three
 /// containers with both probes and a startup probe where liveness is short.
-fn statefulset(name: &str, replicas: u32) -> StatefulSet {
+fn statefulset(name: &str, replicas: u32, phase: Phase) -> StatefulSet {
     let container = |name: &str, port: i32| {
         json!({
             "name": name, "image": "registry.k8s.io/pause:3.10",
@@ -419,7 +472,7 @@ fn statefulset(name: &str, replicas: u32) -> StatefulSet {
     };
     let value: Value = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "labels": {"bench": "create"}},
+        "metadata": {"name": name, "labels": {"bench": "create", ARM_LABEL: phase.label()}},
         "spec": {
             "serviceName": "web", "replicas": replicas,
             "selector": {"matchLabels": {"app": "web"}},
@@ -432,12 +485,63 @@ fn statefulset(name: &str, replicas: u32) -> StatefulSet {
     serde_json::from_value(value).expect("a valid StatefulSet")
 }
 
-/// Answers every AdmissionReview `allowed: true` with its uid, over TLS,
-/// on a thread of its own; counts what it answered.
+/// `e2e-cost null-webhook ADDR CERT KEY`: answers every AdmissionReview
+/// `allowed: true` with its uid, over TLS, and `GET` with how many it
+/// answered. A process of its own, like sts-guard, so the two are
+/// compared alike (and their CPU time read alike).
+fn null_webhook(addr: &str, cert: &str, key: &str) -> anyhow::Result<()> {
+    sts_guard::install_crypto_provider();
+    let chain: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(cert)?.collect::<Result<_, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let served = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, served) = (acceptor.clone(), served.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let served = served.clone();
+                    async move {
+                        if req.method() == hyper::Method::GET {
+                            let count = served.load(Ordering::Relaxed).to_string();
+                            return Ok(hyper::Response::new(Full::new(Bytes::from(count))));
+                        }
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let uid = serde_json::from_slice::<Value>(&body)
+                            .ok()
+                            .and_then(|r| r["request"]["uid"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        served.fetch_add(1, Ordering::Relaxed);
+                        let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                            "response": {"uid": uid, "allowed": true}});
+                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    })
+}
+
+/// The null webhook process, as the benchmark sees it.
 struct NullWebhook {
+    pid: u32,
+    addr: SocketAddr,
     url: String,
     ca: std::path::PathBuf,
-    served: Arc<AtomicU64>,
 }
 
 impl NullWebhook {
@@ -452,57 +556,91 @@ impl NullWebhook {
         if out.code != 0 {
             bail!("sts-guard certs failed\n{out}");
         }
-        sts_guard::install_crypto_provider();
-        let chain: Vec<CertificateDer> =
-            CertificateDer::pem_file_iter(certs.join("tls.crt"))?.collect::<Result<_, _>>()?;
-        let key = PrivateKeyDer::from_pem_file(certs.join("tls.key"))?;
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr: SocketAddr = listener.local_addr()?;
-        let served = Arc::new(AtomicU64::new(0));
-        let counter = served.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else { continue };
-                    let _ = tcp.set_nodelay(true);
-                    let (acceptor, counter) = (acceptor.clone(), counter.clone());
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else { return };
-                        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let counter = counter.clone();
-                            async move {
-                                let body = req.into_body().collect().await?.to_bytes();
-                                let uid = serde_json::from_slice::<Value>(&body)
-                                    .ok()
-                                    .and_then(|r| r["request"]["uid"].as_str().map(str::to_string))
-                                    .unwrap_or_default();
-                                counter.fetch_add(1, Ordering::Relaxed);
-                                let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                                    "response": {"uid": uid, "allowed": true}});
-                                Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))))
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
-            });
-        });
-        Ok(NullWebhook {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_ports(1)[0]).into();
+        let pid = cp.spawn(
+            "null-webhook",
+            std::process::Command::new(std::env::current_exe()?)
+                .arg("null-webhook")
+                .arg(addr.to_string())
+                .arg(certs.join("tls.crt"))
+                .arg(certs.join("tls.key")),
+        )?;
+        let null = NullWebhook {
+            pid,
+            addr,
             url: format!("https://{addr}"),
             ca: certs.join("ca.crt"),
-            served,
+        };
+        wait_for(
+            "the null webhook",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || Ok(null.served().is_ok()),
+        )?;
+        Ok(null)
+    }
+
+    /// AdmissionReviews it answered so far.
+    fn served(&self) -> anyhow::Result<f64> {
+        block_on(async {
+            let mut client = Client::connect(self.addr, &self.ca).await?;
+            let (_, body) = client.get("/").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(String::from_utf8_lossy(&body).parse()?)
         })
     }
+}
+
+/// Calls the API server has made so far to the webhooks named
+/// `<prefix>validate.sts-guard.io` and `<prefix>mutate.sts-guard.io`, and
+/// the seconds they took, as it measured them
+/// (`apiserver_admission_webhook_admission_duration_seconds`), by prefix
+/// (`""` for sts-guard, `"null-"` for the null webhook).
+fn webhook_calls(cp: &ControlPlane) -> BTreeMap<&'static str, (f64, f64)> {
+    let out = cp.kubectl(&["get", "--raw", "/metrics"]);
+    let sample = |family: &str, prefix: &str| -> f64 {
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with(family))
+            .filter(|l| {
+                ["validate", "mutate"]
+                    .iter()
+                    .any(|w| l.contains(&format!("name=\"{prefix}{w}.sts-guard.io\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    ["", "null-"]
+        .into_iter()
+        .map(|prefix| {
+            (
+                prefix,
+                (
+                    sample(
+                        "apiserver_admission_webhook_admission_duration_seconds_count{",
+                        prefix,
+                    ),
+                    sample(
+                        "apiserver_admission_webhook_admission_duration_seconds_sum{",
+                        prefix,
+                    ),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// CPU time (user + system) the process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from the
+    // state on: utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // Clock ticks; 100 per second on Linux (USER_HZ).
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
 }

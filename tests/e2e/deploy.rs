@@ -25,6 +25,9 @@ pub(crate) fn deploy_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&repo_root().join("deploy"), dir.path());
     let certs = dir.path().join("overlays/self-managed/certs");
+    // Fresh ones: a CA generated there in the checkout (certs/README.md
+    // says how) is not the test's, and `certs --out` never overwrites one.
+    let _ = std::fs::remove_dir_all(&certs);
     let out = run(
         std::process::Command::new(sts_guard_bin())
             .args(["certs", "--dns", "sts-guard.sts-guard.svc"])

@@ -411,3 +411,36 @@ async fn the_shipped_rbac_is_enough_for_managed_certificates() {
     assert!(!log.contains("forbidden"), "{log}");
     cleanup(cp, &registration, &[&replica]);
 }
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
+async fn a_lookup_timeout_the_registration_does_not_leave_room_for_is_refused_at_start() {
+    let cp = &cluster().cp;
+    let tag = format!("timeout-{}", random_suffix(5));
+    let home = Ns::fresh("timeout").await;
+    // deploy/'s configurations: timeoutSeconds 5.
+    let registration = register_empty(cp, &tag, ([127, 0, 0, 1], free_ports(1)[0]).into());
+    let config = format!("sts-guard-{tag}");
+    let secret = format!("{}/sts-guard-tls", home.name);
+    let name = format!("serve-{tag}");
+    let replica = start_replica(cp, &name, &secret, &config, &["--lookup-timeout", "4500ms"]);
+    wait_for(
+        "serve to refuse to start",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || Ok(!cp.is_running(replica.pid)),
+    )
+    .unwrap();
+    let log = std::fs::read_to_string(cp.log_path(&name)).unwrap();
+    assert_has(
+        &log,
+        &format!(
+            "--lookup-timeout 4s 500ms leaves less than 1s of timeoutSeconds: 5 of webhook \"validate.sts-guard.io\" in ValidatingWebhookConfiguration \"{config}\"; lower --lookup-timeout to 4s or less, or raise timeoutSeconds"
+        ),
+    );
+    // With the default (2 s) the same registration starts and serves.
+    let replica = start_replica(cp, &format!("{name}-ok"), &secret, &config, &[]);
+    let bundle = cp.work().join(format!("{tag}-bundle.pem"));
+    wait_all_ready(cp, &home.name, "sts-guard-tls", &bundle, &[&replica]);
+    cleanup(cp, &registration, &[&replica]);
+}
