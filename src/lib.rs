@@ -11,6 +11,8 @@
 //! - `reports` (the policy report objects `audit --report` writes);
 //! - `review` (the pure core: modes, exemptions, ratcheting, mutations);
 //! - `rules` (one file per rule) and `policy`;
+//! - `tasks` (supervised background tasks and the one retry backoff), used
+//!   by `webhook` and `lookup`;
 //! - `view` (the typed views every layer reads).
 
 pub mod certs;
@@ -23,6 +25,7 @@ pub mod reload;
 pub mod reports;
 pub mod review;
 pub mod rules;
+pub mod tasks;
 pub mod view;
 pub mod webhook;
 

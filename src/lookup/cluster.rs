@@ -25,6 +25,7 @@ use super::LookupPath;
 use super::listing::{Key, ListedBudget, ListedService, Projection};
 use super::recent::Recent;
 use crate::rules::{BudgetsState, ServiceState};
+use crate::tasks::Spawner;
 use crate::view;
 
 /// The field selector of the watch: headless Services only.
@@ -67,10 +68,21 @@ pub type Looked<T> = (T, LookupPath);
 
 impl ClusterCache {
     /// Starts the watches (headless Services, PodDisruptionBudgets) in the
-    /// background; `is_synced` turns true once both first lists have
-    /// arrived. Each watcher relists and rewatches by itself (with backoff)
-    /// after an error; its map keeps its last state meanwhile.
+    /// background, unsupervised; `is_synced` turns true once both first
+    /// lists have arrived. Each watcher relists and rewatches by itself
+    /// (with [`crate::tasks::retry_backoff`]) after an error; its map keeps
+    /// its last state meanwhile.
     pub fn start(client: kube::Client, lookup_timeout: Duration) -> Arc<Self> {
+        Self::start_with(client, lookup_timeout, &Spawner::detached())
+    }
+
+    /// As [`ClusterCache::start`], the watches spawned by `tasks` (serve
+    /// supervises them: a watch that ends takes the pod down).
+    pub fn start_with(
+        client: kube::Client,
+        lookup_timeout: Duration,
+        tasks: &Spawner,
+    ) -> Arc<Self> {
         let this = Arc::new(ClusterCache {
             client: client.clone(),
             headless: Default::default(),
@@ -87,6 +99,7 @@ impl ClusterCache {
             this.headless.clone(),
             this.services_synced.clone(),
             "headless Services",
+            (tasks, "watch: headless Services"),
         );
         watch(
             Api::<ListedBudget>::all(client),
@@ -94,12 +107,25 @@ impl ClusterCache {
             this.budgets.clone(),
             this.budgets_synced.clone(),
             "PodDisruptionBudgets",
+            (tasks, "watch: PodDisruptionBudgets"),
         );
         this
     }
 
     pub fn is_synced(&self) -> bool {
         self.services_synced.load(Ordering::Acquire) && self.budgets_synced.load(Ordering::Acquire)
+    }
+
+    /// Whether each watch has delivered its first list, by the `what` label
+    /// of `sts_guard_cache_synced`.
+    pub fn synced(&self) -> [(&'static str, bool); 2] {
+        [
+            ("services", self.services_synced.load(Ordering::Acquire)),
+            (
+                "disruption-budgets",
+                self.budgets_synced.load(Ordering::Acquire),
+            ),
+        ]
     }
 
     /// The longest a lookup may take; [`super::LookupSource::fetch`] holds
@@ -222,13 +248,16 @@ pub fn timed_out(timeout: Duration) -> String {
 
 /// Keeps `map` equal to what the watch of `api` lists, as projections. A
 /// relist is collected aside and swapped in whole at its end, so a lookup
-/// never sees a half-listed cache.
+/// never sees a half-listed cache. The task, `task` to its supervisor,
+/// never ends by itself: the watcher retries every error with the one
+/// backoff.
 fn watch<L>(
     api: Api<L>,
     config: watcher::Config,
     map: Projections<L::Into>,
     synced: Arc<AtomicBool>,
     what: &'static str,
+    (tasks, task): (&Spawner, &'static str),
 ) where
     L: Projection
         + kube::Resource<DynamicType = ()>
@@ -239,8 +268,8 @@ fn watch<L>(
         + 'static,
     L::Into: Send + Sync + 'static,
 {
-    let stream = watcher(api, config).default_backoff();
-    tokio::spawn(async move {
+    let stream = watcher(api, config).backoff(crate::tasks::retry_backoff());
+    tasks.spawn(task, async move {
         let mut stream = std::pin::pin!(stream);
         let mut relist: Option<BTreeMap<Key, Arc<L::Into>>> = None;
         while let Some(event) = stream.next().await {

@@ -29,13 +29,15 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::utils::Backoff as _;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
 use super::tls::{ReloadingCert, certified_key};
 use crate::certs::managed::{self, Settings, Step, Stored, Why};
 use crate::kube_errors::describe;
+use crate::tasks::{Spawner, retry_backoff};
 
 /// How often the time-based steps are looked at, besides every change.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -86,35 +88,46 @@ pub fn placeholder(settings: &Settings) -> anyhow::Result<Arc<ReloadingCert>> {
     ))
 }
 
-/// Runs forever: the watches, the tick and the reconciliation.
+/// Runs forever: the watches (spawned by `tasks`, so one that ends is
+/// noticed), the tick and the reconciliation, retried with the one
+/// backoff after a failure.
 pub async fn run(
     client: Client,
     config: ManagedConfig,
     cert: Arc<ReloadingCert>,
     trusted: Arc<AtomicBool>,
+    tasks: Spawner,
 ) {
     let poke = Arc::new(Notify::new());
     let by_name = format!("metadata.name={}", config.secret);
     spawn_watch(
+        &tasks,
+        "managed certificates: watch Secret",
         Api::<Secret>::namespaced(client.clone(), &config.namespace),
         by_name,
         poke.clone(),
     );
     let by_name = format!("metadata.name={}", config.webhook_configuration);
     spawn_watch(
+        &tasks,
+        "managed certificates: watch ValidatingWebhookConfiguration",
         Api::<ValidatingWebhookConfiguration>::all(client.clone()),
         by_name.clone(),
         poke.clone(),
     );
     spawn_watch(
+        &tasks,
+        "managed certificates: watch MutatingWebhookConfiguration",
         Api::<MutatingWebhookConfiguration>::all(client.clone()),
         by_name,
         poke.clone(),
     );
     let mut served: Option<String> = None;
+    let mut backoff = retry_backoff();
     loop {
         match reconcile(&client, &config, &cert, &mut served).await {
             Ok(ready) => {
+                backoff.reset();
                 if ready != trusted.swap(ready, Ordering::AcqRel) {
                     tracing::info!(
                         ready,
@@ -125,7 +138,10 @@ pub async fn run(
             Err(e) => {
                 // Keep serving what we serve; readiness stays as it was
                 // (an API outage does not make the served pair untrusted).
-                tracing::warn!(error = %e, "managed certificates: reconcile failed; retrying");
+                let delay = backoff.next().unwrap_or(TICK);
+                tracing::warn!(error = %e, retry_in = ?delay, "managed certificates: reconcile failed; retrying");
+                tokio::time::sleep(delay).await;
+                continue;
             }
         }
         tokio::select! {
@@ -138,18 +154,25 @@ pub async fn run(
     }
 }
 
-fn spawn_watch<K>(api: Api<K>, fields: String, poke: Arc<Notify>)
-where
+/// Pokes the reconciliation on every event of the watch of `api` limited
+/// to `fields`; errors are retried by the watcher with the one backoff.
+fn spawn_watch<K>(
+    tasks: &Spawner,
+    name: &'static str,
+    api: Api<K>,
+    fields: String,
+    poke: Arc<Notify>,
+) where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default().fields(&fields)).boxed();
+    tasks.spawn(name, async move {
+        let config = watcher::Config::default().fields(&fields);
+        let mut stream = watcher(api, config).backoff(retry_backoff()).boxed();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(_) => poke.notify_one(),
                 Err(e) => {
-                    tracing::debug!(error = %e, "managed certificates: watch error (retrying)");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::debug!(task = name, error = %e, "managed certificates: watch error (retrying)");
                 }
             }
         }

@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::lookup::{ClusterCache, LookupSource};
 use crate::policy::Policy;
 use crate::reload::watch_files;
+use crate::tasks::{Spawner, Supervisor};
 use metrics::Metrics;
 use routes::App;
 
@@ -86,9 +87,17 @@ pub struct ServeConfig {
     pub limits: Limits,
 }
 
+/// How long the open connections are served after a background task ended,
+/// before `serve` returns its error (the process then exits non-zero within
+/// 5 s of the task's end, as the kubelet's restart needs).
+pub const FAILED_TASK_GRACE: Duration = Duration::from_secs(3);
+
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     crate::install_crypto_provider();
     let metrics = Metrics::new();
+    // Owns every background task; dropped (aborting them) when serve returns.
+    let mut supervisor = Supervisor::new();
+    let tasks = supervisor.spawner();
 
     let policy = Policy::load_or_default(config.policy.as_deref())?;
     let needs_client =
@@ -113,7 +122,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let client = client
                 .clone()
                 .context("no API client for the Service cache")?;
-            LookupSource::Cluster(ClusterCache::start(client, config.lookup_timeout))
+            LookupSource::Cluster(ClusterCache::start_with(
+                client,
+                config.lookup_timeout,
+                &tasks,
+            ))
         }
     };
     if let (TlsSource::Managed(managed), Some(client)) = (&config.tls, &client) {
@@ -134,19 +147,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let client = client
                 .clone()
                 .context("no API client for managed certificates")?;
-            tokio::spawn(managed_certs::run(
-                client,
-                managed.clone(),
-                cert.clone(),
-                app.tls_trusted.clone(),
-            ));
+            tasks.spawn(
+                "managed certificates",
+                managed_certs::run(
+                    client,
+                    managed.clone(),
+                    cert.clone(),
+                    app.tls_trusted.clone(),
+                    tasks.clone(),
+                ),
+            );
             cert
         }
     };
     let tls_config = tls::server_config(cert.clone(), config.client_ca.as_deref())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
 
-    spawn_reloaders(&config, &app, &cert, &metrics);
+    spawn_reloaders(&config, &app, &cert, &metrics, &tasks);
 
     if let Some(addr) = config.metrics_listen {
         let listener = TcpListener::bind(addr)
@@ -169,7 +186,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 }
             }),
         );
-        tokio::spawn(async move {
+        tasks.spawn("metrics server", async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "metrics listener failed");
             }
@@ -182,29 +199,54 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "webhook listening (TLS)");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let shutdown_app = app.clone();
-    let delay = config.shutdown_delay;
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        // Not ready at once, so endpoints stop sending new connections here;
-        // keep serving for `delay` while that propagates.
-        shutdown_app.accepting.store(false, Ordering::Release);
-        tracing::info!(delay = ?delay, "shutdown: not ready; draining");
-        tokio::time::sleep(delay).await;
-        let _ = stop_tx.send(true);
-    });
-
-    accept_loop(
+    let accepting = app.clone();
+    let serving = accept_loop(
         listener,
         acceptor,
         routes::router(app),
         config.limits.clone(),
         stop_rx,
         config.shutdown_timeout,
-    )
-    .await;
-    tracing::info!("shutdown complete");
-    Ok(())
+    );
+    tokio::pin!(serving);
+    let delay = config.shutdown_delay;
+    let drain = async {
+        shutdown_signal().await;
+        // Not ready at once, so endpoints stop sending new connections here;
+        // keep serving for `delay` while that propagates.
+        accepting.accepting.store(false, Ordering::Release);
+        tracing::info!(delay = ?delay, "shutdown: not ready; draining");
+        tokio::time::sleep(delay).await;
+        let _ = stop_tx.send(true);
+        // `serving` ends the select once it has drained.
+        std::future::pending::<()>().await
+    };
+    let ended = tokio::select! {
+        () = &mut serving => {
+            tracing::info!("shutdown complete");
+            return Ok(());
+        }
+        () = drain => unreachable!("drain never completes"),
+        ended = supervisor.ended() => ended,
+    };
+    // A piece of the webhook died: out of service at once (/readyz fails,
+    // the listener closes), the open connections get a moment, then exit
+    // non-zero so the kubelet restarts the pod instead of leaving it Ready
+    // with a frozen cache, policy or certificate.
+    tracing::error!(
+        task = ended.name,
+        how = %ended.how,
+        "background task ended; not ready, exiting so the pod is restarted"
+    );
+    accepting.accepting.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(FAILED_TASK_GRACE, &mut serving)
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?FAILED_TASK_GRACE, "connections still open; closing them");
+    }
+    anyhow::bail!("{ended}; exiting so that the pod is restarted")
 }
 
 fn spawn_reloaders(
@@ -212,6 +254,7 @@ fn spawn_reloaders(
     app: &Arc<App>,
     cert: &Arc<tls::ReloadingCert>,
     metrics: &Arc<Metrics>,
+    tasks: &Spawner,
 ) {
     let interval = config.reload_interval;
     if let TlsSource::Files {
@@ -223,48 +266,54 @@ fn spawn_reloaders(
         let swap = cert.clone();
         let m = metrics.clone();
         let paths = vec![cert_path.clone(), key_path.clone()];
-        tokio::spawn(watch_files(
-            "certificate",
-            paths,
-            interval,
-            move |files| {
-                let r = cert.parse(files);
-                if r.is_err() {
-                    m.reload("certificate", false);
-                }
-                r
-            },
-            {
-                let m = metrics.clone();
-                move |key| {
-                    swap.swap(key);
-                    m.reload("certificate", true);
-                }
-            },
-        ));
+        tasks.spawn(
+            "reload: certificate",
+            watch_files(
+                "certificate",
+                paths,
+                interval,
+                move |files| {
+                    let r = cert.parse(files);
+                    if r.is_err() {
+                        m.reload("certificate", false);
+                    }
+                    r
+                },
+                {
+                    let m = metrics.clone();
+                    move |key| {
+                        swap.swap(key);
+                        m.reload("certificate", true);
+                    }
+                },
+            ),
+        );
     }
     if let Some(path) = config.policy.clone() {
         let shown = path.display().to_string();
         let app = app.clone();
         let m = metrics.clone();
         let m2 = metrics.clone();
-        tokio::spawn(watch_files(
-            "policy",
-            vec![path],
-            interval,
-            move |files| {
-                let text = String::from_utf8_lossy(&files[0]);
-                let r = Policy::from_yaml(&text, &shown);
-                if r.is_err() {
-                    m.reload("policy", false);
-                }
-                r
-            },
-            move |policy| {
-                app.policy.store(Arc::new(policy));
-                m2.reload("policy", true);
-            },
-        ));
+        tasks.spawn(
+            "reload: policy",
+            watch_files(
+                "policy",
+                vec![path],
+                interval,
+                move |files| {
+                    let text = String::from_utf8_lossy(&files[0]);
+                    let r = Policy::from_yaml(&text, &shown);
+                    if r.is_err() {
+                        m.reload("policy", false);
+                    }
+                    r
+                },
+                move |policy| {
+                    app.policy.store(Arc::new(policy));
+                    m2.reload("policy", true);
+                },
+            ),
+        );
     }
 }
 

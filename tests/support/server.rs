@@ -117,6 +117,17 @@ impl Serve {
     /// As [`Serve::start`], run through the command `prefix` (`unshare -m
     /// ...`), which gets the binary and its arguments last.
     pub fn start_with(prefix: &[&str], certs: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with_env(prefix, certs, extra, &[])
+    }
+
+    /// As [`Serve::start_with`], with the environment variables `env`
+    /// (`STS_GUARD_TEST_FAULT`...) set for the process.
+    pub fn start_with_env(
+        prefix: &[&str],
+        certs: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let ports = free_ports(2);
         let addr: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
         let metrics_addr: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
@@ -155,6 +166,7 @@ impl Serve {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(env.iter().copied());
         Serve {
             child: cmd.spawn().unwrap(),
             addr,
