@@ -249,6 +249,7 @@ async fn every_metric_the_dashboard_queries_is_exposed_with_its_labels() {
         "what",
         "result",
         "le",
+        "certificate",
     ] {
         assert!(
             checked_labels.contains(label),

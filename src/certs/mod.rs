@@ -194,6 +194,53 @@ impl CertInfo {
     }
 }
 
+/// When the served certificate and the CA that signed it expire: what
+/// `sts_guard_certificate_expiry_timestamp_seconds` exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    pub serving: OffsetDateTime,
+    /// None when no given certificate signed the serving one.
+    pub ca: Option<OffsetDateTime>,
+}
+
+impl Expiry {
+    /// From the served chain (leaf first) and `more` certificates that may
+    /// hold its CA (a `ca.crt` beside the files, the managed Secret's
+    /// bundle). The CA is the one whose key identifier the leaf names (by
+    /// subject when it names none); of several (a CA re-issued with the
+    /// same key), the one that lasts longest, since any of them verifies.
+    pub fn of(chain: &[CertInfo], more: &[CertInfo]) -> Option<Expiry> {
+        let (leaf, rest) = chain.split_first()?;
+        let signed = |ca: &&CertInfo| match &leaf.authority_key_id {
+            Some(aki) => ca.subject_key_id.as_ref() == Some(aki),
+            None => ca.subject == leaf.issuer,
+        };
+        let ca = rest
+            .iter()
+            .chain(more)
+            .filter(|c| *c != leaf)
+            .filter(signed)
+            .map(|c| c.not_after)
+            .max();
+        Some(Expiry {
+            serving: leaf.not_after,
+            ca,
+        })
+    }
+
+    /// As [`Expiry::of`], from PEM texts; None when the chain does not
+    /// parse. Certificates of `more` that do not parse are skipped.
+    pub fn of_pem(chain: &str, more: Option<&str>) -> Option<Expiry> {
+        let chain = CertInfo::parse_bundle(chain)?;
+        let more: Vec<CertInfo> = more
+            .into_iter()
+            .flat_map(|pem| CertificateDer::pem_slice_iter(pem.as_bytes()))
+            .filter_map(|der| CertInfo::parse_der(&der.ok()?))
+            .collect();
+        Expiry::of(&chain, &more)
+    }
+}
+
 /// Splits a PEM bundle into its certificates, each as PEM text.
 pub fn split_bundle(pem: &str) -> Vec<String> {
     const END: &str = "-----END CERTIFICATE-----";
@@ -272,6 +319,43 @@ mod tests {
             err.to_string(),
             "the CA key does not belong to the CA certificate"
         );
+    }
+
+    /// Which CA's expiry is reported, from the chain or the certificates
+    /// beside it.
+    #[rstest::rstest]
+    #[case::ca_in_the_chain(true, &[], Some(0))]
+    #[case::ca_beside_the_files(false, &[0], Some(0))]
+    #[case::rotation_old_and_new_ca_in_the_bundle(false, &[1, 0], Some(0))]
+    #[case::only_another_ca(false, &[1], None)]
+    #[case::no_ca_at_all(false, &[], None)]
+    fn the_expiry_is_the_leafs_and_its_own_cas(
+        #[case] ca_in_chain: bool,
+        #[case] beside: &[usize],
+        #[case] want_ca: Option<usize>,
+    ) {
+        let days = time::Duration::days;
+        // 0 signs the leaf; 1 is another CA (the one a rotation replaces).
+        let cas = [
+            new_ca(now(), days(300)).unwrap(),
+            new_ca(now(), days(30)).unwrap(),
+        ];
+        let leaf = issue_leaf(&cas[0], &["a".into()], &[], now(), days(9)).unwrap();
+        let info = |pem: &str| CertInfo::parse_pem(pem).unwrap();
+        let chain = if ca_in_chain {
+            format!("{}{}", leaf.cert, cas[0].cert)
+        } else {
+            leaf.cert.clone()
+        };
+        let more: String = beside.iter().map(|&i| cas[i].cert.as_str()).collect();
+        let got = Expiry::of_pem(&chain, Some(&more)).unwrap();
+        assert_eq!(got.serving, info(&leaf.cert).not_after);
+        assert_eq!(got.ca, want_ca.map(|i| info(&cas[i].cert).not_after));
+    }
+
+    #[test]
+    fn a_chain_that_does_not_parse_has_no_expiry() {
+        assert_eq!(Expiry::of_pem("not a certificate", None), None);
     }
 
     #[test]

@@ -34,13 +34,63 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
-use super::tls::{ReloadingCert, certified_key};
+use thiserror::Error;
+
+use super::metrics::Metrics;
+use super::tls::{ReloadingCert, TlsError, certified_key};
 use crate::certs::managed::{self, Settings, Step, Stored, Why};
+use crate::certs::{Expiry, PkiError};
 use crate::kube_errors::describe;
 use crate::tasks::{Spawner, retry_backoff};
 
+/// The `what` label of the reload metrics for the served certificate.
+const CERTIFICATE: &str = "certificate";
+
 /// How often the time-based steps are looked at, besides every change.
 pub const TICK: Duration = Duration::from_secs(5);
+
+/// Why a pass of managed certificates failed. Each message names what was
+/// being done; [`ManagedError::in_words`] adds the cause, in words, where
+/// it is reported.
+#[derive(Debug, Error)]
+pub enum ManagedError {
+    #[error("reading {what}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing {what}")]
+    Write {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("making certificates")]
+    Pki(#[source] PkiError),
+    #[error("{what} kept changing under this replica (another one writing it); retrying")]
+    Unsettled { what: String },
+    #[error("the certificate and key to serve do not load")]
+    Serve(#[source] TlsError),
+}
+
+impl ManagedError {
+    /// The sentence a log line or an operator reads: what was being done,
+    /// then why it failed (an API server's answer in words).
+    pub fn in_words(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(cause) => format!("{self}: {}", describe(cause)),
+            None => self.to_string(),
+        }
+    }
+}
+
+/// `--tls-secret` is not NAMESPACE/NAME.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("--tls-secret {value:?}: expected NAMESPACE/NAME")]
+pub struct SecretFlagError {
+    pub value: String,
+}
 
 /// From the flags.
 #[derive(Debug, Clone)]
@@ -53,34 +103,38 @@ pub struct ManagedConfig {
 
 impl ManagedConfig {
     /// `NAMESPACE/NAME` of `--tls-secret`.
-    pub fn parse_secret(value: &str) -> Result<(String, String), String> {
+    pub fn parse_secret(value: &str) -> Result<(String, String), SecretFlagError> {
         match value.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
                 Ok((ns.to_string(), name.to_string()))
             }
-            _ => Err(format!("--tls-secret {value:?}: expected NAMESPACE/NAME")),
+            _ => Err(SecretFlagError {
+                value: value.to_string(),
+            }),
         }
     }
 }
 
 /// A self-signed placeholder served until the Secret is read (never
 /// trusted: `/readyz` stays false meanwhile).
-pub fn placeholder(settings: &Settings) -> anyhow::Result<Arc<ReloadingCert>> {
+pub fn placeholder(settings: &Settings) -> Result<Arc<ReloadingCert>, ManagedError> {
     let now = time::OffsetDateTime::now_utc();
-    let ca = crate::certs::new_ca(now, time::Duration::hours(1))?;
+    let ca = crate::certs::new_ca(now, time::Duration::hours(1)).map_err(ManagedError::Pki)?;
     let leaf = crate::certs::issue_leaf(
         &ca,
         &settings.dns,
         &settings.ips,
         now,
         time::Duration::hours(1),
-    )?;
+    )
+    .map_err(ManagedError::Pki)?;
     let key = certified_key(
         leaf.cert.as_bytes(),
         leaf.key.as_bytes(),
         "placeholder",
         "placeholder",
-    )?;
+    )
+    .map_err(ManagedError::Serve)?;
     Ok(ReloadingCert::from_key(
         key,
         "Secret tls.crt",
@@ -97,6 +151,7 @@ pub async fn run(
     cert: Arc<ReloadingCert>,
     trusted: Arc<AtomicBool>,
     tasks: Spawner,
+    metrics: Arc<Metrics>,
 ) {
     let poke = Arc::new(Notify::new());
     let by_name = format!("metadata.name={}", config.secret);
@@ -126,8 +181,19 @@ pub async fn run(
     let mut backoff = retry_backoff();
     loop {
         match reconcile(&client, &config, &cert, &mut served).await {
-            Ok(ready) => {
+            Ok((ready, swapped)) => {
                 backoff.reset();
+                // Counted as a reload when the served pair changed; every
+                // good pass says the certificate is current.
+                match swapped {
+                    Some(expiry) => {
+                        metrics.reload(CERTIFICATE, true);
+                        if let Some(expiry) = expiry {
+                            metrics.certificate_expiry(&expiry);
+                        }
+                    }
+                    None => metrics.reload_state(CERTIFICATE, true),
+                }
                 if ready != trusted.swap(ready, Ordering::AcqRel) {
                     tracing::info!(
                         ready,
@@ -138,8 +204,9 @@ pub async fn run(
             Err(e) => {
                 // Keep serving what we serve; readiness stays as it was
                 // (an API outage does not make the served pair untrusted).
+                metrics.reload(CERTIFICATE, false);
                 let delay = backoff.next().unwrap_or(TICK);
-                tracing::warn!(error = %e, retry_in = ?delay, "managed certificates: reconcile failed; retrying");
+                tracing::warn!(error = e.in_words(), retry_in = ?delay, "managed certificates: reconcile failed; retrying");
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -179,14 +246,15 @@ fn spawn_watch<K>(
     });
 }
 
-/// One pass; true when the served certificate is trusted by every webhook's
-/// `caBundle`.
+/// One pass: whether the served certificate is trusted by every webhook's
+/// `caBundle`, and, when this pass swapped the served pair, the new pair's
+/// expiry (None inside when it does not parse).
 async fn reconcile(
     client: &Client,
     config: &ManagedConfig,
     cert: &ReloadingCert,
     served: &mut Option<String>,
-) -> Result<bool, String> {
+) -> Result<(bool, Option<Option<Expiry>>), ManagedError> {
     let secrets = Api::<Secret>::namespaced(client.clone(), &config.namespace);
     let validating = Api::<ValidatingWebhookConfiguration>::all(client.clone());
     let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone());
@@ -196,10 +264,14 @@ async fn reconcile(
     // A few rounds: create or adopt, then a renewal step or two.
     let mut stored = None;
     for _ in 0..4 {
-        let secret = secrets
-            .get_opt(&config.secret)
-            .await
-            .map_err(|e| format!("reading {shown}: {}", describe(&e)))?;
+        let secret =
+            secrets
+                .get_opt(&config.secret)
+                .await
+                .map_err(|source| ManagedError::Read {
+                    what: shown.clone(),
+                    source,
+                })?;
         let parsed = secret.as_ref().and_then(|s| {
             let data = s.data.as_ref()?;
             let data = data.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
@@ -216,7 +288,7 @@ async fn reconcile(
         };
         let now = time::OffsetDateTime::now_utc();
         let step = managed::plan(parsed.as_ref(), injected, &config.settings, now)
-            .map_err(|e| format!("managed certificates: {e}"))?;
+            .map_err(ManagedError::Pki)?;
         match step {
             Step::Keep => {
                 stored = parsed;
@@ -277,13 +349,18 @@ async fn reconcile(
                         tracing::info!(secret = %shown, "managed certificates: another replica wrote the Secret first; adopting it");
                         continue;
                     }
-                    Err(e) => return Err(format!("writing {shown}: {}", describe(&e))),
+                    Err(source) => {
+                        return Err(ManagedError::Write {
+                            what: shown,
+                            source,
+                        });
+                    }
                 }
             }
         }
     }
     let Some(stored) = stored else {
-        return Err(format!("{shown} did not settle; retrying"));
+        return Err(ManagedError::Unsettled { what: shown });
     };
 
     // The bundle into every webhook.
@@ -292,6 +369,7 @@ async fn reconcile(
         & inject(&mutating, vwc_name, &bundle).await?;
 
     // Serve the Secret's pair.
+    let mut swapped = None;
     if served.as_deref() != Some(stored.leaf.cert.as_str()) {
         let key = certified_key(
             stored.leaf.cert.as_bytes(),
@@ -299,12 +377,14 @@ async fn reconcile(
             "Secret tls.crt",
             "Secret tls.key",
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(ManagedError::Serve)?;
         cert.swap(key);
         *served = Some(stored.leaf.cert.clone());
+        swapped = Some(Expiry::of_pem(&stored.leaf.cert, Some(&stored.bundle)));
         tracing::info!(secret = %shown, "managed certificates: serving the Secret's certificate");
     }
-    Ok(injected && managed::bundle_trusts(&stored.bundle, &stored.leaf.cert))
+    let trusted = injected && managed::bundle_trusts(&stored.bundle, &stored.leaf.cert);
+    Ok((trusted, swapped))
 }
 
 /// What managed mode reads and writes of a webhook configuration: both
@@ -344,10 +424,16 @@ macro_rules! webhook_configuration {
 webhook_configuration!(ValidatingWebhookConfiguration);
 webhook_configuration!(MutatingWebhookConfiguration);
 
-async fn read<K: WebhookConfiguration>(api: &Api<K>, name: &str) -> Result<Option<K>, String> {
+async fn read<K: WebhookConfiguration>(
+    api: &Api<K>,
+    name: &str,
+) -> Result<Option<K>, ManagedError> {
     api.get_opt(name)
         .await
-        .map_err(|e| format!("reading {} {name}: {}", K::KIND, describe(&e)))
+        .map_err(|source| ManagedError::Read {
+            what: format!("{} {name}", K::KIND),
+            source,
+        })
 }
 
 /// True when every webhook of `config` (and there is one) trusts `bundle`.
@@ -366,7 +452,7 @@ async fn inject<K: WebhookConfiguration>(
     api: &Api<K>,
     name: &str,
     bundle: &ByteString,
-) -> Result<bool, String> {
+) -> Result<bool, ManagedError> {
     let Some(mut config) = read(api, name).await? else {
         tracing::warn!(
             name,
@@ -389,7 +475,10 @@ async fn inject<K: WebhookConfiguration>(
             Ok(true)
         }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-        Err(e) => Err(format!("updating {} {name}: {}", K::KIND, describe(&e))),
+        Err(source) => Err(ManagedError::Write {
+            what: format!("{} {name}", K::KIND),
+            source,
+        }),
     }
 }
 
@@ -404,7 +493,34 @@ mod tests {
             Ok(("sts-guard".into(), "sts-guard-tls".into()))
         );
         for bad in ["sts-guard", "/x", "x/", "a/b/c"] {
-            assert!(ManagedConfig::parse_secret(bad).is_err(), "{bad}");
+            let e = ManagedConfig::parse_secret(bad).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("--tls-secret {bad:?}: expected NAMESPACE/NAME")
+            );
         }
+    }
+
+    /// The sentence names what was done and the API server's answer, once.
+    #[test]
+    fn errors_read_as_one_sentence_with_their_cause() {
+        let status =
+            kube::core::Status::failure("secrets \"x\" is forbidden", "Forbidden").with_code(403);
+        let e = ManagedError::Write {
+            what: "Secret sts-guard/sts-guard-tls".into(),
+            source: kube::Error::Api(Box::new(status)),
+        };
+        assert_eq!(
+            e.in_words(),
+            "writing Secret sts-guard/sts-guard-tls: the API server answered 403 Forbidden: secrets \"x\" is forbidden"
+        );
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        let unsettled = ManagedError::Unsettled {
+            what: "Secret a/b".into(),
+        };
+        assert_eq!(
+            unsettled.in_words(),
+            "Secret a/b kept changing under this replica (another one writing it); retrying"
+        );
     }
 }

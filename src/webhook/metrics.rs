@@ -1,6 +1,7 @@
 //! Prometheus metrics. Every finding is counted under its rule id.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -86,8 +87,24 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// serving | ca
+    pub certificate: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhatLabels {
+    pub what: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
+    cache_synced: Family<WhatLabels, Gauge>,
+    policy_loaded: Gauge<f64, AtomicU64>,
+    last_reload_successful: Family<WhatLabels, Gauge>,
+    ready: Gauge,
     requests: Family<RequestLabels, Counter>,
     findings: Family<FindingLabels, Counter>,
     duration: Family<EndpointLabels, Histogram>,
@@ -142,6 +159,32 @@ impl Metrics {
             "Reloads of the policy file and TLS certificate",
             reloads.clone(),
         );
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the served certificate (serving) and the CA that signed it (ca) expire, in Unix seconds",
+            certificate_expiry.clone(),
+        );
+        let cache_synced = Family::<WhatLabels, Gauge>::default();
+        registry.register(
+            "cache_synced",
+            "1 once the watch cache of a kind (services, disruption-budgets) has its first full list, else 0",
+            cache_synced.clone(),
+        );
+        let policy_loaded = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "policy_loaded_timestamp_seconds",
+            "When the policy in force was loaded (start-up or the last successful reload), in Unix seconds",
+            policy_loaded.clone(),
+        );
+        let last_reload_successful = Family::<WhatLabels, Gauge>::default();
+        registry.register(
+            "last_reload_successful",
+            "1 when the last reload of the policy or certificate succeeded, 0 while it fails (the last good one is kept)",
+            last_reload_successful.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register("ready", "1 when /readyz answers 200, else 0", ready.clone());
         let in_flight = Gauge::default();
         registry.register(
             "in_flight_requests",
@@ -157,6 +200,11 @@ impl Metrics {
             lookups,
             budget_lookups,
             reloads,
+            certificate_expiry,
+            cache_synced,
+            policy_loaded,
+            last_reload_successful,
+            ready,
         })
     }
 
@@ -209,6 +257,7 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a reload of `what` and records whether it succeeded.
     pub fn reload(&self, what: &'static str, ok: bool) {
         self.reloads
             .get_or_create(&ReloadLabels {
@@ -216,6 +265,51 @@ impl Metrics {
                 result: if ok { "ok" } else { "error" },
             })
             .inc();
+        self.reload_state(what, ok);
+    }
+
+    /// Records whether `what` is current without counting a reload (a
+    /// managed-certificate pass that found nothing to change).
+    pub fn reload_state(&self, what: &'static str, ok: bool) {
+        self.last_reload_successful
+            .get_or_create(&WhatLabels { what })
+            .set(i64::from(ok));
+    }
+
+    /// The served certificate's expiry and its CA's (no `ca` sample when
+    /// none is known).
+    pub fn certificate_expiry(&self, expiry: &crate::certs::Expiry) {
+        let set = |certificate, at: time::OffsetDateTime| {
+            self.certificate_expiry
+                .get_or_create(&CertificateLabels { certificate })
+                .set(at.unix_timestamp());
+        };
+        set("serving", expiry.serving);
+        match expiry.ca {
+            Some(at) => set("ca", at),
+            None => {
+                self.certificate_expiry
+                    .remove(&CertificateLabels { certificate: "ca" });
+            }
+        }
+    }
+
+    pub fn cache_synced(&self, what: &'static str, synced: bool) {
+        self.cache_synced
+            .get_or_create(&WhatLabels { what })
+            .set(i64::from(synced));
+    }
+
+    /// A policy was loaded now.
+    pub fn policy_loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.policy_loaded.set(now.as_secs_f64());
+    }
+
+    pub fn ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     pub fn encode(&self) -> String {

@@ -100,6 +100,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let tasks = supervisor.spawner();
 
     let policy = Policy::load_or_default(config.policy.as_deref())?;
+    metrics.policy_loaded();
+    if config.policy.is_some() {
+        metrics.reload_state("policy", true);
+    }
     let needs_client =
         config.services_from.is_none() || matches!(config.tls, TlsSource::Managed(_));
     let client = if needs_client {
@@ -140,9 +144,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let app = App::new(policy, services, metrics.clone());
 
     let cert = match &config.tls {
-        TlsSource::Files { cert, key } => tls::ReloadingCert::load(cert, key)?,
+        TlsSource::Files { cert, key } => {
+            let loaded = tls::ReloadingCert::load(cert, key)?;
+            metrics.reload_state("certificate", true);
+            if let Some(expiry) = files_expiry(&tls::read(cert)?, cert) {
+                metrics.certificate_expiry(&expiry);
+            }
+            loaded
+        }
         TlsSource::Managed(managed) => {
-            let cert = managed_certs::placeholder(&managed.settings)?;
+            let cert = managed_certs::placeholder(&managed.settings)
+                .map_err(|e| anyhow::anyhow!(e.in_words()))?;
             app.tls_trusted.store(false, Ordering::Release);
             let client = client
                 .clone()
@@ -155,6 +167,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     cert.clone(),
                     app.tls_trusted.clone(),
                     tasks.clone(),
+                    metrics.clone(),
                 ),
             );
             cert
@@ -171,10 +184,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("binding metrics listener {addr}"))?;
         tracing::info!(%addr, "metrics listening (plain HTTP)");
         let metrics = metrics.clone();
+        let state = app.clone();
         let router = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let metrics = metrics.clone();
+                refresh_state(&state, &metrics);
                 async move {
                     (
                         [(
@@ -266,6 +281,7 @@ fn spawn_reloaders(
         let swap = cert.clone();
         let m = metrics.clone();
         let paths = vec![cert_path.clone(), key_path.clone()];
+        let shown_path = cert_path.clone();
         tasks.spawn(
             "reload: certificate",
             watch_files(
@@ -277,13 +293,16 @@ fn spawn_reloaders(
                     if r.is_err() {
                         m.reload("certificate", false);
                     }
-                    r
+                    r.map(|key| (key, files_expiry(&files[0], &shown_path)))
                 },
                 {
                     let m = metrics.clone();
-                    move |key| {
+                    move |(key, expiry)| {
                         swap.swap(key);
                         m.reload("certificate", true);
+                        if let Some(expiry) = expiry {
+                            m.certificate_expiry(&expiry);
+                        }
                     }
                 },
             ),
@@ -311,10 +330,38 @@ fn spawn_reloaders(
                 move |policy| {
                     app.policy.store(Arc::new(policy));
                     m2.reload("policy", true);
+                    m2.policy_loaded();
                 },
             ),
         );
     }
+}
+
+/// The gauges that read state rather than count events, as of this scrape.
+fn refresh_state(app: &App, metrics: &Metrics) {
+    metrics.ready(app.is_ready());
+    match &app.lookups {
+        LookupSource::Cluster(cache) => {
+            for (what, synced) in cache.synced() {
+                metrics.cache_synced(what, synced);
+            }
+        }
+        // Answered from files in memory: complete from the start.
+        LookupSource::Static(_) => {
+            metrics.cache_synced("services", true);
+            metrics.cache_synced("disruption-budgets", true);
+        }
+    }
+}
+
+/// The expiry of a `--cert` file's chain and of its CA, looked for in the
+/// chain and in a `ca.crt` beside it (where `sts-guard certs`, cert-manager
+/// and a mounted `kubernetes.io/tls` Secret put it).
+fn files_expiry(cert_pem: &[u8], cert_path: &std::path::Path) -> Option<crate::certs::Expiry> {
+    let beside = cert_path
+        .parent()
+        .and_then(|dir| std::fs::read_to_string(dir.join("ca.crt")).ok());
+    crate::certs::Expiry::of_pem(&String::from_utf8_lossy(cert_pem), beside.as_deref())
 }
 
 /// After the listener closes, open connections are served this much longer
