@@ -4,7 +4,6 @@
 //! status) skipped unbuilt. So memory follows what sts-guard needs, not the
 //! size of the objects in the cluster.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,7 +18,8 @@ pub type Key = (String, String);
 /// A Service as the watch and `audit` decode it: the projection, and the
 /// metadata the watch itself needs. Everything else (managedFields, annotations such as
 /// `last-applied-configuration`, ports, status) is skipped unbuilt.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, kube::Resource)]
+#[resource(inherit = "k8s_openapi::api::core::v1::Service")]
 pub struct ListedService {
     #[serde(deserialize_with = "lean_metadata")]
     metadata: ObjectMeta,
@@ -73,32 +73,9 @@ fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error
     })
 }
 
-impl kube::Resource for ListedService {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Service".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "services".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 /// A PodDisruptionBudget as the watch and `audit` decode it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, kube::Resource)]
+#[resource(inherit = "k8s_openapi::api::policy::v1::PodDisruptionBudget")]
 pub struct ListedBudget {
     #[serde(deserialize_with = "lean_metadata")]
     metadata: ObjectMeta,
@@ -124,33 +101,10 @@ impl Projection for ListedBudget {
     }
 }
 
-impl kube::Resource for ListedBudget {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "PodDisruptionBudget".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "policy".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "poddisruptionbudgets".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 /// A StatefulSet as `audit` lists it: the view, and the metadata listing
 /// needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, kube::Resource)]
+#[resource(inherit = "k8s_openapi::api::apps::v1::StatefulSet")]
 pub struct ListedStatefulSet {
     #[serde(deserialize_with = "reviewed_metadata")]
     metadata: ObjectMeta,
@@ -219,34 +173,40 @@ fn reviewed_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::E
     })
 }
 
-impl kube::Resource for ListedStatefulSet {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "StatefulSet".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "apps".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "statefulsets".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn each_listing_is_the_api_resource_it_decodes() {
+        use kube::Resource;
+        let url = |group: &str, version: &str, plural: &str| format!("{group}/{version}/{plural}");
+        assert_eq!(
+            url(
+                &ListedService::group(&()),
+                &ListedService::version(&()),
+                &ListedService::plural(&())
+            ),
+            "/v1/services"
+        );
+        assert_eq!(
+            url(
+                &ListedBudget::group(&()),
+                &ListedBudget::version(&()),
+                &ListedBudget::plural(&())
+            ),
+            "policy/v1/poddisruptionbudgets"
+        );
+        assert_eq!(
+            url(
+                &ListedStatefulSet::group(&()),
+                &ListedStatefulSet::version(&()),
+                &ListedStatefulSet::plural(&())
+            ),
+            "apps/v1/statefulsets"
+        );
+    }
 
     #[test]
     fn the_watch_keeps_the_projection_and_skips_the_rest() {
