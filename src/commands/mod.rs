@@ -39,7 +39,12 @@ pub fn finish<E: Error + 'static>(result: Result<Report, E>, format: Format) -> 
         eprintln!("warning: no objects were read from the input; nothing was checked");
     }
     let mut out = BufWriter::new(io::stdout().lock());
-    match report.write(format, &mut out).and_then(|()| out.flush()) {
+    let written = match format {
+        Format::Text => text::write(&report, &mut out),
+        Format::Json => report.write_json(&mut out),
+        Format::Sarif => sarif::write(&report, &mut out),
+    };
+    match written.and_then(|()| out.flush()) {
         Ok(()) => report.exit_code(),
         // `check ... | head`: the reader has seen enough; the verdict stands.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => report.exit_code(),

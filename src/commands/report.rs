@@ -231,15 +231,45 @@ impl Report {
         }
     }
 
-    pub fn write(&self, format: Format, out: &mut impl Write) -> io::Result<()> {
-        match format {
-            Format::Text => super::text::write(self, out),
-            Format::Json => {
-                serde_json::to_writer_pretty(&mut *out, &json_report(self))?;
-                writeln!(out)
-            }
-            Format::Sarif => super::sarif::write(self, out),
+    /// `4 StatefulSets checked: 2 would be denied, 1 warned, 1 ok`, and how
+    /// many inputs could not be read: the last line of the text report, the
+    /// SARIF run's message.
+    pub fn summary_line(&self) -> String {
+        let mut line = self.summary().line();
+        match self.errors.len() {
+            0 => {}
+            1 => line.push_str("; 1 input could not be read"),
+            n => line.push_str(&format!("; {n} inputs could not be read")),
         }
+        line
+    }
+
+    /// The report as JSON (`-o json`).
+    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, &json_report(self))?;
+        writeln!(out)
+    }
+}
+
+impl Summary {
+    fn line(&self) -> String {
+        let plural = if self.checked == 1 { "" } else { "s" };
+        let invalid = if self.invalid > 0 {
+            format!(" ({} invalid)", self.invalid)
+        } else {
+            String::new()
+        };
+        let mut line = format!(
+            "{} StatefulSet{plural} checked: {} would be denied{invalid}, {} warned, {} ok",
+            self.checked, self.denied, self.warned, self.ok
+        );
+        if self.mutated > 0 {
+            line.push_str(&format!(
+                "; {} would be changed by mutate.sts-guard.io",
+                self.mutated
+            ));
+        }
+        line
     }
 }
 
@@ -397,5 +427,27 @@ fn json_object(o: &ObjectReport) -> JsonObject<'_> {
         mutations,
         patch,
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_every_nonzero_group() {
+        let s = Summary {
+            checked: 4,
+            denied: 2,
+            invalid: 1,
+            warned: 1,
+            ok: 1,
+            mutated: 2,
+            ..Summary::default()
+        };
+        assert_eq!(
+            s.line(),
+            "4 StatefulSets checked: 2 would be denied (1 invalid), 1 warned, 1 ok; 2 would be changed by mutate.sts-guard.io"
+        );
     }
 }

@@ -9,7 +9,6 @@ use std::io::{self, Write};
 use serde_json::{Value, json};
 
 use super::report::{Body, ObjectReport, Origin, Report, action_reason};
-use super::text::summary_line;
 use crate::manifest::{InputError, Position, STDIN_NAME};
 use crate::review::{Action, Outcome};
 use crate::rules::RULES;
@@ -116,7 +115,7 @@ fn results_of(object: &ObjectReport) -> Vec<Value> {
 fn notifications(report: &Report) -> Vec<Value> {
     let mut notes = vec![json!({
         "level": "note",
-        "message": {"text": summary_line(report)},
+        "message": {"text": report.summary_line()},
     })];
     notes.extend(report.duplicates.iter().map(|d| {
         json!({

@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use super::report::{Body, ObjectReport, Origin, Report, Summary, Verdict, action_reason};
+use super::report::{Body, ObjectReport, Origin, Report, Verdict, action_reason};
 use crate::manifest::Position;
 use crate::review::{Action, Outcome, WarnReason};
 
@@ -40,7 +40,7 @@ pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
     if !spaced {
         writeln!(out)?;
     }
-    writeln!(out, "{}", summary_line(report))
+    writeln!(out, "{}", report.summary_line())
 }
 
 /// Writes one object; true when it ended with a blank line.
@@ -126,58 +126,4 @@ fn write_outcome(outcome: &Outcome, place: &str, out: &mut impl Write) -> io::Re
         writeln!(out, "  {:ACTION_WIDTH$}   fix: {}", "", f.fix)?;
     }
     Ok(())
-}
-
-/// `3 StatefulSets checked: 1 would be denied, 1 warned, 1 ok`, and the
-/// inputs that could not be read.
-pub fn summary_line(report: &Report) -> String {
-    let mut line = summary_counts(&report.summary());
-    match report.errors.len() {
-        0 => {}
-        1 => line.push_str("; 1 input could not be read"),
-        n => line.push_str(&format!("; {n} inputs could not be read")),
-    }
-    line
-}
-
-fn summary_counts(s: &Summary) -> String {
-    let plural = if s.checked == 1 { "" } else { "s" };
-    let invalid = if s.invalid > 0 {
-        format!(" ({} invalid)", s.invalid)
-    } else {
-        String::new()
-    };
-    let mut line = format!(
-        "{} StatefulSet{plural} checked: {} would be denied{invalid}, {} warned, {} ok",
-        s.checked, s.denied, s.warned, s.ok
-    );
-    if s.mutated > 0 {
-        line.push_str(&format!(
-            "; {} would be changed by mutate.sts-guard.io",
-            s.mutated
-        ));
-    }
-    line
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_names_every_nonzero_group() {
-        let s = Summary {
-            checked: 4,
-            denied: 2,
-            invalid: 1,
-            warned: 1,
-            ok: 1,
-            mutated: 2,
-            ..Summary::default()
-        };
-        assert_eq!(
-            summary_counts(&s),
-            "4 StatefulSets checked: 2 would be denied (1 invalid), 1 warned, 1 ok; 2 would be changed by mutate.sts-guard.io"
-        );
-    }
 }
