@@ -1,7 +1,8 @@
 //! deploy/grafana/sts-guard.json against what `sts-guard serve` exposes:
 //! every metric a panel or variable queries is on /metrics, with every
 //! label the query matches on or aggregates by; and every metric family
-//! serve exposes has a panel.
+//! serve exposes has a panel. The same for every alert rule of
+//! deploy/prometheus/alerts.yaml.
 
 mod support;
 
@@ -272,6 +273,71 @@ async fn every_metric_the_dashboard_queries_is_exposed_with_its_labels() {
         assert!(
             queried.iter().any(|q| q.starts_with(family)),
             "{family} is exposed but on no panel"
+        );
+    }
+}
+
+/// Labels Prometheus gives every scraped series (not on /metrics).
+const TARGET_LABELS: [&str; 2] = ["job", "instance"];
+
+/// The expressions of deploy/prometheus/alerts.yaml.
+fn alert_expressions() -> Vec<String> {
+    let rule: Value = serde_saphyr::from_str(include_str!("../deploy/prometheus/alerts.yaml"))
+        .expect("the alert rules are YAML");
+    let groups = rule["spec"]["groups"].as_array().expect("spec.groups");
+    groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .map(|r| r["expr"].as_str().expect("an expr").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_metric_an_alert_uses_is_exposed_with_its_labels() {
+    let exposed = exposed(&scraped_metrics().await);
+    let exprs = alert_expressions();
+    assert!(exprs.len() >= 9, "{exprs:?}");
+    let mut checked = BTreeSet::new();
+    for expr in &exprs {
+        let query = parse(expr);
+        assert!(!query.metrics.is_empty(), "no sts-guard metric in {expr}");
+        let mut labels_of_expr = BTreeSet::new();
+        for (metric, matched) in &query.metrics {
+            let labels = exposed.get(metric).unwrap_or_else(|| {
+                panic!(
+                    "{metric} (in {expr}) is not exposed; exposed: {:?}",
+                    exposed.keys()
+                )
+            });
+            for label in matched
+                .iter()
+                .filter(|l| !TARGET_LABELS.contains(&l.as_str()))
+            {
+                assert!(
+                    labels.contains(label),
+                    "{metric} has no label {label} (in {expr}); it has {labels:?}"
+                );
+                checked.insert(label.clone());
+            }
+            labels_of_expr.extend(labels.iter().cloned());
+        }
+        for label in query
+            .by
+            .iter()
+            .filter(|l| !TARGET_LABELS.contains(&l.as_str()))
+        {
+            assert!(
+                labels_of_expr.contains(label),
+                "by ({label}) in {expr}: no queried metric has it ({labels_of_expr:?})"
+            );
+            checked.insert(label.clone());
+        }
+    }
+    // The parser saw what the alerts select on.
+    for label in ["path", "decision", "certificate", "le"] {
+        assert!(
+            checked.contains(label),
+            "no alert uses {label}: {checked:?}"
         );
     }
 }

@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+# The alert rules (deploy/prometheus/alerts.yaml) under promtool: every alert
+# firing and not firing on series fixtures (promtool built once from the Go
+# module proxy and cached in ~/.cache/sts-guard-e2e, like the e2e binaries).
+tests/prometheus/test-rules.sh
 # The Rust e2e suite (tests/e2e/main.rs): ignored by the plain run above.
 tests/e2e/run.sh
 # The live-cluster audit test needs the control plane binaries the e2e run

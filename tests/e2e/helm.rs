@@ -134,6 +134,10 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
     // The self-managed overlay's CA, given to the chart as its CA bundle.
     let ca = deploy.path().join("overlays/self-managed/certs/ca.crt");
     let audit_reports = vec!["--set".to_string(), "auditReports.enabled=true".to_string()];
+    let prometheus_rule = vec![
+        "--set".to_string(),
+        "prometheusRule.enabled=true".to_string(),
+    ];
     // (what differs from the defaults, its flags, the deploy/ it must equal)
     let pairs = [
         // managed is the default: no flag at all.
@@ -151,6 +155,13 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
         // The scheduled audit: managed certificates plus its CronJob,
         // ServiceAccount and RBAC.
         ("auditReports", audit_reports, "overlays/audit-reports"),
+        // The alert rules: managed certificates plus the PrometheusRule
+        // (deploy/prometheus/alerts.yaml).
+        (
+            "prometheusRule",
+            prometheus_rule,
+            "overlays/prometheus-rules",
+        ),
     ];
     assert_eq!(
         pairs.iter().map(|p| p.0).take(3).collect::<Vec<_>>(),

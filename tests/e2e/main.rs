@@ -29,6 +29,7 @@ mod helm;
 mod lookups;
 mod managed_certs;
 mod mutation;
+mod operable;
 mod policy_modes;
 mod probe_quality;
 mod reports;
