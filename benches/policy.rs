@@ -39,7 +39,8 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 
 use sts_guard::lookup::ManifestLookups;
 use sts_guard::policy::Policy;
-use sts_guard::webhook::routes::{Endpoint, decide};
+use sts_guard::webhook::decision::Endpoint;
+use sts_guard::webhook::routes::decide;
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
 
 /// Bytes currently allocated on the heap by the whole process.

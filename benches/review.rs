@@ -28,7 +28,8 @@ use kube::core::admission::AdmissionReview;
 
 use sts_guard::lookup::ManifestLookups;
 use sts_guard::policy::Policy;
-use sts_guard::webhook::routes::{Endpoint, decide};
+use sts_guard::webhook::decision::Endpoint;
+use sts_guard::webhook::routes::decide;
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
 
 fn bodies_dir() -> PathBuf {

@@ -36,7 +36,8 @@ use sts_guard::view::{DisruptionBudget, Selector, StatefulSet};
 use sts_guard::webhook::decision::{
     Decision, MAX_DENIAL_BYTES, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
 };
-use sts_guard::webhook::routes::{Endpoint, MAX_BODY_BYTES, decide};
+use sts_guard::webhook::decision::Endpoint;
+use sts_guard::webhook::routes::{MAX_BODY_BYTES, decide};
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
 
 /// What a review can find, as `serve --services-from` serves it: Services

@@ -220,6 +220,61 @@ fn truncate(text: &str, max: usize) -> String {
     )
 }
 
+/// Which webhook is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// The `decision` label of `sts_guard_admission_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionLabel {
+    Allowed,
+    Warned,
+    Mutated,
+    Denied,
+    /// A StatefulSet request whose object does not decode, or a body that
+    /// is not an AdmissionReview.
+    Invalid,
+    /// A request for another kind, allowed unchecked.
+    NotStatefulSet,
+}
+
+impl DecisionLabel {
+    /// The label of a reviewed request.
+    pub fn of(decision: &Decision) -> DecisionLabel {
+        if !decision.allowed() {
+            DecisionLabel::Denied
+        } else if decision.patch.is_some() {
+            DecisionLabel::Mutated
+        } else if !decision.warnings.is_empty() {
+            DecisionLabel::Warned
+        } else {
+            DecisionLabel::Allowed
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionLabel::Allowed => "allowed",
+            DecisionLabel::Warned => "warned",
+            DecisionLabel::Mutated => "mutated",
+            DecisionLabel::Denied => "denied",
+            DecisionLabel::Invalid => "invalid",
+            DecisionLabel::NotStatefulSet => "not-statefulset",
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

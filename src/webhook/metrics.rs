@@ -10,49 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::decision::Decision;
-use super::routes::Endpoint;
+use super::decision::{DecisionLabel, Endpoint};
 use crate::lookup::{LookupKind, LookupPath};
-
-/// The `decision` label of `sts_guard_admission_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionLabel {
-    Allowed,
-    Warned,
-    Mutated,
-    Denied,
-    /// A StatefulSet request whose object does not decode, or a body that
-    /// is not an AdmissionReview.
-    Invalid,
-    /// A request for another kind, allowed unchecked.
-    NotStatefulSet,
-}
-
-impl DecisionLabel {
-    /// The label of a reviewed request.
-    pub fn of(decision: &Decision) -> DecisionLabel {
-        if !decision.allowed() {
-            DecisionLabel::Denied
-        } else if decision.patch.is_some() {
-            DecisionLabel::Mutated
-        } else if !decision.warnings.is_empty() {
-            DecisionLabel::Warned
-        } else {
-            DecisionLabel::Allowed
-        }
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DecisionLabel::Allowed => "allowed",
-            DecisionLabel::Warned => "warned",
-            DecisionLabel::Mutated => "mutated",
-            DecisionLabel::Denied => "denied",
-            DecisionLabel::Invalid => "invalid",
-            DecisionLabel::NotStatefulSet => "not-statefulset",
-        }
-    }
-}
 use crate::review::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

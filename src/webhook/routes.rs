@@ -1,7 +1,8 @@
 //! The HTTP edge: decode, fetch what the rules declare they need, call the
 //! pure review, render the answer for the API server. Only this module and
 //! [`super::wire`] and [`super::decision`] know HTTP and the API server's
-//! limits (the body size here, warnings and denials there).
+//! limits (the body size here, warnings and denials there). The webhook's
+//! files point one way: routes → metrics, wire → decision.
 //!
 //! A body over [`MAX_BODY_BYTES`] gets 413; the other bad inputs are
 //! decided in [`super::wire`].
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::decision::Decision;
-use super::metrics::{DecisionLabel, Metrics};
+use super::decision::{Decision, DecisionLabel, Endpoint};
+use super::metrics::Metrics;
 use super::wire::{Admission, Rejection, decode};
 use crate::lookup::{Fetched, LookupSource};
 use crate::policy::Policy;
@@ -137,22 +138,6 @@ async fn validate(State(app): State<Arc<App>>, body: Bytes) -> Response {
 
 async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
     handle(&app, Endpoint::Mutate, &body).await
-}
-
-/// Which webhook is asking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Validate,
-    Mutate,
-}
-
-impl Endpoint {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Validate => "validate",
-            Endpoint::Mutate => "mutate",
-        }
-    }
 }
 
 async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {

@@ -10,7 +10,8 @@ use rstest::rstest;
 use serde_json::{Value, json};
 
 use super::decision::Decision;
-use super::routes::{Endpoint, decide};
+use super::decision::Endpoint;
+use super::routes::decide;
 use super::wire::{Admission, decode};
 use crate::lookup::ManifestLookups;
 use crate::policy::Policy;

@@ -25,8 +25,7 @@ use kube::core::{GroupVersionKind, GroupVersionResource};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::decision;
-use super::metrics::DecisionLabel;
+use super::decision::{self, DecisionLabel};
 use crate::review::{self, ObjectRef};
 use crate::view::StatefulSet;
 
