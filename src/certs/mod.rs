@@ -241,22 +241,6 @@ impl Expiry {
     }
 }
 
-/// Splits a PEM bundle into its certificates, each as PEM text.
-pub fn split_bundle(pem: &str) -> Vec<String> {
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut out = Vec::new();
-    let mut rest = pem;
-    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
-        let Some(end) = rest[start..].find(END) else {
-            break;
-        };
-        let stop = start + end + END.len();
-        out.push(format!("{}\n", &rest[start..stop]));
-        rest = &rest[stop..];
-    }
-    out
-}
-
 fn common_name(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
@@ -359,10 +343,9 @@ mod tests {
     }
 
     #[test]
-    fn bundles_split_into_their_certificates() {
+    fn a_bundle_parses_into_its_certificates() {
         let a = new_ca(now(), time::Duration::days(1)).unwrap().cert;
         let b = new_ca(now(), time::Duration::days(1)).unwrap().cert;
-        assert_eq!(split_bundle(&format!("{a}{b}")), vec![a.clone(), b.clone()]);
         assert_eq!(CertInfo::parse_bundle(&format!("{a}{b}")).unwrap().len(), 2);
     }
 }

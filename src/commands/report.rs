@@ -273,12 +273,6 @@ impl Summary {
     }
 }
 
-/// Stable code of why a finding was not enforced (`warn-mode`,
-/// `dry-run-service-missing`, ...), or the exemption's reason.
-pub fn action_reason(action: &Action) -> Option<String> {
-    action.reason()
-}
-
 // The JSON document, schema version 1. Borrowed views of the report so
 // nothing is copied on the way out.
 
@@ -421,7 +415,7 @@ fn json_object(o: &ObjectReport) -> JsonObject<'_> {
                 fix: &out.finding.fix,
                 message: out.finding.summary(),
                 action: out.action.label(),
-                reason: action_reason(&out.action),
+                reason: out.action.reason(),
             })
             .collect(),
         mutations,

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
-use super::report::{Body, ObjectReport, Origin, Report, action_reason};
+use super::report::{Body, ObjectReport, Origin, Report};
 use crate::manifest::{InputError, Position, STDIN_NAME};
 use crate::review::{Action, Outcome};
 use crate::rules::RULES;
@@ -163,7 +163,7 @@ fn result(object: &ObjectReport, outcome: &Outcome, at: Option<Position>) -> Val
         "partialFingerprints": {"stsGuardFinding/v1": format!("{}:{}", object.display_name(), f.key)},
         "properties": {
             "action": outcome.action.label(),
-            "reason": action_reason(&outcome.action),
+            "reason": outcome.action.reason(),
             "location": f.location(),
         },
     });

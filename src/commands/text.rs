@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use super::report::{Body, ObjectReport, Origin, Report, Verdict, action_reason};
+use super::report::{Body, ObjectReport, Origin, Report, Verdict};
 use crate::manifest::Position;
 use crate::review::{Action, Outcome, WarnReason};
 
@@ -116,10 +116,7 @@ fn write_outcome(outcome: &Outcome, place: &str, out: &mut impl Write) -> io::Re
         }
         Action::Warn(reason) => format!(" {}", reason.note().trim()),
         Action::Audit => " (audit mode: reported, never denied)".to_string(),
-        Action::Exempt(_) => format!(
-            " (exempt: {})",
-            action_reason(&outcome.action).unwrap_or_default()
-        ),
+        Action::Exempt(_) => format!(" (exempt: {})", outcome.action.reason().unwrap_or_default()),
     };
     writeln!(out, "  {label:ACTION_WIDTH$} {place}{}{why}", f.summary())?;
     if !matches!(outcome.action, Action::Exempt(_)) {

@@ -62,15 +62,6 @@ pub enum ReportFormat {
     Wgpolicyk8s,
 }
 
-impl ReportFormat {
-    pub fn api(self) -> &'static ReportApi {
-        match self {
-            ReportFormat::OpenReports => &Report::API,
-            ReportFormat::Wgpolicyk8s => &PolicyReport::API,
-        }
-    }
-}
-
 /// Group, version and names of a report API: what its CRD declares.
 #[derive(Debug)]
 pub struct ReportApi {

@@ -16,7 +16,6 @@ use crate::view::StatefulSet;
 
 pub use mutate::{
     Mutation, PARALLEL_ANNOTATION, STARTUP_PROBE_ANNOTATION, STARTUP_TIMEOUT_ANNOTATION, mutate,
-    startup_probe_for,
 };
 pub use validate::{EXEMPT_ANNOTATION, Validation, validate};
 

@@ -172,7 +172,9 @@ impl Service {
 }
 
 impl StatefulSet {
-    /// The view of a whole StatefulSet (`audit`'s listing).
+    /// The view of a k8s-openapi StatefulSet, through its JSON: what the
+    /// rules would read had kube's own decoder read the body (the decode
+    /// tests and the fuzzer compare the two).
     pub fn of(
         sts: &k8s_openapi::api::apps::v1::StatefulSet,
     ) -> Result<StatefulSet, serde_json::Error> {
