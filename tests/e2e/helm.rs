@@ -282,6 +282,29 @@ fn helm_lint_passes_in_every_mode_and_bad_values_fail_in_words() {
     ]);
     out.assert_exit(1);
     assert_has(&out.stderr, "certificates.existingSecret.caBundle");
+    // A lookup deadline the API server would not wait for.
+    let out = helm(&[
+        "template",
+        "sts-guard",
+        &chart,
+        "--set",
+        "lookupTimeoutSeconds=5",
+    ]);
+    out.assert_exit(1);
+    assert_has(
+        &out.stderr,
+        "lookupTimeoutSeconds 5 leaves less than 1s of webhooks.validate.timeoutSeconds 5",
+    );
+    let out = helm(&[
+        "template",
+        "sts-guard",
+        &chart,
+        "--set",
+        "lookupTimeoutSeconds=5",
+        "--set",
+        "webhooks.validate.timeoutSeconds=6",
+    ]);
+    out.assert_exit(0);
 }
 
 /// Every optional value set to something other than its default.
