@@ -5,11 +5,15 @@
 //! same lookups: fetched once), with and without dry-run, on `/validate`
 //! and `/mutate`, through the router with a real kube client pointed at a
 //! stand-in API server on loopback. The probe rules keep enforcing; the
-//! lookups that failed are warnings.
+//! lookups that failed are warnings. And a denial for want of a budget is
+//! first confirmed by one LIST, since the watch may lag behind a budget
+//! created a moment before.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -227,4 +231,139 @@ async fn every_answer_comes_within_the_lookup_timeout(#[case] trouble: Trouble) 
         validated as f64,
         "{exposed}"
     );
+}
+
+/// An API server whose PodDisruptionBudget watch never delivers anything
+/// after an empty first list, while a namespaced LIST sees `late`'s
+/// budget: a budget created a moment before the StatefulSet that the
+/// watch has not delivered yet. Counts the namespaced LISTs.
+async fn lagging_watch(lists: Arc<Mutex<BTreeMap<String, usize>>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(lagging_answer(tcp, lists.clone()));
+        }
+    });
+    addr
+}
+
+async fn lagging_answer(mut tcp: TcpStream, lists: Arc<Mutex<BTreeMap<String, usize>>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let json = |code: u16, body: Value| {
+            let body = body.to_string();
+            format!(
+                "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let list = |kind: &str, items: Value| {
+            json(
+                200,
+                json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+            )
+        };
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let reply = match parts.as_slice() {
+            // Watches stay open and say nothing.
+            _ if query.contains("watch=true") || query.contains("watch=1") => {
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                while !matches!(tcp.read(&mut buf).await, Ok(0) | Err(_)) {}
+                return;
+            }
+            ["api", "v1", "services"] => list("ServiceList", json!([])),
+            ["apis", "policy", "v1", "poddisruptionbudgets"] => {
+                list("PodDisruptionBudgetList", json!([]))
+            }
+            [
+                "apis",
+                "policy",
+                "v1",
+                "namespaces",
+                ns,
+                "poddisruptionbudgets",
+            ] => {
+                *lists.lock().unwrap().entry(ns.to_string()).or_default() += 1;
+                let items = if *ns == "late" {
+                    json!([{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                            "metadata": {"name": "web", "namespace": "late", "resourceVersion": "2"},
+                            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "web"}}}}])
+                } else {
+                    json!([])
+                };
+                list("PodDisruptionBudgetList", items)
+            }
+            _ => json(
+                404,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+            ),
+        };
+        if tcp.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_for_want_of_a_budget_asks_the_api_server_once_first() {
+    sts_guard::install_crypto_provider();
+    let lists = Arc::new(Mutex::new(BTreeMap::new()));
+    let api = lagging_watch(lists.clone()).await;
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://{api}").parse().unwrap()))
+            .unwrap();
+    let cache = ClusterCache::start(client, LOOKUP_TIMEOUT);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let c = cache.clone();
+            async move { c.is_synced() }
+        })
+        .await,
+        "the caches never synced"
+    );
+    // Only disruption-budget denies; the Service (absent here) is audited.
+    let policy =
+        Policy::from_yaml("mode: audit\nrules: {disruption-budget: enforce}\n", "test").unwrap();
+    let app = App::new(policy, LookupSource::Cluster(cache), Metrics::new());
+    let validate = |ns: &str| {
+        let app = app.clone();
+        let body = review(ns, false, false, false);
+        async move { router_review(&app, "/validate", &body).await.1 }
+    };
+    let listed = |ns: &str| lists.lock().unwrap().get(ns).copied().unwrap_or(0);
+
+    // The watch says "none"; the LIST finds the budget: allowed. Again
+    // within the window: the same LIST answers.
+    for _ in 0..3 {
+        let answer = validate("late").await;
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    }
+    assert_eq!(listed("late"), 1, "LISTs for three reviews in one window");
+
+    // No budget at all: denied, one LIST for all the denials.
+    for _ in 0..3 {
+        let answer = validate("none").await;
+        assert_eq!(answer["response"]["allowed"], false, "{answer}");
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(
+                "[disruption-budget] spec.replicas is 3 and no PodDisruptionBudget selects the pods"
+            ),
+            "{message}"
+        );
+    }
+    assert_eq!(listed("none"), 1, "LISTs for three denials in one window");
 }
