@@ -123,12 +123,59 @@ pub struct Selector {
     pub match_expressions: Box<[Requirement]>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Requirement {
     pub key: Box<str>,
-    pub operator: Box<str>,
+    pub operator: Operator,
     #[serde(default, deserialize_with = "super::nullable")]
     pub values: Box<[Box<str>]>,
+}
+
+/// A `matchExpressions` operator, the four the API server accepts
+/// (`kube::core::Expression` has the same), typed once when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+    /// Any other word: the API server refuses it, so it selects nothing.
+    Other(Box<str>),
+}
+
+impl Operator {
+    pub fn parse(word: &str) -> Operator {
+        match word {
+            "In" => Operator::In,
+            "NotIn" => Operator::NotIn,
+            "Exists" => Operator::Exists,
+            "DoesNotExist" => Operator::DoesNotExist,
+            other => Operator::Other(other.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Operator::In => "In",
+            Operator::NotIn => "NotIn",
+            Operator::Exists => "Exists",
+            Operator::DoesNotExist => "DoesNotExist",
+            Operator::Other(word) => word,
+        }
+    }
+}
+
+impl Serialize for Operator {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Operator {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Operator, D::Error> {
+        let word = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(Operator::parse(&word))
+    }
 }
 
 impl Selector {
@@ -139,13 +186,12 @@ impl Selector {
             && self.match_expressions.iter().all(|e| {
                 let value = labels.get(&*e.key).map(String::as_str);
                 let listed = |v: &str| e.values.iter().any(|x| &**x == v);
-                match &*e.operator {
-                    "In" => value.is_some_and(listed),
-                    "NotIn" => value.is_none_or(|v| !listed(v)),
-                    "Exists" => value.is_some(),
-                    "DoesNotExist" => value.is_none(),
-                    // The API server refuses other operators.
-                    _ => false,
+                match e.operator {
+                    Operator::In => value.is_some_and(listed),
+                    Operator::NotIn => value.is_none_or(|v| !listed(v)),
+                    Operator::Exists => value.is_some(),
+                    Operator::DoesNotExist => value.is_none(),
+                    Operator::Other(_) => false,
                 }
             })
     }
@@ -161,7 +207,7 @@ impl From<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> for Se
                 .flatten()
                 .map(|e| Requirement {
                     key: e.key.as_str().into(),
-                    operator: e.operator.as_str().into(),
+                    operator: Operator::parse(&e.operator),
                     values: e
                         .values
                         .iter()
@@ -246,5 +292,59 @@ mod tests {
         )
         .unwrap();
         assert!(!odd.selects(&labels(&[("a", "2")])));
+    }
+
+    /// Selects exactly what kube's typed selector (`kube::core::Selector`,
+    /// from the same `LabelSelector`) selects.
+    #[rstest::rstest]
+    #[case::match_labels(json!({"matchLabels": {"app": "web"}}))]
+    #[case::two_match_labels(json!({"matchLabels": {"app": "web", "tier": "db"}}))]
+    #[case::in_(json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["db", "cache"]}]}))]
+    #[case::not_in(json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]}))]
+    #[case::exists(json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}))]
+    #[case::does_not_exist(json!({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}))]
+    #[case::labels_and_expressions(json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+        {"key": "zone", "operator": "NotIn", "values": ["b"]}, {"key": "tier", "operator": "Exists"}]}))]
+    #[case::in_nothing(json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": []}]}))]
+    #[case::empty(json!({}))]
+    fn selects_what_kubes_typed_selector_selects(#[case] selector: serde_json::Value) {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        use kube::core::SelectorExt;
+        let api: LabelSelector = serde_json::from_value(selector.clone()).unwrap();
+        let kube = kube::core::Selector::try_from(api.clone()).unwrap();
+        let ours_read: Selector = serde_json::from_value(selector).unwrap();
+        let ours_converted = Selector::from(&api);
+        assert_eq!(ours_read, ours_converted);
+        let pods = [
+            labels(&[]),
+            labels(&[("app", "web")]),
+            labels(&[("app", "web"), ("tier", "db")]),
+            labels(&[("app", "web"), ("tier", "cache"), ("zone", "a")]),
+            labels(&[("app", "web"), ("tier", "db"), ("zone", "b")]),
+            labels(&[("app", "api"), ("tier", "db"), ("zone", "a")]),
+            labels(&[("tier", "")]),
+        ];
+        for pod in &pods {
+            assert_eq!(ours_read.selects(pod), kube.matches(pod), "{pod:?}");
+        }
+    }
+
+    #[test]
+    fn an_operator_the_api_server_refuses_selects_nothing_and_kube_refuses_it_too() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let selector =
+            json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]});
+        let api: LabelSelector = serde_json::from_value(selector.clone()).unwrap();
+        assert!(kube::core::Selector::try_from(api).is_err());
+        let ours: Selector = serde_json::from_value(selector).unwrap();
+        assert_eq!(
+            ours.match_expressions[0].operator,
+            Operator::Other("Gt".into())
+        );
+        assert!(!ours.selects(&labels(&[("a", "2")])));
+        assert_eq!(
+            serde_json::to_value(&ours.match_expressions[0].operator).unwrap(),
+            json!("Gt")
+        );
     }
 }
