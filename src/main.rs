@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sts_guard::commands as cli;
+use sts_guard::commands::report::Format;
+use sts_guard::reports::ReportFormat;
 use sts_guard::webhook::{self, Limits, ServeConfig};
 
 #[derive(Parser)]
@@ -55,48 +57,8 @@ enum ReportsCommand {
     /// Print the CustomResourceDefinition of a report API as YAML.
     Crd {
         #[arg(value_enum)]
-        api: ReportApiArg,
+        api: ReportFormat,
     },
-}
-
-/// A policy report API.
-#[derive(Clone, Copy, ValueEnum)]
-enum ReportApiArg {
-    /// openreports.io/v1alpha1 Report.
-    Openreports,
-    /// wgpolicyk8s.io/v1alpha2 PolicyReport.
-    Wgpolicyk8s,
-}
-
-impl From<ReportApiArg> for sts_guard::reports::ReportFormat {
-    fn from(api: ReportApiArg) -> Self {
-        use sts_guard::reports::ReportFormat;
-        match api {
-            ReportApiArg::Openreports => ReportFormat::OpenReports,
-            ReportApiArg::Wgpolicyk8s => ReportFormat::Wgpolicyk8s,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OutputFormat {
-    /// For people: grouped by object, with fixes and a summary line.
-    Text,
-    /// For machines: schemaVersion 1, see docs/check-audit.md.
-    Json,
-    /// SARIF 2.1.0, for CI code-scanning views.
-    Sarif,
-}
-
-impl From<OutputFormat> for sts_guard::commands::report::Format {
-    fn from(f: OutputFormat) -> Self {
-        use sts_guard::commands::report::Format;
-        match f {
-            OutputFormat::Text => Format::Text,
-            OutputFormat::Json => Format::Json,
-            OutputFormat::Sarif => Format::Sarif,
-        }
-    }
 }
 
 #[derive(Args)]
@@ -122,8 +84,8 @@ struct CheckArgs {
     #[arg(long, env = "STS_GUARD_CONFIG")]
     config: Option<PathBuf>,
     /// Output format.
-    #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
-    output: OutputFormat,
+    #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = Format::Text)]
+    output: Format,
 }
 
 #[derive(Args)]
@@ -138,11 +100,11 @@ struct AuditArgs {
     #[arg(long, env = "STS_GUARD_CONFIG")]
     config: Option<PathBuf>,
     /// Output format.
-    #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
-    output: OutputFormat,
+    #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = Format::Text)]
+    output: Format,
     /// Also write one policy report per StatefulSet (and delete those of StatefulSets that are gone), in this API; its CRD must be installed.
     #[arg(long, env = "STS_GUARD_REPORT", value_enum, value_name = "API")]
-    report: Option<ReportApiArg>,
+    report: Option<ReportFormat>,
     /// Exit 0 even when something would be denied (the report, and --report's reports, say what); errors still exit 2. For scheduled audits.
     #[arg(long, env = "STS_GUARD_EXIT_ZERO")]
     exit_zero: bool,
@@ -305,26 +267,26 @@ fn main() -> ExitCode {
                 namespace: args.namespace,
                 policy: args.config,
             };
-            ExitCode::from(cli::finish(cli::check::check(&options), args.output.into()))
+            ExitCode::from(cli::finish(cli::check::check(&options), args.output))
         }
         Command::Audit(args) => {
             let options = cli::audit::AuditOptions {
                 namespace: args.namespace,
                 policy: args.config,
                 page_size: args.chunk_size,
-                report: args.report.map(Into::into),
+                report: args.report,
             };
-            let code = cli::finish(cli::audit::audit_blocking(&options), args.output.into());
+            let code = cli::finish(cli::audit::audit_blocking(&options), args.output);
             ExitCode::from(cli::audit::exit_code(code, args.exit_zero))
         }
         Command::Reports {
             command: ReportsCommand::Crd { api },
-        } => print_crd(api.into()),
+        } => print_crd(api),
     }
 }
 
-fn print_crd(api: sts_guard::reports::ReportFormat) -> ExitCode {
-    use sts_guard::reports::{PolicyReport, Report, ReportFormat, crd};
+fn print_crd(api: ReportFormat) -> ExitCode {
+    use sts_guard::reports::{PolicyReport, Report, crd};
     let crd = match api {
         ReportFormat::OpenReports => crd::<Report>(),
         ReportFormat::Wgpolicyk8s => crd::<PolicyReport>(),

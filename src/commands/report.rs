@@ -35,10 +35,14 @@ impl Command {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `check` and `audit` print (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// For people: grouped by object, with fixes and a summary line.
     Text,
+    /// For machines: schemaVersion 1, see docs/check-audit.md.
     Json,
+    /// SARIF 2.1.0, for CI code-scanning views.
     Sarif,
 }
 

@@ -53,12 +53,13 @@ pub const SOURCE: &str = "sts-guard";
 /// selects by when it deletes reports of StatefulSets that are gone.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "sts-guard");
 
-/// Which report API to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which report API to write (`audit --report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
-    /// `openreports.io/v1alpha1` `Report`.
+    /// openreports.io/v1alpha1 Report.
+    #[value(name = "openreports")]
     OpenReports,
-    /// `wgpolicyk8s.io/v1alpha2` `PolicyReport`.
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport.
     Wgpolicyk8s,
 }
 
