@@ -38,12 +38,7 @@ pub fn simulate(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Simulation {
-    let name = sts
-        .metadata
-        .name
-        .as_deref()
-        .or(sts.metadata.generate_name.as_deref())
-        .unwrap_or("");
+    let name = sts.name();
     let request = |sts| Request {
         object: ObjectRef { namespace, name },
         sts,

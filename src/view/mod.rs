@@ -189,6 +189,16 @@ impl StatefulSet {
         self.spec.as_ref().and_then(|s| s.template.spec.as_ref())
     }
 
+    /// What messages call the object: its name, else its `generateName`
+    /// (a create that lets the API server pick the name), else empty.
+    pub fn name(&self) -> &str {
+        self.metadata
+            .name
+            .as_deref()
+            .or(self.metadata.generate_name.as_deref())
+            .unwrap_or_default()
+    }
+
     /// `spec.serviceName`, empty when unset.
     pub fn service_name(&self) -> &str {
         self.spec

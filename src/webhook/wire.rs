@@ -110,8 +110,7 @@ impl Admission {
             .unwrap_or("default");
         let name = Some(self.name.as_str())
             .filter(|n| !n.is_empty())
-            .or(meta.and_then(|m| m.name.as_deref()))
-            .or(meta.and_then(|m| m.generate_name.as_deref()))
+            .or(self.object.as_ref().map(StatefulSet::name))
             .unwrap_or("");
         ObjectRef { namespace, name }
     }
