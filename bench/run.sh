@@ -6,7 +6,7 @@
 # Builds sts-guard and the static TLS responder (examples/static_responder.rs)
 # in release mode, installs the load generator (oha, from crates.io, into
 # ~/.cache/sts-guard-bench unless there already), writes the request bodies
-# (bench/bodies.py), makes a CA and a serving certificate for localhost, then
+# (benches/support/bodies.rs, the example bench-bodies), makes a CA and a serving certificate for localhost, then
 # measures on loopback over TLS with HTTP/1.1 keep-alive, as the API server
 # calls webhooks:
 #   - sts-guard serve --services-from tests/fixtures/admission/services.yaml
@@ -44,7 +44,7 @@ static="$repo/target/release/examples/static_responder"
 
 out="$repo/target/bench-run/$(date -u +%Y%m%d-%H%M%S)-$label"
 mkdir -p "$out"
-python3 "$repo/bench/bodies.py" "$out/bodies" >&2
+(cd "$repo" && cargo run --release --locked --quiet --example bench-bodies -- "$out/bodies")
 "$bin" certs --out "$out/certs" --dns localhost --ip 127.0.0.1 >/dev/null 2>&1
 
 python3 "$repo/bench/driver.py" \

@@ -191,6 +191,10 @@ wait_quiet() {
 
 kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 py() { python3 "$here/scale_cluster.py" "$@"; }
+# The typical AdmissionReview (benches/support/bodies.rs), for `py bodies`.
+export STS_GUARD_BENCH_BODIES="$work/bench-bodies"
+(cd "$repo" && cargo run --release --locked --quiet --example bench-bodies -- "$STS_GUARD_BENCH_BODIES" 2>/dev/null) ||
+  die "writing the bench bodies failed"
 
 # ---- control plane ---------------------------------------------------------------
 cp_start "$work/cp" --service-cluster-ip-range=10.0.0.0/16 || die "control plane did not start"

@@ -24,7 +24,7 @@ usage:
       (409 counts as done), in parallel over keep-alive connections; prints
       one JSON line (created, seconds, objects/s)
   scale_cluster.py bodies OUTDIR --statefulsets M [--count 2000] [--namespaces 50]
-      OUTDIR/one.json: an AdmissionReview (the typical body of bench/bodies.py,
+      OUTDIR/one.json: an AdmissionReview (the typical body of benches/support/bodies.rs,
       startup probes added) of a compliant StatefulSet in the place of
       StatefulSet 0 (its headless Service and PodDisruptionBudget exist);
       OUTDIR/many.jsonl: COUNT of them, one per line, in the places of COUNT
@@ -249,11 +249,10 @@ def existing(url, ca, cert, key, path):
 # ---- AdmissionReviews ----------------------------------------------------------
 
 def typical_review():
-    import bodies  # bench/bodies.py
-    with open(bodies.FIXTURE) as f:
-        base = json.load(f)
-    containers = base["request"]["object"]["spec"]["template"]["spec"]["containers"]
-    return bodies.review(base, containers + [bodies.container("log-shipper", "fluent/fluent-bit:3.1", 2020)], {})
+    # The typical body of benches/support/bodies.rs, which bench/scale.sh
+    # writes (example bench-bodies) into the folder STS_GUARD_BENCH_BODIES.
+    with open(os.path.join(os.environ["STS_GUARD_BENCH_BODIES"], "typical-validate.json")) as f:
+        return json.load(f)
 
 
 def review_naming(base, h, namespaces, uid):

@@ -11,7 +11,7 @@
 //!   by default);
 //! - `policy-review/<body>/<policy>`: `decide` for `/validate` (the review,
 //!   Service lookup from a map included) under each policy, for the typical
-//!   body of bench/bodies.py (compliant, in namespace `shop`, which the
+//!   body of benches/support/bodies.rs (compliant, in namespace `shop`, which the
 //!   large policy does not name) and for the same body with every
 //!   readinessProbe removed (one finding per container): in `shop`, where
 //!   every finding scans all 1,000 exemptions and matches none, and in
@@ -27,6 +27,8 @@
 #[macro_use]
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
+#[path = "support/bodies.rs"]
+mod bodies;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
@@ -133,22 +135,6 @@ exemptions:
     reason: OPS-123
 ";
 
-fn bodies_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("STS_GUARD_BENCH_BODIES") {
-        return dir.into();
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("target").join("bench-bodies");
-    let status = std::process::Command::new("python3")
-        .arg(root.join("bench").join("bodies.py"))
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("running python3 bench/bodies.py");
-    assert!(status.success(), "bench/bodies.py failed");
-    dir
-}
-
 fn services() -> ManifestLookups {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
@@ -229,10 +215,8 @@ fn policy_scale<M: Measurement>(c: &mut Criterion<M>) {
     });
     group.finish();
 
-    let typical: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(bodies_dir().join("typical-validate.json")).expect("reading a bench body"),
-    )
-    .expect("typical body is JSON");
+    let typical: serde_json::Value =
+        serde_json::from_slice(&bodies::body("typical-validate")).expect("typical body is JSON");
     let services = services();
     let policies: Vec<(&str, Policy)> = texts
         .iter()

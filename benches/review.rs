@@ -7,8 +7,9 @@
 //!
 //! cargo bench --bench review
 //!
-//! Bodies come from bench/bodies.py (written under target/bench-bodies on
-//! first run; STS_GUARD_BENCH_BODIES=DIR to use others).
+//! Bodies come from benches/support/bodies.rs (STS_GUARD_BENCH_BODIES=DIR
+//! to read them from a folder instead, e.g. to run two trees on the same
+//! bytes).
 //!
 //! Times are the CPU time of the benchmarking thread, not wall time, so a
 //! machine busy with other work (builds) skews them far less; set
@@ -17,6 +18,8 @@
 #[macro_use]
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
+#[path = "support/bodies.rs"]
+mod bodies;
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -31,22 +34,6 @@ use sts_guard::policy::Policy;
 use sts_guard::webhook::decision::Endpoint;
 use sts_guard::webhook::routes::decide;
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
-
-fn bodies_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("STS_GUARD_BENCH_BODIES") {
-        return dir.into();
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("target").join("bench-bodies");
-    let status = std::process::Command::new("python3")
-        .arg(root.join("bench").join("bodies.py"))
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("running python3 bench/bodies.py");
-    assert!(status.success(), "bench/bodies.py failed");
-    dir
-}
 
 /// The Services `bench/run.sh` serves with (`--services-from`).
 fn services() -> ManifestLookups {
@@ -66,14 +53,12 @@ fn unwrap_decoded(body: &[u8]) -> Admission {
 }
 
 fn pure_path<M: Measurement>(c: &mut Criterion<M>) {
-    let dir = bodies_dir();
     let policy = Policy::default();
     let services = services();
     for size in ["typical", "large"] {
         for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
             let name = endpoint.as_str();
-            let body = std::fs::read(dir.join(format!("{size}-{name}.json")))
-                .expect("reading a bench body");
+            let body = bodies::body(&format!("{size}-{name}"));
             let request = unwrap_decoded(&body);
             let decision = decide(&request, endpoint, &policy, &services);
             assert!(decision.allowed(), "{size} {name}: {:?}", decision.denial);
