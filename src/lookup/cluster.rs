@@ -9,6 +9,7 @@
 //! an unreachable API server costs at most that deadline.
 
 use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 
 use super::LookupPath;
 use super::listing::{Key, ListedBudget, ListedService, Projection};
@@ -50,10 +52,10 @@ pub struct ClusterCache {
     budgets_synced: Arc<AtomicBool>,
     /// Live GETs of Services the watch does not hold (not headless, absent,
     /// or created a moment ago), by (namespace, name).
-    recent_services: Recent<Key, ServiceState>,
+    recent_services: Recent<Key, Live<Option<Arc<view::Service>>>>,
     /// Live LISTs of a namespace's budgets: while the watch has not synced,
     /// and to confirm a denial that rests on its "none".
-    recent_budgets: Recent<String, BudgetsState>,
+    recent_budgets: Recent<String, Live<Vec<Arc<view::DisruptionBudget>>>>,
     lookup_timeout: Duration,
 }
 
@@ -113,7 +115,7 @@ impl ClusterCache {
     }
 
     pub fn is_synced(&self) -> bool {
-        self.services_synced.load(Ordering::Acquire) && self.budgets_synced.load(Ordering::Acquire)
+        self.synced().iter().all(|(_, synced)| *synced)
     }
 
     /// Whether each watch has delivered its first list, by the `what` label
@@ -141,25 +143,24 @@ impl ClusterCache {
         if let Some(svc) = read(&self.headless).get(&key) {
             return (ServiceState::Found(svc.clone()), LookupPath::Cache);
         }
-        let pending = self.recent_services.get_or_start(key, || {
-            let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
-            let (namespace, name) = (namespace.to_string(), name.to_string());
-            let timeout = self.lookup_timeout;
-            async move {
-                let what = format!("Service {namespace}/{name}");
-                match bounded(timeout, &what, api.get_opt(&name)).await {
-                    Ok(Some(svc)) => {
-                        ServiceState::Found(Arc::new(view::Service::of(&svc, &namespace)))
-                    }
-                    Ok(None) => ServiceState::NotFound,
-                    Err(why) => ServiceState::Unknown(why),
-                }
-            }
-            .boxed()
-        });
-        let state = pending.answer.await;
-        let failed = matches!(state, ServiceState::Unknown(_));
-        (state, live_path(failed, pending.started_here))
+        let (answer, path) = self
+            .live(&self.recent_services, key, || {
+                let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+                let (ns, name) = (namespace.to_string(), name.to_string());
+                let what = format!("Service {ns}/{name}");
+                let request = async move {
+                    let svc = api.get_opt(&name).await?;
+                    Ok(svc.map(|svc| Arc::new(view::Service::of(&svc, &ns))))
+                };
+                (what, request.boxed())
+            })
+            .await;
+        let state = match answer {
+            Ok(Some(svc)) => ServiceState::Found(svc),
+            Ok(None) => ServiceState::NotFound,
+            Err(why) => ServiceState::Unknown(why),
+        };
+        (state, path)
     }
 
     /// The PodDisruptionBudgets of `namespace`. Once the watch has synced
@@ -188,36 +189,51 @@ impl ClusterCache {
     /// `resourceVersion=0`); that wait is what made a LIST per admission
     /// cost ~100 ms, and here it is paid only for a denial.
     pub async fn live_budgets(&self, namespace: &str) -> Looked<BudgetsState> {
-        let pending = self.recent_budgets.get_or_start(namespace.to_string(), || {
-            let api: Api<ListedBudget> = Api::namespaced(self.client.clone(), namespace);
-            let namespace = namespace.to_string();
-            let timeout = self.lookup_timeout;
-            async move {
+        let (answer, path) = self
+            .live(&self.recent_budgets, namespace.to_string(), || {
+                let api: Api<ListedBudget> = Api::namespaced(self.client.clone(), namespace);
                 let what = format!("PodDisruptionBudgets of {namespace}");
-                match bounded(timeout, &what, api.list(&ListParams::default())).await {
-                    Ok(list) => BudgetsState::Found(
-                        list.items.into_iter().map(|b| b.projection().1).collect(),
-                    ),
-                    Err(why) => BudgetsState::Unknown(why),
-                }
-            }
-            .boxed()
+                let request = async move {
+                    let list = api.list(&ListParams::default()).await?;
+                    Ok(list.items.into_iter().map(|b| b.projection().1).collect())
+                };
+                (what, request.boxed())
+            })
+            .await;
+        let state = match answer {
+            Ok(budgets) => BudgetsState::Found(budgets),
+            Err(why) => BudgetsState::Unknown(why),
+        };
+        (state, path)
+    }
+
+    /// The answer to a live lookup of `key`: one made within
+    /// [`RECENT_WINDOW`] (or still on its way), else the request `start`
+    /// makes (what it is, for the log, and the request), bounded by the
+    /// lookup timeout. `Err` says why there is no answer.
+    async fn live<K: Hash + Eq, T: Clone + Send + Sync + 'static>(
+        &self,
+        recent: &Recent<K, Live<T>>,
+        key: K,
+        start: impl FnOnce() -> (String, BoxFuture<'static, Result<T, kube::Error>>),
+    ) -> Looked<Live<T>> {
+        let timeout = self.lookup_timeout;
+        let pending = recent.get_or_start(key, || {
+            let (what, request) = start();
+            async move { bounded(timeout, &what, request).await }.boxed()
         });
-        let state = pending.answer.await;
-        let failed = matches!(state, BudgetsState::Unknown(_));
-        (state, live_path(failed, pending.started_here))
+        let answer = pending.answer.await;
+        let path = match (&answer, pending.started_here) {
+            (_, false) => LookupPath::Recent,
+            (Err(_), true) => LookupPath::ApiError,
+            (Ok(_), true) => LookupPath::ApiGet,
+        };
+        (answer, path)
     }
 }
 
-/// Where a live lookup was answered: by its own request (which may have
-/// failed), or by one made for an earlier review.
-fn live_path(failed: bool, started_here: bool) -> LookupPath {
-    match (failed, started_here) {
-        (_, false) => LookupPath::Recent,
-        (true, true) => LookupPath::ApiError,
-        (false, true) => LookupPath::ApiGet,
-    }
-}
+/// A live lookup's answer, or why there is none (a warning's words).
+type Live<T> = Result<T, String>;
 
 /// `request` within `timeout`: its value, or why there is none, in the
 /// words of a warning (cut at 256 bytes by the API server, so short: the
