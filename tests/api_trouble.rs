@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use sts_guard::lookup::{ClusterCache, LookupSource};
 use sts_guard::policy::Policy;
@@ -45,17 +45,7 @@ enum Trouble {
 }
 
 async fn stand_in(trouble: Trouble) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(answer(tcp, trouble));
-        }
-    });
-    addr
+    serve_tcp(move |tcp| answer(tcp, trouble)).await
 }
 
 /// Serves one connection as `trouble` says, request after request.
@@ -238,17 +228,7 @@ async fn every_answer_comes_within_the_lookup_timeout(#[case] trouble: Trouble) 
 /// budget: a budget created a moment before the StatefulSet that the
 /// watch has not delivered yet. Counts the namespaced LISTs.
 async fn lagging_watch(lists: Arc<Mutex<BTreeMap<String, usize>>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(lagging_answer(tcp, lists.clone()));
-        }
-    });
-    addr
+    serve_tcp(move |tcp| lagging_answer(tcp, lists.clone())).await
 }
 
 async fn lagging_answer(mut tcp: TcpStream, lists: Arc<Mutex<BTreeMap<String, usize>>>) {

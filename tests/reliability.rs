@@ -30,7 +30,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsConnector;
 
 use sts_guard::lookup::{ClusterCache, LookupPath, LookupSource};
@@ -624,26 +623,19 @@ impl FakeApi {
 }
 
 async fn start_fake_api(api: Arc<Mutex<FakeApi>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let api = api.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let response = api.lock().unwrap().answer(&req);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
+    serve_tcp(move |tcp| {
+        let api = api.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req| {
+                let response = api.lock().unwrap().answer(&req);
+                async move { Ok::<_, Infallible>(response) }
             });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn statefulset_review(service_name: &str) -> Value {

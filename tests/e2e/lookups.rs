@@ -8,24 +8,10 @@ use std::time::{Duration, Instant};
 use crate::support::control_plane::{random_suffix, wait_for};
 use crate::support::proxy::{Network, Proxy};
 use crate::support::webhook::{Registration, WEBHOOK_LABEL, Webhook};
-use crate::{Ns, Sts, Svc, accepts, apply, assert_has, assert_lacks, cluster, file};
+use crate::{Ns, Sts, Svc, accepts, apply, assert_has, assert_lacks, budget, cluster, file};
 
 const NO_BUDGET: &str =
     "Warning: [disruption-budget] spec.replicas is 3 and no PodDisruptionBudget selects the pods";
-
-fn budget(name: &str) -> String {
-    format!(
-        "apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: {name}
-spec:
-  maxUnavailable: 1
-  selector:
-    matchLabels: {{app: {name}}}
-"
-    )
-}
 
 /// Lookups of `resource` in `ns` that reached the API server (GET or LIST).
 fn lookups(ns: &Ns, resource: &str) -> usize {

@@ -417,6 +417,22 @@ spec:
     }
 }
 
+/// A PodDisruptionBudget `name` (maxUnavailable 1) selecting `app: <name>`,
+/// the pods of `Sts::new(name)`.
+pub fn budget(name: &str) -> String {
+    format!(
+        "apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {name}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {{app: {name}}}
+"
+    )
+}
+
 /// Documents joined into one multi-document YAML file, in order.
 pub fn file(docs: &[String]) -> String {
     docs.join("---\n")

@@ -1,7 +1,7 @@
 //! The probe-quality rules through kubectl: each warns where the policy
 //! does not name it, and denies where it does.
 
-use crate::{Ns, Svc, apply, assert_has, assert_lacks, file, rejects, warns};
+use crate::{Ns, Svc, apply, assert_has, assert_lacks, budget, file, rejects, warns};
 
 /// Three replicas of a pod whose probes exist but would crash-loop: the
 /// same check twice, a port name the container does not declare, 30 s
@@ -38,20 +38,6 @@ spec:
             httpGet: {{path: /, port: 9187}}
           readinessProbe:
             httpGet: {{path: /metrics, port: 9187}}
-"
-    )
-}
-
-fn budget(name: &str) -> String {
-    format!(
-        "apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: {name}
-spec:
-  maxUnavailable: 1
-  selector:
-    matchLabels: {{app: {name}}}
 "
     )
 }

@@ -122,6 +122,25 @@ pub async fn router_review(app: &Arc<App>, path: &str, review: &Value) -> (u16, 
     (status, answer)
 }
 
+/// A TCP server on a free loopback port: `serve` runs, in a task of its
+/// own, for each connection accepted. Its address.
+pub async fn serve_tcp<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            if let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp));
+            }
+        }
+    });
+    addr
+}
+
 /// Points `root/..data` at `root/..<version>` the way kubelet does: a new
 /// symlink renamed over the old one.
 pub fn swap_symlink(root: &Path, version: &str) {
