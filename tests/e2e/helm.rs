@@ -247,64 +247,45 @@ fn helm_lint_passes_in_every_mode_and_bad_values_fail_in_words() {
         out.assert_exit(0);
         assert_has(&out.stdout, "1 chart(s) linted, 0 chart(s) failed");
     }
-    let out = helm(&[
-        "template",
-        "sts-guard",
-        &chart,
-        "--set",
-        "auditReports.enabled=true",
-        "--set",
-        "auditReports.format=policyreport",
-    ]);
-    out.assert_exit(1);
-    assert_has(
-        &out.stderr,
-        r#"auditReports.format must be openreports or wgpolicyk8s, not "policyreport""#,
-    );
-    let out = helm(&[
-        "template",
-        "sts-guard",
-        &chart,
-        "--set",
-        "certificates.mode=selfSigned",
-    ]);
-    out.assert_exit(1);
-    assert_has(
-        &out.stderr,
-        r#"certificates.mode must be managed, certManager or existingSecret, not "selfSigned""#,
-    );
-    let out = helm(&[
-        "template",
-        "sts-guard",
-        &chart,
-        "--set",
-        "certificates.mode=existingSecret",
-    ]);
-    out.assert_exit(1);
-    assert_has(&out.stderr, "certificates.existingSecret.caBundle");
-    // A lookup deadline the API server would not wait for.
-    let out = helm(&[
-        "template",
-        "sts-guard",
-        &chart,
-        "--set",
+    // Bad values fail in words; a lookup deadline that fits renders.
+    let template = |sets: &[&str]| {
+        let mut args = vec!["template", "sts-guard", chart.as_str()];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        helm(&args)
+    };
+    for (sets, refusal) in [
+        (
+            &[
+                "auditReports.enabled=true",
+                "auditReports.format=policyreport",
+            ][..],
+            r#"auditReports.format must be openreports or wgpolicyk8s, not "policyreport""#,
+        ),
+        (
+            &["certificates.mode=selfSigned"][..],
+            r#"certificates.mode must be managed, certManager or existingSecret, not "selfSigned""#,
+        ),
+        (
+            &["certificates.mode=existingSecret"][..],
+            "certificates.existingSecret.caBundle",
+        ),
+        // A lookup deadline the API server would not wait for.
+        (
+            &["lookupTimeoutSeconds=5"][..],
+            "lookupTimeoutSeconds 5 leaves less than 1s of webhooks.validate.timeoutSeconds 5",
+        ),
+    ] {
+        let out = template(sets);
+        out.assert_exit(1);
+        assert_has(&out.stderr, refusal);
+    }
+    template(&[
         "lookupTimeoutSeconds=5",
-    ]);
-    out.assert_exit(1);
-    assert_has(
-        &out.stderr,
-        "lookupTimeoutSeconds 5 leaves less than 1s of webhooks.validate.timeoutSeconds 5",
-    );
-    let out = helm(&[
-        "template",
-        "sts-guard",
-        &chart,
-        "--set",
-        "lookupTimeoutSeconds=5",
-        "--set",
         "webhooks.validate.timeoutSeconds=6",
-    ]);
-    out.assert_exit(0);
+    ])
+    .assert_exit(0);
 }
 
 /// Every optional value set to something other than its default.

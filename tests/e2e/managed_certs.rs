@@ -25,14 +25,14 @@ struct Replica {
     metrics: SocketAddr,
 }
 
-/// `serve` in managed mode on loopback, for `localhost` and 127.0.0.1.
-fn start_replica(
+/// `sts-guard serve` in managed mode (`--tls-secret SECRET
+/// --webhook-configuration CONFIG`) on free loopback ports, for `localhost`
+/// and 127.0.0.1: the command, and where it will listen (webhook, metrics).
+pub(crate) fn managed_serve(
     cp: &ControlPlane,
-    name: &str,
     secret: &str,
     config: &str,
-    extra: &[&str],
-) -> Replica {
+) -> (std::process::Command, SocketAddr, SocketAddr) {
     let ports = free_ports(2);
     let addr: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
     let metrics: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
@@ -42,8 +42,20 @@ fn start_replica(
         .args(["--metrics-listen", &metrics.to_string()])
         .args(["--tls-secret", secret, "--webhook-configuration", config])
         .args(["--cert-dns", "localhost", "--cert-ip", "127.0.0.1"])
-        .args(["--shutdown-delay", "0s"])
-        .args(extra);
+        .args(["--shutdown-delay", "0s"]);
+    (cmd, addr, metrics)
+}
+
+/// [`managed_serve`] with `extra` flags, spawned by the control plane.
+fn start_replica(
+    cp: &ControlPlane,
+    name: &str,
+    secret: &str,
+    config: &str,
+    extra: &[&str],
+) -> Replica {
+    let (mut cmd, addr, metrics) = managed_serve(cp, secret, config);
+    cmd.args(extra);
     let pid = cp.spawn(name, &mut cmd).unwrap();
     Replica { pid, addr, metrics }
 }

@@ -14,10 +14,8 @@ use rstest::rstest;
 use sts_guard::certs::CertInfo;
 
 use crate::support::client::{is_ready, tls_connector};
-use crate::support::control_plane::{
-    ControlPlane, free_ports, http_get, random_suffix, sts_guard_bin, wait_for,
-};
-use crate::support::webhook::{Registration, metric_sum, sts_guard_command};
+use crate::support::control_plane::{ControlPlane, http_get, random_suffix, wait_for};
+use crate::support::webhook::{Registration, metric_sum};
 use crate::{Ns, cluster};
 
 /// A managed-mode `serve` this test owns (killed on drop), its log in the
@@ -37,19 +35,10 @@ impl Drop for Managed {
 }
 
 fn start(cp: &ControlPlane, tag: &str, secret: &str, config: &str, fault: &str) -> Managed {
-    let ports = free_ports(2);
-    let addr: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
-    let metrics: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
+    let (mut cmd, addr, metrics) = crate::managed_certs::managed_serve(cp, secret, config);
     let log = cp.work().join(format!("{tag}.log"));
     let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = sts_guard_command(cp, &sts_guard_bin());
-    cmd.arg("serve")
-        .args(["--listen", &addr.to_string()])
-        .args(["--metrics-listen", &metrics.to_string()])
-        .args(["--tls-secret", secret, "--webhook-configuration", config])
-        .args(["--cert-dns", "localhost", "--cert-ip", "127.0.0.1"])
-        .args(["--shutdown-delay", "0s"])
-        .env("STS_GUARD_TEST_FAULT", fault)
+    cmd.env("STS_GUARD_TEST_FAULT", fault)
         .stdout(file.try_clone().unwrap())
         .stderr(file);
     let child = cmd.spawn().unwrap();
