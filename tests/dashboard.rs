@@ -208,37 +208,7 @@ async fn every_metric_the_dashboard_queries_is_exposed_with_its_labels() {
     let exprs = expressions(&dashboard);
     assert!(exprs.len() >= 10, "{exprs:?}");
 
-    let mut queried = BTreeSet::new();
-    let mut checked_labels = BTreeSet::new();
-    for expr in &exprs {
-        let query = parse(expr);
-        assert!(!query.metrics.is_empty(), "no sts-guard metric in {expr}");
-        let mut labels_of_expr = BTreeSet::new();
-        for (metric, matched) in &query.metrics {
-            let labels = exposed.get(metric).unwrap_or_else(|| {
-                panic!(
-                    "{metric} (in {expr}) is not exposed; exposed: {:?}",
-                    exposed.keys()
-                )
-            });
-            for label in matched {
-                assert!(
-                    labels.contains(label),
-                    "{metric} has no label {label} (in {expr}); it has {labels:?}"
-                );
-                checked_labels.insert(label.clone());
-            }
-            labels_of_expr.extend(labels.iter().cloned());
-            queried.insert(metric.clone());
-        }
-        for label in &query.by {
-            assert!(
-                labels_of_expr.contains(label),
-                "by ({label}) in {expr}: no queried metric has it ({labels_of_expr:?})"
-            );
-            checked_labels.insert(label.clone());
-        }
-    }
+    let (queried, checked_labels) = check_against(&exprs, &exposed);
     // The parser saw what the panels are about.
     for label in [
         "endpoint",
@@ -280,6 +250,48 @@ async fn every_metric_the_dashboard_queries_is_exposed_with_its_labels() {
 /// Labels Prometheus gives every scraped series (not on /metrics).
 const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 
+/// Asserts that every sts-guard metric each of `exprs` reads is `exposed`
+/// with every label it matches on or groups by (Prometheus' target labels
+/// aside). The metrics read and the labels checked.
+fn check_against(
+    exprs: &[String],
+    exposed: &BTreeMap<String, BTreeSet<String>>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut queried = BTreeSet::new();
+    let mut checked = BTreeSet::new();
+    let ours = |label: &&String| !TARGET_LABELS.contains(&label.as_str());
+    for expr in exprs {
+        let query = parse(expr);
+        assert!(!query.metrics.is_empty(), "no sts-guard metric in {expr}");
+        let mut labels_of_expr = BTreeSet::new();
+        for (metric, matched) in &query.metrics {
+            let labels = exposed.get(metric).unwrap_or_else(|| {
+                panic!(
+                    "{metric} (in {expr}) is not exposed; exposed: {:?}",
+                    exposed.keys()
+                )
+            });
+            for label in matched.iter().filter(ours) {
+                assert!(
+                    labels.contains(label),
+                    "{metric} has no label {label} (in {expr}); it has {labels:?}"
+                );
+                checked.insert(label.clone());
+            }
+            labels_of_expr.extend(labels.iter().cloned());
+            queried.insert(metric.clone());
+        }
+        for label in query.by.iter().filter(ours) {
+            assert!(
+                labels_of_expr.contains(label),
+                "by ({label}) in {expr}: no queried metric has it ({labels_of_expr:?})"
+            );
+            checked.insert(label.clone());
+        }
+    }
+    (queried, checked)
+}
+
 /// The expressions of deploy/prometheus/alerts.yaml.
 fn alert_expressions() -> Vec<String> {
     let rule: Value = serde_saphyr::from_str(include_str!("../deploy/prometheus/alerts.yaml"))
@@ -297,42 +309,7 @@ async fn every_metric_an_alert_uses_is_exposed_with_its_labels() {
     let exposed = exposed(&scraped_metrics().await);
     let exprs = alert_expressions();
     assert!(exprs.len() >= 9, "{exprs:?}");
-    let mut checked = BTreeSet::new();
-    for expr in &exprs {
-        let query = parse(expr);
-        assert!(!query.metrics.is_empty(), "no sts-guard metric in {expr}");
-        let mut labels_of_expr = BTreeSet::new();
-        for (metric, matched) in &query.metrics {
-            let labels = exposed.get(metric).unwrap_or_else(|| {
-                panic!(
-                    "{metric} (in {expr}) is not exposed; exposed: {:?}",
-                    exposed.keys()
-                )
-            });
-            for label in matched
-                .iter()
-                .filter(|l| !TARGET_LABELS.contains(&l.as_str()))
-            {
-                assert!(
-                    labels.contains(label),
-                    "{metric} has no label {label} (in {expr}); it has {labels:?}"
-                );
-                checked.insert(label.clone());
-            }
-            labels_of_expr.extend(labels.iter().cloned());
-        }
-        for label in query
-            .by
-            .iter()
-            .filter(|l| !TARGET_LABELS.contains(&l.as_str()))
-        {
-            assert!(
-                labels_of_expr.contains(label),
-                "by ({label}) in {expr}: no queried metric has it ({labels_of_expr:?})"
-            );
-            checked.insert(label.clone());
-        }
-    }
+    let (_, checked) = check_against(&exprs, &exposed);
     // The parser saw what the alerts select on.
     for label in ["path", "decision", "certificate", "le"] {
         assert!(
