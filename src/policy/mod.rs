@@ -30,40 +30,20 @@ use thiserror::Error;
 
 use crate::rules::{RuleId, RuleSettings};
 
-/// What a finding does to the request. Ordered by strictness:
-/// `Audit < Warn < Enforce`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+/// What a finding does to the request. Ordered by strictness (the order
+/// of the variants): `Audit < Warn < Enforce`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// Allow it silently; log and count.
+    Audit,
+    /// Allow it; kubectl prints `Warning: ...`.
+    Warn,
     /// Deny the request.
     #[default]
     Enforce,
-    /// Allow it; kubectl prints `Warning: ...`.
-    Warn,
-    /// Allow it silently; log and count.
-    Audit,
-}
-
-impl Mode {
-    fn strictness(self) -> u8 {
-        match self {
-            Mode::Audit => 0,
-            Mode::Warn => 1,
-            Mode::Enforce => 2,
-        }
-    }
-}
-
-impl PartialOrd for Mode {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Mode {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.strictness().cmp(&other.strictness())
-    }
 }
 
 /// The mode of one rule in one namespace, and whether the new-rule cap
