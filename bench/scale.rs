@@ -343,9 +343,9 @@ fn machine() -> String {
 /// 'rustc|cargo |libfuzzer|fuzz/run'` matched before).
 const BUSY: [&str; 4] = ["rustc", "cargo ", "libfuzzer", "fuzz/run"];
 
-/// "PID command line" of each build or fuzzer running now. A command
-/// waiting for a lock (`flock LOCK cargo ...`, how builds share this
-/// machine) runs nothing yet and does not count.
+/// "PID command line" of each build or fuzzer running now. A `flock`
+/// waiting to start one (how builds share this machine) runs nothing yet
+/// and does not count.
 fn builds() -> Vec<String> {
     let me = std::process::id().to_string();
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -365,11 +365,11 @@ fn builds() -> Vec<String> {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let program = args
-            .first()
-            .map_or("", |a| a.rsplit('/').next().unwrap_or(a));
+        // `flock LOCK cargo ...`, also behind `timeout`: the command it
+        // starts once it holds the lock is a process of its own.
+        let waits_for_lock = args.iter().any(|a| a.rsplit('/').next() == Some("flock"));
         let line = args.join(" ");
-        if program != "flock" && BUSY.iter().any(|b| line.contains(b)) {
+        if !waits_for_lock && BUSY.iter().any(|b| line.contains(b)) {
             found.push(format!("{pid} {line}"));
         }
     }
