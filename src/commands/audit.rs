@@ -1,8 +1,9 @@
 //! `sts-guard audit`: the webhook's answer for every StatefulSet already in
 //! a live cluster ("would this be admitted if created today?").
 //!
-//! Services are listed first, page by page, into one map of projections
-//! (like `check`'s manifests), then StatefulSets page by page, each
+//! Services and PodDisruptionBudgets (every looked-up kind) are listed
+//! first, page by page, into maps of projections (like `check`'s
+//! manifests), then StatefulSets page by page, each
 //! reviewed and dropped. Both are decoded lean (`lookup::listing`): no
 //! managedFields, no annotations but `sts-guard.io/` ones, nothing the
 //! rules do not read.
@@ -14,7 +15,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use kube::Api;
@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::report::{Command, ObjectReport, Origin, Report};
-use crate::lookup::ManifestLookups;
-use crate::lookup::listing::{ListedBudget, ListedService, ListedStatefulSet, Projection};
+use crate::lookup::listing::ListedStatefulSet;
+use crate::lookup::{self, Lister, Member, Objects, Projection};
 use crate::policy::{Policy, PolicyError};
 use crate::reports::{self, Owner, PolicyReport, ReportFormat, ReportKind, Timestamp};
 
@@ -131,39 +131,20 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     }
     let progress = Progress::new();
 
-    // Every Service of the audited namespaces, as the projection the rules
-    // read (all of them, not only the headless ones: "is not headless" must
-    // stay exact); then StatefulSets page by page, each reviewed and
-    // dropped, so what is held is the projections and the report.
-    let mut services = ManifestLookups::default();
-    let service_api: Api<ListedService> = api(&client, options.namespace.as_deref());
-    list_pages(
-        &service_api,
-        "Services",
-        ListParams::default().limit(options.page_size),
-        &progress,
-        |page| {
-            for svc in page {
-                let (_, projection) = svc.projection();
-                services.insert_projection(Arc::unwrap_or_clone(projection), String::new());
-            }
-        },
-    )
-    .await?;
-
-    let budget_api: Api<ListedBudget> = api(&client, options.namespace.as_deref());
-    list_pages(
-        &budget_api,
-        "PodDisruptionBudgets",
-        ListParams::default().limit(options.page_size),
-        &progress,
-        |page| {
-            for budget in page {
-                services.insert_budget(Arc::unwrap_or_clone(budget.projection().1));
-            }
-        },
-    )
-    .await?;
+    // Every object of the looked-up kinds in the audited namespaces (every
+    // Service, not only the headless ones the watch holds: "is not
+    // headless" must stay exact), as the projections the rules read; then
+    // StatefulSets page by page, each reviewed and dropped, so what is
+    // held is the projections and the report.
+    let mut looked_up = ListedKinds {
+        client: &client,
+        namespace: options.namespace.as_deref(),
+        page_size: options.page_size,
+        progress: &progress,
+        objects: Objects::default(),
+    };
+    lookup::list_every_kind(&mut looked_up).await?;
+    let looked_up = looked_up.objects;
 
     let mut objects = Vec::new();
     // (namespace, name) → uid, for the reports' owner references.
@@ -183,7 +164,7 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
                     namespace,
                     Origin::Cluster,
                     &policy,
-                    &services,
+                    &looked_up,
                 );
                 if options.report.is_some() {
                     uids.insert((object.namespace.clone(), object.name.clone()), uid);
@@ -226,6 +207,36 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+/// Lists each looked-up kind into `objects`.
+struct ListedKinds<'a> {
+    client: &'a kube::Client,
+    namespace: Option<&'a str>,
+    page_size: u32,
+    progress: &'a Progress,
+    objects: Objects,
+}
+
+impl Lister for ListedKinds<'_> {
+    type Error = AuditError;
+
+    async fn list<K: Member>(&mut self) -> Result<(), AuditError> {
+        let listed: Api<K::Listed> = api(self.client, self.namespace);
+        let objects = &mut self.objects;
+        list_pages(
+            &listed,
+            K::INFO.plural,
+            ListParams::default().limit(self.page_size),
+            self.progress,
+            |page| {
+                for object in page {
+                    objects.insert(K::object(object.projection().1), String::new());
+                }
+            },
+        )
+        .await
     }
 }
 

@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use super::simulate::{Simulation, simulate};
 use crate::lookup::Duplicate;
+use crate::lookup::Lookups;
 use crate::manifest::{InputError, Position, Source};
 use crate::policy::Policy;
 use crate::review::{Action, Outcome};
-use crate::rules::Lookups;
 use crate::view::StatefulSet;
 
 /// Bump when a field of the JSON report changes meaning or disappears.

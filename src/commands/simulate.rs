@@ -3,9 +3,9 @@
 
 use thiserror::Error;
 
+use crate::lookup::Lookups;
 use crate::policy::Policy;
 use crate::review::{self, ObjectRef, Operation, Outcome, Request};
-use crate::rules::Lookups;
 use crate::view::StatefulSet;
 
 /// What both webhooks would say about one StatefulSet.
@@ -82,8 +82,8 @@ fn apply(sts: &StatefulSet, patch: &json_patch::Patch) -> Result<StatefulSet, Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lookup::NoLookups;
     use crate::review::Action;
-    use crate::rules::NoLookups;
     use serde_json::json;
 
     fn sts(annotations: serde_json::Value) -> StatefulSet {

@@ -25,7 +25,6 @@ mod node;
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Service;
 use thiserror::Error;
 
 pub use node::{Node, NodeValue, Position};
@@ -95,19 +94,11 @@ pub struct InvalidObject {
     pub at: Position,
 }
 
-/// A Service as read.
+/// An object of a kind rules look up (a Service, a PodDisruptionBudget),
+/// as read: what the rules read of it.
 #[derive(Debug)]
-pub struct InputService {
-    pub service: Service,
-    /// Its namespace (the default one when it names none).
-    pub namespace: String,
-    pub source: Source,
-}
-
-/// A PodDisruptionBudget as read: what the rules read of it.
-#[derive(Debug)]
-pub struct InputBudget {
-    pub budget: crate::view::DisruptionBudget,
+pub struct InputLookedUp {
+    pub object: crate::lookup::Object,
     pub source: Source,
 }
 
@@ -116,8 +107,7 @@ pub struct InputBudget {
 pub enum InputObject {
     StatefulSet(Box<InputStatefulSet>),
     Invalid(InvalidObject),
-    Service(Box<InputService>),
-    DisruptionBudget(Box<InputBudget>),
+    LookedUp(Box<InputLookedUp>),
 }
 
 #[derive(Debug, Error)]
@@ -178,6 +168,23 @@ pub struct ReadSummary {
     /// Files or folders that could not be read, in input order. Every other
     /// file was read.
     pub errors: Vec<InputError>,
+}
+
+/// The Services and PodDisruptionBudgets (every looked-up kind) of
+/// manifest files, as lookups answer them (`serve --services-from`,
+/// tests); the first input error stops it (a server must not start on half
+/// its input).
+pub fn read_lookups(paths: &[PathBuf]) -> Result<crate::lookup::Objects, InputError> {
+    let mut objects = crate::lookup::Objects::default();
+    let read = read_objects(paths, "default", |object| {
+        if let InputObject::LookedUp(o) = object {
+            objects.insert(o.object, o.source.to_string());
+        }
+    });
+    match read.errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(objects),
+    }
 }
 
 /// Streams every object of every path to `visit`, in input order, and
@@ -576,41 +583,18 @@ fn add_object(node: Node, source: Source, default_namespace: &str, out: &mut Vec
                 at,
             }));
         }
-        ("v1", "Service") => {
-            // A Service that does not decode is the API server's to reject;
-            // here it simply does not exist.
-            if let Ok(service) = serde_json::from_value::<Service>(node.to_json()) {
-                let namespace = service
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| default_namespace.to_string());
-                out.push(InputObject::Service(Box::new(InputService {
-                    service,
-                    namespace,
-                    source,
-                })));
-            }
-        }
-        ("policy/v1", "PodDisruptionBudget") => {
-            // Like a Service: one that does not decode does not exist here.
-            let json = node.to_json();
-            if let Ok(pdb) =
-                serde_json::from_value::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(json)
+        // A Service or PodDisruptionBudget that does not decode is the API
+        // server's to reject; here it simply does not exist.
+        (v, k) => {
+            if let Some(Some(object)) =
+                crate::lookup::Object::from_manifest(v, k, || node.to_json(), default_namespace)
             {
-                let namespace = pdb
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| default_namespace.to_string());
-                out.push(InputObject::DisruptionBudget(Box::new(InputBudget {
-                    budget: crate::view::DisruptionBudget::of(&pdb, &namespace),
+                out.push(InputObject::LookedUp(Box::new(InputLookedUp {
+                    object,
                     source,
                 })));
             }
         }
-        // Anything else is not ours to check.
-        _ => {}
     }
 }
 

@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 
 use super::{Action, Operation, Outcome, Request, WarnReason};
+use crate::lookup::{KindInfo, Lookups};
 use crate::policy::{Mode, Policy};
-use crate::rules::{self, FindingKind, Lookups, RuleId, Subject};
+use crate::rules::{self, FindingKind, RuleId, Subject};
 
 /// Owner exemption: comma-separated rule ids (or `all`); only honoured when
 /// the policy allows owner exemptions in the namespace.
@@ -85,10 +86,10 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
 }
 
 /// An enforced finding denies, except where the API server's behaviour
-/// makes denying wrong: a lookup that failed, a Service missing on UPDATE
-/// (`serviceName` is immutable), a Service or PodDisruptionBudget missing
-/// on dry-run (one in the same apply is not stored), a problem the old
-/// object already had.
+/// makes denying wrong: a lookup that failed, a looked-up object missing
+/// on UPDATE when the field naming it is immutable (a Service:
+/// `serviceName`), or missing on dry-run (one in the same apply is not
+/// stored), a problem the old object already had.
 fn enforce(
     request: &Request<'_>,
     finding: &rules::Finding,
@@ -96,14 +97,13 @@ fn enforce(
 ) -> Action {
     let update = request.operation == Operation::Update;
     match finding.kind {
-        FindingKind::LookupFailed => Action::Warn(WarnReason::LookupFailed),
-        FindingKind::BudgetsUnknown => Action::Warn(WarnReason::BudgetLookupFailed),
-        FindingKind::ServiceMissing if update => Action::Warn(WarnReason::ServiceGoneOnUpdate),
-        FindingKind::ServiceMissing if request.dry_run => {
-            Action::Warn(WarnReason::DryRunServiceMissing)
-        }
-        FindingKind::BudgetMissing if request.dry_run => {
-            Action::Warn(WarnReason::DryRunBudgetMissing)
+        FindingKind::Unknown(kind) => Action::Warn(WarnReason::Lookup(&kind.lookup_failed)),
+        FindingKind::Missing(KindInfo {
+            gone_on_update: Some(reason),
+            ..
+        }) if update => Action::Warn(WarnReason::Lookup(reason)),
+        FindingKind::Missing(kind) if request.dry_run => {
+            Action::Warn(WarnReason::Lookup(&kind.dry_run_missing))
         }
         _ if update && already_broken.contains(&finding.key) => {
             Action::Warn(WarnReason::AlreadyBroken)

@@ -119,7 +119,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let services = match &config.services_from {
         Some(paths) => {
             let services =
-                crate::lookup::ManifestLookups::read(paths).context("reading --services-from")?;
+                crate::manifest::read_lookups(paths).context("reading --services-from")?;
             LookupSource::Static(Arc::new(services))
         }
         None => {
@@ -348,8 +348,9 @@ fn refresh_state(app: &App, metrics: &Metrics) {
         }
         // Answered from files in memory: complete from the start.
         LookupSource::Static(_) => {
-            metrics.cache_synced("services", true);
-            metrics.cache_synced("disruption-budgets", true);
+            for kind in crate::lookup::KINDS {
+                metrics.cache_synced(kind.name, true);
+            }
         }
     }
 }
