@@ -22,7 +22,7 @@ use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams}
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use super::report::{Command, ObjectReport, Origin, Report};
+use super::report::{ObjectReport, Origin, Run, RunReport};
 use crate::lookup::listing::ListedStatefulSet;
 use crate::lookup::{self, Lister, Member, Objects, Projection};
 use crate::policy::{Policy, PolicyError};
@@ -108,7 +108,7 @@ pub fn exit_code(finished: u8, exit_zero: bool) -> u8 {
 }
 
 /// Runs the audit on a runtime of its own (the rest of the CLI is sync).
-pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
+pub fn audit_blocking(options: &AuditOptions) -> Result<RunReport, AuditError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,7 +116,7 @@ pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
         .block_on(audit(options))
 }
 
-pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
+pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
     let client = crate::lookup::connect().await.map_err(AuditError::Config)?;
     // Before the listing: a missing CRD fails fast, with nothing written.
@@ -190,8 +190,8 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
         None => {}
     }
     drop(progress);
-    Ok(Report {
-        command: Command::Audit,
+    Ok(RunReport {
+        command: Run::Audit,
         objects,
         errors: Vec::new(),
         duplicates: Vec::new(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::report::{Body, Command, ObjectReport, Origin, Report};
+use super::report::{Body, ObjectReport, Origin, Run, RunReport};
 use crate::lookup::{Objects, Services};
 use crate::manifest::{self, InputObject, InputStatefulSet};
 use crate::policy::{Policy, PolicyError};
@@ -21,7 +21,7 @@ pub struct CheckOptions {
 /// Reads the manifests and reviews every StatefulSet in them, in input
 /// order. Files that cannot be read are in the report's `errors`, beside
 /// the findings of every file that could.
-pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
+pub fn check(options: &CheckOptions) -> Result<RunReport, PolicyError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
     let mut looked_up = Objects::default();
     // (input position, report): reviews finish out of order, see below.
@@ -58,8 +58,8 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
         done.push((position, review_input(s, &policy, &looked_up)));
     }
     done.sort_by_key(|(position, _)| *position);
-    Ok(Report {
-        command: Command::Check,
+    Ok(RunReport {
+        command: Run::Check,
         objects: done.into_iter().map(|(_, report)| report).collect(),
         errors: read.errors,
         duplicates: looked_up.duplicates::<Services>(),

@@ -1,6 +1,7 @@
 //! How manifests are read: one case per way real inputs differ from
 //! textbook YAML, each built here.
 
+use super::files::{files_under, text_of};
 use super::*;
 
 fn read(text: &str) -> FileRead {

@@ -19,7 +19,7 @@ pub struct Validation {
     pub outcomes: Vec<Outcome>,
     /// Notes on the object's `sts-guard.io/` annotations (a value ignored,
     /// an exemption the policy does not allow).
-    pub notices: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 impl Validation {
@@ -38,12 +38,12 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
         settings,
     });
     // Read first so a misused annotation is reported even on a compliant object.
-    let mut notices = Vec::new();
-    let owner_exempt = owner_exemptions(request, policy.owner_exemptions_allowed(ns), &mut notices);
+    let mut notes = Vec::new();
+    let owner_exempt = owner_exemptions(request, policy.owner_exemptions_allowed(ns), &mut notes);
     if findings.is_empty() {
         return Validation {
             outcomes: Vec::new(),
-            notices,
+            notes,
         };
     }
 
@@ -82,7 +82,7 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
             Outcome { finding, action }
         })
         .collect();
-    Validation { outcomes, notices }
+    Validation { outcomes, notes }
 }
 
 /// An enforced finding denies, except where the API server's behaviour
@@ -113,16 +113,12 @@ fn enforce(
 }
 
 /// Rules the owner exempted with the annotation, if the policy lets them.
-fn owner_exemptions(
-    request: &Request<'_>,
-    allowed: bool,
-    notices: &mut Vec<String>,
-) -> Vec<RuleId> {
+fn owner_exemptions(request: &Request<'_>, allowed: bool, notes: &mut Vec<String>) -> Vec<RuleId> {
     let Some(value) = request.sts.annotation(EXEMPT_ANNOTATION) else {
         return Vec::new();
     };
     if !allowed {
-        notices.push(format!(
+        notes.push(format!(
             "{EXEMPT_ANNOTATION} is ignored: the policy does not let owners exempt themselves in namespace {:?}; ask the platform team",
             request.object.namespace
         ));
@@ -135,7 +131,7 @@ fn owner_exemptions(
         }
         match RuleId::parse(id) {
             Some(rule) => exempt.push(rule),
-            None => notices.push(format!(
+            None => notes.push(format!(
                 "{EXEMPT_ANNOTATION}: unknown rule id {id:?} ignored (known: {}, all)",
                 RuleId::known()
             )),
