@@ -59,7 +59,7 @@ pub enum AuditError {
         "cannot configure a cluster client (KUBECONFIG, ~/.kube/config or in-cluster): {}",
         crate::kube_errors::describe(.0)
     )]
-    Config(kube::Error),
+    Config(#[source] kube::Error),
     #[error(
         "listing {what} took longer than the API server keeps a list open; run the audit again"
     )]
@@ -67,7 +67,7 @@ pub enum AuditError {
     #[error("cannot list {what}: {}", crate::kube_errors::describe(.error))]
     List {
         what: &'static str,
-        // Not a `source`: describe() already says what matters of its causes.
+        #[source]
         error: kube::Error,
     },
     #[error(
@@ -89,6 +89,7 @@ pub enum AuditError {
         namespace: String,
         name: String,
         // Boxed: the largest variant sets the size of every Result.
+        #[source]
         error: Box<kube::Error>,
     },
     #[error("cannot start the async runtime: {0}")]
