@@ -164,15 +164,6 @@ mod tests {
 
     #[test]
     fn the_listing_is_the_api_resource_it_decodes() {
-        use kube::Resource;
-        assert_eq!(
-            format!(
-                "{}/{}/{}",
-                ListedBudget::group(&()),
-                ListedBudget::version(&()),
-                ListedBudget::plural(&())
-            ),
-            "policy/v1/poddisruptionbudgets"
-        );
+        assert_eq!(crate::lookup::listing::api_path::<ListedBudget>(), "policy/v1/poddisruptionbudgets");
     }
 }

@@ -112,6 +112,13 @@ fn reviewed_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::E
     })
 }
 
+/// `group/version/plural` of `L`, to pin a listing to the API resource it
+/// decodes.
+#[cfg(test)]
+pub(super) fn api_path<L: kube::Resource<DynamicType = ()>>() -> String {
+    format!("{}/{}/{}", L::group(&()), L::version(&()), L::plural(&()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,16 +126,7 @@ mod tests {
 
     #[test]
     fn the_listing_is_the_api_resource_it_decodes() {
-        use kube::Resource;
-        assert_eq!(
-            format!(
-                "{}/{}/{}",
-                ListedStatefulSet::group(&()),
-                ListedStatefulSet::version(&()),
-                ListedStatefulSet::plural(&())
-            ),
-            "apps/v1/statefulsets"
-        );
+        assert_eq!(api_path::<ListedStatefulSet>(), "apps/v1/statefulsets");
     }
 
     #[test]

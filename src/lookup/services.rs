@@ -189,16 +189,7 @@ mod tests {
 
     #[test]
     fn the_listing_is_the_api_resource_it_decodes() {
-        use kube::Resource;
-        assert_eq!(
-            format!(
-                "{}/{}/{}",
-                ListedService::group(&()),
-                ListedService::version(&()),
-                ListedService::plural(&())
-            ),
-            "/v1/services"
-        );
+        assert_eq!(crate::lookup::listing::api_path::<ListedService>(), "/v1/services");
     }
 
     #[test]

@@ -22,16 +22,7 @@ fn read_yaml_stream(text: &str, file: &str, default_namespace: &str, out: &mut F
     for doc in documents {
         match doc {
             Ok(node) if node.is_null() => {}
-            Ok(node) => {
-                out.documents += 1;
-                add_document(
-                    node,
-                    file,
-                    out.documents,
-                    default_namespace,
-                    &mut out.objects,
-                );
-            }
+            Ok(node) => add_counted(node, file, default_namespace, out),
             Err(e) => {
                 out.error = Some(syntax_error(file, &e));
                 return;
@@ -81,15 +72,20 @@ fn read_json_stream(text: &str, file: &str, default_namespace: &str, out: &mut F
                 Err(_) => continue,
             },
         };
-        out.documents += 1;
-        add_document(
-            node,
-            file,
-            out.documents,
-            default_namespace,
-            &mut out.objects,
-        );
+        add_counted(node, file, default_namespace, out);
     }
+}
+
+/// Counts a document and adds its objects.
+fn add_counted(node: Node, file: &str, default_namespace: &str, out: &mut FileRead) {
+    out.documents += 1;
+    add_document(
+        node,
+        file,
+        out.documents,
+        default_namespace,
+        &mut out.objects,
+    );
 }
 
 /// 1-based line and column of a byte offset.
