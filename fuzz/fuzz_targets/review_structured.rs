@@ -124,7 +124,7 @@ impl AnnotationValue {
         const UNITS: [&str; 6] = ["s", "m", "h", "d", "ms", "ns"];
         // Every rule id (`rules::RULES`, never a copy), and two that are
         // not ids.
-        let ids: Vec<&str> = sts_guard::rules::RULES
+        let rule_ids: Vec<&str> = sts_guard::rules::RULES
             .iter()
             .map(|r| r.id.as_str())
             .chain(["all", "bogus"])
@@ -135,7 +135,7 @@ impl AnnotationValue {
             AnnotationValue::Duration(n, u) => format!("{n}{}", UNITS[*u as usize % UNITS.len()]),
             AnnotationValue::RuleList(ids) => ids
                 .iter()
-                .map(|i| ids[*i as usize % ids.len()])
+                .map(|i| rule_ids[*i as usize % rule_ids.len()])
                 .collect::<Vec<_>>()
                 .join(","),
             AnnotationValue::Any(s) => s.clone(),
