@@ -13,6 +13,10 @@ serve --services-from) it measures, over TLS with HTTP/1.1 keep-alive:
   - startup to ready (sts-guard): from spawn to the first 200 on /readyz.
 
 Results: OUT/results.json and a Markdown report on stdout (and OUT/report.md).
+
+Python, not Rust: it only starts processes, samples /proc and formats a
+report (no Kubernetes, no TLS of its own), which the standard library does
+as well, and BENCHMARKS.md's Load figures were taken with it.
 """
 import argparse
 import datetime

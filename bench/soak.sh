@@ -20,6 +20,10 @@
 #
 # Environment: RATE=500  CONNS=8 (connections per endpoint)  OHA=PATH
 #   STS_GUARD_BIN=PATH (soak this binary instead of building one)
+#
+# Inline Python (two bodies from the fixture, a free port, the report from
+# oha's JSON and rss.csv): short stdlib glue around oha and /proc, with no
+# Kubernetes and no TLS of its own, where Python is as good a tool as Rust.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -13,11 +13,14 @@
 //! - `rules` (one file per rule) and `policy`;
 //! - `tasks` (supervised background tasks and the one retry backoff), used
 //!   by `webhook` and `lookup`;
-//! - `view` (the typed views every layer reads).
+//! - `view` (the typed views every layer reads);
+//! - `log_writer` (where `serve`'s log lines go: batched off the request's
+//!   path), used by the binary only.
 
 pub mod certs;
 pub mod commands;
 pub mod kube_errors;
+pub mod log_writer;
 pub mod lookup;
 pub mod manifest;
 pub mod policy;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sts_guard::commands as cli;
 use sts_guard::commands::report::Format;
+use sts_guard::log_writer;
 use sts_guard::reports::ReportFormat;
 use sts_guard::webhook::{self, Limits, ServeConfig};
 
@@ -193,6 +194,9 @@ struct ServeArgs {
     shutdown_timeout: Duration,
     #[command(flatten)]
     limits: Limits,
+    /// Threads that serve requests [default: the CPUs the pod may use, at most 4]. With 1 (what a CPU limit of 1 or less gives), one thread does everything.
+    #[arg(long, env = "STS_GUARD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    worker_threads: Option<u16>,
 }
 
 #[derive(Args)]
@@ -233,9 +237,21 @@ fn main() -> ExitCode {
         Command::Check(_) | Command::Audit(_) | Command::Reports { .. } => "off",
         _ => "info",
     };
-    init_tracing(cli.log_format, default_level);
+    // serve's lines are written in batches (log_writer); what is still
+    // buffered is written when `flush` drops.
+    let flush = match init_tracing(
+        cli.log_format,
+        default_level,
+        matches!(cli.command, Command::Serve(_)),
+    ) {
+        Ok(flush) => flush,
+        Err(e) => {
+            eprintln!("error: starting the log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match cli.command {
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(args, flush),
         Command::Certs(args) => {
             match sts_guard::commands::certs::run_with(
                 &args.out,
@@ -293,7 +309,7 @@ fn print_crd(api: ReportFormat) -> ExitCode {
     }
 }
 
-fn run_serve(args: ServeArgs) -> ExitCode {
+fn run_serve(args: ServeArgs, flush: Option<log_writer::Flush>) -> ExitCode {
     let metrics_listen = match args.metrics_listen.as_str() {
         "off" | "" => None,
         addr => match addr.parse() {
@@ -359,10 +375,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         shutdown_timeout: args.shutdown_timeout,
         limits: args.limits,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(args.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -373,23 +386,61 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "serve failed");
+            // The log first, so the plain sentence is the last line.
+            drop(flush);
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_tracing(format: LogFormat, default_level: &str) {
+/// The runtime `serve` runs on. Admission traffic comes a request at a
+/// time over a few keep-alive connections: with one thread nothing ever
+/// wakes a second one to look for work, which cost ~40 us of CPU per
+/// request beside a 2-thread scheduler (BENCHMARKS.md), so one CPU gets a
+/// current-thread runtime. More CPUs get that many workers, up to 4: a
+/// webhook on a 64-core node has no use for 64 threads.
+fn runtime(worker_threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = worker_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        usize::from,
+    );
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}
+
+fn init_tracing(
+    format: LogFormat,
+    default_level: &str,
+    batched: bool,
+) -> std::io::Result<Option<log_writer::Flush>> {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if !batched {
+        let builder = builder.with_writer(std::io::stderr);
+        match format {
+            LogFormat::Json => builder.json().flatten_event(true).init(),
+            LogFormat::Text => builder.init(),
+        }
+        return Ok(None);
+    }
+    let (writer, flush) = log_writer::BatchedWriter::start(std::io::stderr())?;
+    let builder = builder.with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    Ok(Some(flush))
 }
 
 #[cfg(test)]

@@ -251,6 +251,16 @@ pub enum DecisionLabel {
 }
 
 impl DecisionLabel {
+    /// Every label, in declaration order (`label as usize` indexes it).
+    pub const ALL: [DecisionLabel; 6] = [
+        DecisionLabel::Allowed,
+        DecisionLabel::Warned,
+        DecisionLabel::Mutated,
+        DecisionLabel::Denied,
+        DecisionLabel::Invalid,
+        DecisionLabel::NotStatefulSet,
+    ];
+
     /// The label of a reviewed request.
     pub fn of(decision: &Decision) -> DecisionLabel {
         if !decision.allowed() {
@@ -296,6 +306,13 @@ mod tests {
         assert!(w.len() <= MAX_WARNING_BYTES, "{}", w.len());
         assert!(w.ends_with(" word..."), "{w}");
         assert!(w.starts_with("[headless-service] spec.serviceName "), "{w}");
+    }
+
+    #[test]
+    fn every_decision_label_indexes_its_place() {
+        for (i, label) in DecisionLabel::ALL.iter().enumerate() {
+            assert_eq!(*label as usize, i, "{label:?}");
+        }
     }
 
     #[test]

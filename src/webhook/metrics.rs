@@ -1,7 +1,7 @@
 //! Prometheus metrics. Every finding is counted under its rule id.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -63,6 +63,14 @@ pub struct WhatLabels {
     pub what: &'static str,
 }
 
+/// One endpoint's request counters (by [`DecisionLabel`]) and duration
+/// histogram, each created in its family on first use.
+#[derive(Default)]
+struct EndpointSeries {
+    requests: [OnceLock<Counter>; DecisionLabel::ALL.len()],
+    duration: OnceLock<Histogram>,
+}
+
 pub struct Metrics {
     registry: Registry,
     certificate_expiry: Family<CertificateLabels, Gauge>,
@@ -78,6 +86,9 @@ pub struct Metrics {
     service_lookups: Family<PathLabels, Counter>,
     budget_lookups: Family<PathLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    /// The series every review touches, resolved once per label set, so a
+    /// review neither hashes its labels nor takes the family's lock.
+    per_endpoint: [EndpointSeries; 2],
     /// Requests whose head was read and whose answer is not yet written.
     pub in_flight: Gauge,
 }
@@ -179,6 +190,7 @@ impl Metrics {
             policy_loaded,
             last_reload_successful,
             ready,
+            per_endpoint: Default::default(),
         })
     }
 
@@ -203,18 +215,27 @@ impl Metrics {
                 })
                 .inc();
         }
-        self.duration
-            .get_or_create(&EndpointLabels {
-                endpoint: endpoint.as_str(),
+        self.per_endpoint[endpoint as usize]
+            .duration
+            .get_or_init(|| {
+                self.duration
+                    .get_or_create(&EndpointLabels {
+                        endpoint: endpoint.as_str(),
+                    })
+                    .clone()
             })
             .observe(seconds);
     }
 
     pub fn request(&self, endpoint: Endpoint, decision: DecisionLabel) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                endpoint: endpoint.as_str(),
-                decision: decision.as_str(),
+        self.per_endpoint[endpoint as usize].requests[decision as usize]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        endpoint: endpoint.as_str(),
+                        decision: decision.as_str(),
+                    })
+                    .clone()
             })
             .inc();
     }

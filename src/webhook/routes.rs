@@ -25,6 +25,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tracing::Instrument;
 
 /// The API server accepts objects up to 3 MiB and an UPDATE review carries
 /// two of them plus the envelope; 8 MiB leaves room for JSON escaping.
@@ -160,6 +161,21 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
             return json(&response.into_review());
         }
     };
+    // Every line of one review (lookups that fail, the decision) shares
+    // this span, so a log tool groups them by uid.
+    let span = tracing::info_span!("admission", endpoint = endpoint.as_str(), uid = %admission.uid);
+    review_decoded(app, endpoint, admission, started)
+        .instrument(span)
+        .await
+}
+
+/// [`handle`] once the body decoded: lookups, the review, the answer.
+async fn review_decoded(
+    app: &App,
+    endpoint: Endpoint,
+    admission: Admission,
+    started: Instant,
+) -> Response {
     let mut fetched = match (endpoint, admission.review_request()) {
         (Endpoint::Validate, Some(request)) => {
             app.lookups
@@ -182,7 +198,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
         decision = decide(&admission, endpoint, &policy, &fetched);
     }
     let namespace = admission.namespace.as_deref().unwrap_or("");
-    log_decision(endpoint, &admission, &decision);
+    log_decision(&admission, &decision);
     // The response takes the decision apart; the metrics need only its
     // label and findings, so those are kept aside instead of a clone.
     let label = DecisionLabel::of(&decision);
@@ -229,35 +245,55 @@ fn denied_for_want_of(decision: &Decision) -> Vec<&'static KindInfo> {
     kinds
 }
 
-fn log_decision(endpoint: Endpoint, request: &Admission, decision: &Decision) {
-    let rules: Vec<String> = decision
-        .outcomes
-        .iter()
-        .map(|o| format!("{}:{}", o.finding.rule, o.action.label()))
-        .collect();
-    let interesting = !decision.outcomes.is_empty() || decision.patch.is_some();
-    // Object contents never go to the log: ids, names and rule ids only.
+/// The decision's line; the endpoint and uid are the span's.
+fn log_decision(request: &Admission, decision: &Decision) {
+    // A plain allow is worth a line only at debug; a finding or a patch at
+    // info. The line is built only when it will be written.
+    let level = if decision.outcomes.is_empty() && decision.patch.is_none() {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
     macro_rules! event {
         ($level:expr) => {
-            tracing::event!(
-                $level,
-                endpoint = endpoint.as_str(),
-                uid = %request.uid,
-                namespace = request.namespace.as_deref().unwrap_or(""),
-                name = %request.name,
-                operation = ?request.operation,
-                dry_run = request.dry_run,
-                allowed = decision.allowed(),
-                mutations = ?decision.mutations,
-                findings = ?rules,
-                "reviewed"
-            )
+            if tracing::enabled!($level) {
+                // Object contents never go to the log: ids, names and rule
+                // ids only.
+                let findings = Findings(&decision.outcomes);
+                tracing::event!(
+                    $level,
+                    namespace = request.namespace.as_deref().unwrap_or(""),
+                    name = %request.name,
+                    operation = ?request.operation,
+                    dry_run = request.dry_run,
+                    allowed = decision.allowed(),
+                    mutations = ?decision.mutations,
+                    findings = %findings,
+                    "reviewed"
+                )
+            }
         };
     }
-    if interesting {
+    if level == tracing::Level::INFO {
         event!(tracing::Level::INFO);
     } else {
         event!(tracing::Level::DEBUG);
+    }
+}
+
+/// `[rule:action, ...]` for the log, written without building strings.
+struct Findings<'a>(&'a [crate::review::Outcome]);
+
+impl std::fmt::Display for Findings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, o) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "\"{}:{}\"", o.finding.rule, o.action.label())?;
+        }
+        f.write_str("]")
     }
 }
 

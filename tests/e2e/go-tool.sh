@@ -1,5 +1,6 @@
-# Sourced by build-helm.sh and tests/prometheus/build-promtool.sh: how a Go
-# tool for the tests is built from the Go module proxy and cached, once.
+# Sourced by build-control-plane.sh, build-helm.sh and
+# tests/prometheus/build-promtool.sh: how a Go tool for the tests is built
+# from the Go module proxy and cached, once.
 #
 #   require_version GO_MOD MODULE        the version GO_MOD requires
 #   build_go_tool NAME MODULE_DIR PACKAGE BIN_DIR LDFLAGS

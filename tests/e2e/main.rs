@@ -25,6 +25,7 @@ mod audit_cli;
 mod deploy;
 mod dry_run;
 mod fail_closed;
+mod harness;
 mod helm;
 mod lookups;
 mod managed_certs;

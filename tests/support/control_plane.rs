@@ -1,5 +1,7 @@
-//! A real, minimal Kubernetes control plane for the end-to-end tests: etcd
-//! and kube-apiserver on loopback, built from source once by
+//! A real, minimal Kubernetes control plane, the repository's only one: for
+//! the end-to-end tests, the `--keep` demo and the bench drivers
+//! (bench/e2e_cost.rs, bench/scale.rs). etcd and kube-apiserver on
+//! loopback, built from source once by
 //! `tests/e2e/build-control-plane.sh` (or taken from `CP_BIN_DIR`).
 //!
 //! There is no controller-manager, scheduler or kubelet: objects are stored
@@ -38,7 +40,6 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-/// The repository root.
 /// What the API server's audit log records: requests for the objects
 /// sts-guard looks up, once each (at ResponseComplete).
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
@@ -54,6 +55,7 @@ rules:
   - level: None
 "#;
 
+/// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -298,6 +300,28 @@ pub struct ControlPlane {
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
 }
 
+/// How [`ControlPlane::start_with`] starts the API server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Appended to kube-apiserver's flags, last, so they win over the
+    /// defaults (a flag given twice takes its last value), e.g.
+    /// `--service-cluster-ip-range=10.0.0.0/16`.
+    pub apiserver_flags: Vec<String>,
+    /// Record the Service and PodDisruptionBudget requests in
+    /// [`ControlPlane::audit_log`]. Every write is a line, so a benchmark
+    /// that creates tens of thousands of objects leaves it off.
+    pub audit_log: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            apiserver_flags: Vec::new(),
+            audit_log: true,
+        }
+    }
+}
+
 /// Why one start attempt failed.
 enum StartError {
     /// A port was taken meanwhile: worth a retry with fresh ports.
@@ -315,13 +339,18 @@ impl ControlPlane {
     /// Builds or finds the binaries, makes a PKI, starts etcd and
     /// kube-apiserver and returns once the API serves `namespace/default`.
     pub fn start() -> anyhow::Result<ControlPlane> {
+        ControlPlane::start_with(&Options::default())
+    }
+
+    /// [`ControlPlane::start`], the API server started as `options` say.
+    pub fn start_with(options: &Options) -> anyhow::Result<ControlPlane> {
         // On a thread of its own: the readiness checks run a tokio runtime,
         // which must not be nested in the caller's (a #[tokio::test]).
-        std::thread::scope(|s| s.spawn(Self::start_here).join())
+        std::thread::scope(|s| s.spawn(|| Self::start_here(options)).join())
             .unwrap_or_else(|_| bail!("starting the control plane panicked"))
     }
 
-    fn start_here() -> anyhow::Result<ControlPlane> {
+    fn start_here(options: &Options) -> anyhow::Result<ControlPlane> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -355,7 +384,7 @@ impl ControlPlane {
         }
         make_pki(&cp.work.join("pki"))?;
         for attempt in 1..=3 {
-            match cp.start_once(&bin, &rt) {
+            match cp.start_once(&bin, &rt, options) {
                 Ok(()) => return Ok(cp),
                 Err(StartError::PortTaken) if attempt < 3 => {
                     eprintln!("e2e: a port was taken meanwhile; retrying with new ports");
@@ -405,7 +434,12 @@ impl ControlPlane {
         &self.work
     }
 
-    fn start_once(&mut self, bin: &Path, rt: &tokio::runtime::Runtime) -> Result<(), StartError> {
+    fn start_once(
+        &mut self,
+        bin: &Path,
+        rt: &tokio::runtime::Runtime,
+        options: &Options,
+    ) -> Result<(), StartError> {
         let ports = free_ports(3);
         let (etcd_client, etcd_peer, api_port) = (ports[0], ports[1], ports[2]);
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
@@ -451,8 +485,13 @@ impl ControlPlane {
         // The API server's own record of who asked for what, for the
         // objects sts-guard looks up only (cheap: nothing else is logged),
         // so a test can count the requests made in its namespace.
-        let audit_policy = w.join("audit-policy.yaml");
-        fs::write(&audit_policy, AUDIT_POLICY).map_err(anyhow::Error::from)?;
+        let mut audit = Vec::new();
+        if options.audit_log {
+            let audit_policy = w.join("audit-policy.yaml");
+            fs::write(&audit_policy, AUDIT_POLICY).map_err(anyhow::Error::from)?;
+            audit.push(format!("--audit-policy-file={}", audit_policy.display()));
+            audit.push(format!("--audit-log-path={}", self.audit_log().display()));
+        }
         let api = self.spawn(
             "kube-apiserver",
             Command::new(bin.join("kube-apiserver")).args([
@@ -473,9 +512,9 @@ impl ControlPlane {
                 "--allow-privileged=true".to_string(),
                 "--endpoint-reconciler-type=none".to_string(),
                 "--profiling=false".to_string(),
-                format!("--audit-policy-file={}", audit_policy.display()),
-                format!("--audit-log-path={}", self.audit_log().display()),
-            ]),
+            ])
+            .args(audit)
+            .args(&options.apiserver_flags),
         )?;
         self.url = format!("https://127.0.0.1:{api_port}");
         write_kubeconfig(&self.kubeconfig, &self.url, &pki)?;

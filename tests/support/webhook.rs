@@ -72,7 +72,10 @@ impl Webhook {
                 .arg(certs.join("tls.crt"))
                 .arg("--key")
                 .arg(certs.join("tls.key"))
-                .args(["--shutdown-delay", "0s", "--reload-interval", "200ms"]);
+                .args(["--shutdown-delay", "0s", "--reload-interval", "200ms"])
+                // What deploy/'s CPU limit of 500m gives a pod: one thread
+                // (the HTTP tests run the multi-thread default).
+                .args(["--worker-threads", "1"]);
             if let Some(policy) = policy {
                 cmd.arg("--config").arg(policy);
             }
