@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use sts_guard::lookup::ManifestLookups;
+use sts_guard::lookup::Objects;
 use sts_guard::policy::Policy;
 use sts_guard::webhook::decision::Endpoint;
 use sts_guard::webhook::routes::decide;
@@ -135,10 +135,10 @@ exemptions:
     reason: OPS-123
 ";
 
-fn services() -> ManifestLookups {
+fn services() -> Objects {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    ManifestLookups::read(&[path]).expect("services.yaml")
+    sts_guard::manifest::read_lookups(&[path]).expect("services.yaml")
 }
 
 fn decoded(body: &[u8]) -> Admission {

@@ -29,17 +29,17 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::core::admission::AdmissionReview;
 
-use sts_guard::lookup::ManifestLookups;
+use sts_guard::lookup::Objects;
 use sts_guard::policy::Policy;
 use sts_guard::webhook::decision::Endpoint;
 use sts_guard::webhook::routes::decide;
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
 
 /// The Services `bench/run.sh` serves with (`--services-from`).
-fn services() -> ManifestLookups {
+fn services() -> Objects {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml");
-    ManifestLookups::read(&[path]).expect("services.yaml")
+    sts_guard::manifest::read_lookups(&[path]).expect("services.yaml")
 }
 
 fn unwrap_decoded(body: &[u8]) -> Admission {

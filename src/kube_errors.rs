@@ -7,19 +7,16 @@ use std::error::Error;
 use rustls::{AlertDescription, CertificateError};
 
 /// The error and the causes its message does not already include; when one
-/// of them is a TLS error, that error in words instead of the causes.
+/// of them is a TLS error or an API server's answer, that in words instead
+/// of the causes (after the error's own message when that already says it:
+/// an error that keeps its cause and words it in its message).
 pub fn describe(e: &(dyn Error + 'static)) -> String {
     let mut cause: Option<&(dyn Error + 'static)> = Some(e);
     while let Some(c) = cause {
-        if let Some(tls) = as_tls(c) {
-            return tls_in_words(tls);
-        }
-        // kube's own Display of an API answer appends its Debug form.
-        if let Some(kube::Error::Api(status)) = c.downcast_ref::<kube::Error>() {
-            return status_in_words(status);
-        }
-        if let Some(status) = c.downcast_ref::<kube::core::Status>() {
-            return status_in_words(status);
+        if let Some(words) = in_words(c) {
+            let message = e.to_string();
+            let worded = !std::ptr::addr_eq(c, e) && message.contains(&words);
+            return if worded { message } else { words };
         }
         cause = c.source();
     }
@@ -34,6 +31,18 @@ pub fn describe(e: &(dyn Error + 'static)) -> String {
         cause = c.source();
     }
     message
+}
+
+/// A TLS error or an API server's answer, in words.
+fn in_words(e: &(dyn Error + 'static)) -> Option<String> {
+    if let Some(tls) = as_tls(e) {
+        return Some(tls_in_words(tls));
+    }
+    // kube's own Display of an API answer appends its Debug form.
+    if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
+        return Some(status_in_words(status));
+    }
+    e.downcast_ref::<kube::core::Status>().map(status_in_words)
 }
 
 /// `the API server answered 403 Forbidden: secrets "x" is forbidden: ...`

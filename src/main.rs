@@ -192,18 +192,8 @@ struct ServeArgs {
     /// Then wait at most this long for in-flight requests.
     #[arg(long, env = "STS_GUARD_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
-    /// Close connections whose request headers take longer than this.
-    #[arg(long, env = "STS_GUARD_HEADER_READ_TIMEOUT", default_value_t = Limits::default().header_read_timeout.into())]
-    header_read_timeout: humantime::Duration,
-    /// Close connections whose TLS handshake takes longer than this.
-    #[arg(long, env = "STS_GUARD_HANDSHAKE_TIMEOUT", default_value_t = Limits::default().handshake_timeout.into())]
-    handshake_timeout: humantime::Duration,
-    /// Answer 408 to a request not read and answered within this.
-    #[arg(long, env = "STS_GUARD_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.into())]
-    request_timeout: humantime::Duration,
-    /// Refuse connections beyond this many.
-    #[arg(long, env = "STS_GUARD_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
-    max_connections: usize,
+    #[command(flatten)]
+    limits: Limits,
     /// Threads that serve requests [default: the CPUs the pod may use, at most 4]. With 1 (what a CPU limit of 1 or less gives), one thread does everything.
     #[arg(long, env = "STS_GUARD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     worker_threads: Option<u16>,
@@ -383,12 +373,7 @@ fn run_serve(args: ServeArgs, flush: Option<log_writer::Flush>) -> ExitCode {
         reload_interval: args.reload_interval,
         shutdown_delay: args.shutdown_delay,
         shutdown_timeout: args.shutdown_timeout,
-        limits: Limits {
-            header_read_timeout: args.header_read_timeout.into(),
-            handshake_timeout: args.handshake_timeout.into(),
-            request_timeout: args.request_timeout.into(),
-            max_connections: args.max_connections,
-        },
+        limits: args.limits,
     };
     let runtime = match runtime(args.worker_threads) {
         Ok(rt) => rt,
@@ -460,9 +445,33 @@ fn init_tracing(
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
-    use super::Cli;
+    use super::{Cli, Command, Limits};
+
+    /// The limits' flags default to what `Limits::default()` says.
+    #[test]
+    fn the_limits_flags_default_to_the_limits_default() {
+        let cli = Cli::parse_from(["sts-guard", "serve", "--cert", "c", "--key", "k"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let (flags, default) = (args.limits, Limits::default());
+        assert_eq!(
+            (
+                flags.header_read_timeout,
+                flags.handshake_timeout,
+                flags.request_timeout,
+                flags.max_connections
+            ),
+            (
+                default.header_read_timeout,
+                default.handshake_timeout,
+                default.request_timeout,
+                default.max_connections
+            )
+        );
+    }
 
     /// README: every flag also reads an environment variable.
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use sts_guard::commands::check::{CheckOptions, check};
 use sts_guard::commands::report::{Body as ReportBody, Verdict};
-use sts_guard::lookup::{LookupSource, ManifestLookups};
+use sts_guard::lookup::{LookupSource, Objects};
 use sts_guard::manifest::{self, InputObject};
 use sts_guard::policy::Policy;
 use sts_guard::webhook::metrics::Metrics;
@@ -174,12 +174,12 @@ async fn warnings(app: &Arc<App>, review: &Value) -> Vec<String> {
 async fn every_warning_for_the_corpus_fits_256_bytes_whole() {
     let app = App::new(
         Policy::from_yaml("mode: warn\n", "test").unwrap(),
-        LookupSource::Static(Arc::new(ManifestLookups::default())),
+        LookupSource::Static(Arc::new(Objects::default())),
         Metrics::new(),
     );
     let enforcing = App::new(
         Policy::default(),
-        LookupSource::Static(Arc::new(ManifestLookups::default())),
+        LookupSource::Static(Arc::new(Objects::default())),
         Metrics::new(),
     );
     let mut checked = 0;

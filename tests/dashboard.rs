@@ -241,11 +241,19 @@ async fn every_metric_the_dashboard_queries_is_exposed_with_its_labels() {
         .collect();
     for family in families {
         assert!(
-            queried.iter().any(|q| q.starts_with(family)),
+            queried.iter().any(|q| q.starts_with(family)) || DEPRECATED_FAMILIES.contains(&family),
             "{family} is exposed but on no panel"
         );
     }
 }
+
+/// Families kept for one release beside the one that replaced them
+/// (`sts_guard_lookups_total{kind}`, see CHANGELOG.md): on no panel, and
+/// to be removed with this list.
+const DEPRECATED_FAMILIES: [&str; 2] = [
+    "sts_guard_service_lookups_total",
+    "sts_guard_disruption_budget_lookups_total",
+];
 
 /// Labels Prometheus gives every scraped series (not on /metrics).
 const TARGET_LABELS: [&str; 2] = ["job", "instance"];

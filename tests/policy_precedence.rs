@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::json;
 
+use sts_guard::lookup::NoLookups;
 use sts_guard::policy::{Mode, NamespacePolicy, Policy};
 use sts_guard::review::{self, Action, ObjectRef, Operation, Request, WarnReason};
-use sts_guard::rules::{NoLookups, RULES, RuleId};
+use sts_guard::rules::{RULES, RuleId};
 use sts_guard::view::StatefulSet;
 
 /// Namespaces a generated policy may configure; `elsewhere` never is.

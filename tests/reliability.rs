@@ -32,9 +32,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
-use sts_guard::lookup::{ClusterCache, LookupPath, LookupSource};
+use sts_guard::lookup::{ClusterCache, LookupPath, LookupSource, ServiceState, Services};
 use sts_guard::policy::Policy;
-use sts_guard::rules::ServiceState;
 use sts_guard::webhook::Limits;
 use sts_guard::webhook::metrics::Metrics;
 use sts_guard::webhook::routes::App;
@@ -677,21 +676,29 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     );
 
     // Healthy: the cache answers, a miss costs one GET.
-    let (state, path) = services.resolve("shop", "web").await;
+    let (state, path) = services
+        .look_up::<Services>(&("shop".into(), "web".into()))
+        .await;
     assert!(matches!(state, ServiceState::Found(_)) && path == LookupPath::Cache);
-    let (state, path) = services.resolve("shop", "nothing").await;
+    let (state, path) = services
+        .look_up::<Services>(&("shop".into(), "nothing".into()))
+        .await;
     assert!(matches!(state, ServiceState::NotFound) && path == LookupPath::ApiGet);
 
     // The API server hangs.
     network.set(Network::Hang);
     let t = Instant::now();
-    let (state, path) = services.resolve("shop", "web").await;
+    let (state, path) = services
+        .look_up::<Services>(&("shop".into(), "web".into()))
+        .await;
     let cached_in = t.elapsed();
     assert!(matches!(state, ServiceState::Found(_)) && path == LookupPath::Cache);
     assert!(cached_in < Duration::from_millis(50), "{cached_in:?}");
 
     let t = Instant::now();
-    let (state, path) = services.resolve("shop", "other").await;
+    let (state, path) = services
+        .look_up::<Services>(&("shop".into(), "other".into()))
+        .await;
     let hung_in = t.elapsed();
     assert!(matches!(state, ServiceState::Unknown(_)), "{state:?}");
     assert_eq!(path, LookupPath::ApiError);
@@ -723,7 +730,9 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
     // The API server goes down; a Service is created meanwhile.
     network.set(Network::Down);
     let t = Instant::now();
-    let (state, _) = services.resolve("shop", "other").await;
+    let (state, _) = services
+        .look_up::<Services>(&("shop".into(), "other".into()))
+        .await;
     let down_in = t.elapsed();
     assert!(matches!(state, ServiceState::Unknown(_)), "{state:?}");
     assert!(
@@ -740,7 +749,7 @@ async fn api_server_trouble_gets_bounded_lookups_and_the_cache_recovers_by_itsel
         let s = services.clone();
         async move {
             matches!(
-                s.resolve("shop", "late").await,
+                s.look_up::<Services>(&("shop".into(), "late".into())).await,
                 (ServiceState::Found(_), LookupPath::Cache)
             )
         }

@@ -29,10 +29,9 @@ use k8s_openapi::api::apps::v1::StatefulSet as K8sStatefulSet;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::Value;
-use sts_guard::lookup::{Fetched, ManifestLookups, LookupSource};
+use sts_guard::lookup::{Answer, Fetched, LookupSource, Lookups, Need, NoLookups, Object, Objects};
 use sts_guard::policy::Policy;
-use sts_guard::rules::{BudgetsState, Lookups, NoLookups, ServiceState};
-use sts_guard::view::{DisruptionBudget, Selector, StatefulSet};
+use sts_guard::view::{self, DisruptionBudget, Selector, StatefulSet};
 use sts_guard::webhook::decision::{
     Decision, MAX_DENIAL_BYTES, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
 };
@@ -60,27 +59,29 @@ static SERVICES: LazyLock<LookupSource> = LazyLock::new(|| {
         });
         svc
     };
-    let mut services = ManifestLookups::default();
+    let mut services = Objects::default();
     for (svc, place) in [
         (service("web", "None", "web"), "fuzz:1"),
         (service("plain", "10.0.0.1", "web"), "fuzz:2"),
         (service("twice", "None", "web"), "fuzz:3"),
         (service("twice", "None", "other"), "fuzz:4"),
     ] {
-        services.insert(&svc, "shop", place.into());
+        let projection = view::Service::of(&svc, "shop");
+        services.insert(Object::Services(Arc::new(projection)), place.into());
     }
     for (namespace, labels) in [
         ("shop", vec![("app.kubernetes.io/name", "web")]),
         ("other", vec![]),
     ] {
-        services.insert_budget(DisruptionBudget {
+        let budget = DisruptionBudget {
             namespace: namespace.into(),
             name: "budget".into(),
             selector: Some(Selector {
                 match_labels: labels.into_iter().collect(),
                 ..Selector::default()
             }),
-        });
+        };
+        services.insert(Object::DisruptionBudgets(Arc::new(budget)), String::new());
     }
     LookupSource::Static(Arc::new(services))
 });
@@ -89,12 +90,8 @@ static SERVICES: LazyLock<LookupSource> = LazyLock::new(|| {
 struct ApiDown;
 
 impl Lookups for ApiDown {
-    fn service(&self, _: &str, _: &str) -> ServiceState {
-        ServiceState::Unknown("API server did not answer".into())
-    }
-
-    fn disruption_budgets(&self, _: &str) -> BudgetsState {
-        BudgetsState::Unknown("API server did not answer".into())
+    fn answer(&self, need: &Need) -> Answer {
+        need.unknown("API server did not answer".into())
     }
 }
 

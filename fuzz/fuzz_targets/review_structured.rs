@@ -122,24 +122,20 @@ enum AnnotationValue {
 impl AnnotationValue {
     fn text(&self) -> String {
         const UNITS: [&str; 6] = ["s", "m", "h", "d", "ms", "ns"];
-        const RULES: [&str; 9] = [
-            "liveness-probe",
-            "readiness-probe",
-            "headless-service",
-            "identical-probes",
-            "probe-port",
-            "startup-budget",
-            "disruption-budget",
-            "all",
-            "bogus",
-        ];
+        // Every rule id (`rules::RULES`, never a copy), and two that are
+        // not ids.
+        let rule_ids: Vec<&str> = sts_guard::rules::RULES
+            .iter()
+            .map(|r| r.id.as_str())
+            .chain(["all", "bogus"])
+            .collect();
         match self {
             AnnotationValue::True => "true".into(),
             AnnotationValue::False => "false".into(),
             AnnotationValue::Duration(n, u) => format!("{n}{}", UNITS[*u as usize % UNITS.len()]),
             AnnotationValue::RuleList(ids) => ids
                 .iter()
-                .map(|i| RULES[*i as usize % RULES.len()])
+                .map(|i| rule_ids[*i as usize % rule_ids.len()])
                 .collect::<Vec<_>>()
                 .join(","),
             AnnotationValue::Any(s) => s.clone(),

@@ -1,8 +1,9 @@
 //! `sts-guard audit`: the webhook's answer for every StatefulSet already in
 //! a live cluster ("would this be admitted if created today?").
 //!
-//! Services are listed first, page by page, into one map of projections
-//! (like `check`'s manifests), then StatefulSets page by page, each
+//! Services and PodDisruptionBudgets (every looked-up kind) are listed
+//! first, page by page, into maps of projections (like `check`'s
+//! manifests), then StatefulSets page by page, each
 //! reviewed and dropped. Both are decoded lean (`lookup::listing`): no
 //! managedFields, no annotations but `sts-guard.io/` ones, nothing the
 //! rules do not read.
@@ -14,7 +15,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use kube::Api;
@@ -22,9 +22,9 @@ use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams}
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use super::report::{Command, ObjectReport, Origin, Report};
-use crate::lookup::ManifestLookups;
-use crate::lookup::listing::{ListedBudget, ListedService, ListedStatefulSet, Projection};
+use super::report::{ObjectReport, Origin, Run, RunReport};
+use crate::lookup::listing::ListedStatefulSet;
+use crate::lookup::{self, Lister, Member, Objects, Projection};
 use crate::policy::{Policy, PolicyError};
 use crate::reports::{self, Owner, PolicyReport, ReportFormat, ReportKind, Timestamp};
 
@@ -59,7 +59,7 @@ pub enum AuditError {
         "cannot configure a cluster client (KUBECONFIG, ~/.kube/config or in-cluster): {}",
         crate::kube_errors::describe(.0)
     )]
-    Config(kube::Error),
+    Config(#[source] kube::Error),
     #[error(
         "listing {what} took longer than the API server keeps a list open; run the audit again"
     )]
@@ -67,7 +67,7 @@ pub enum AuditError {
     #[error("cannot list {what}: {}", crate::kube_errors::describe(.error))]
     List {
         what: &'static str,
-        // Not a `source`: describe() already says what matters of its causes.
+        #[source]
         error: kube::Error,
     },
     #[error(
@@ -89,6 +89,7 @@ pub enum AuditError {
         namespace: String,
         name: String,
         // Boxed: the largest variant sets the size of every Result.
+        #[source]
         error: Box<kube::Error>,
     },
     #[error("cannot start the async runtime: {0}")]
@@ -108,7 +109,7 @@ pub fn exit_code(finished: u8, exit_zero: bool) -> u8 {
 }
 
 /// Runs the audit on a runtime of its own (the rest of the CLI is sync).
-pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
+pub fn audit_blocking(options: &AuditOptions) -> Result<RunReport, AuditError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,7 +117,7 @@ pub fn audit_blocking(options: &AuditOptions) -> Result<Report, AuditError> {
         .block_on(audit(options))
 }
 
-pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
+pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
     let client = crate::lookup::connect().await.map_err(AuditError::Config)?;
     // Before the listing: a missing CRD fails fast, with nothing written.
@@ -131,39 +132,20 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
     }
     let progress = Progress::new();
 
-    // Every Service of the audited namespaces, as the projection the rules
-    // read (all of them, not only the headless ones: "is not headless" must
-    // stay exact); then StatefulSets page by page, each reviewed and
-    // dropped, so what is held is the projections and the report.
-    let mut services = ManifestLookups::default();
-    let service_api: Api<ListedService> = api(&client, options.namespace.as_deref());
-    list_pages(
-        &service_api,
-        "Services",
-        ListParams::default().limit(options.page_size),
-        &progress,
-        |page| {
-            for svc in page {
-                let (_, projection) = svc.projection();
-                services.insert_projection(Arc::unwrap_or_clone(projection), String::new());
-            }
-        },
-    )
-    .await?;
-
-    let budget_api: Api<ListedBudget> = api(&client, options.namespace.as_deref());
-    list_pages(
-        &budget_api,
-        "PodDisruptionBudgets",
-        ListParams::default().limit(options.page_size),
-        &progress,
-        |page| {
-            for budget in page {
-                services.insert_budget(Arc::unwrap_or_clone(budget.projection().1));
-            }
-        },
-    )
-    .await?;
+    // Every object of the looked-up kinds in the audited namespaces (every
+    // Service, not only the headless ones the watch holds: "is not
+    // headless" must stay exact), as the projections the rules read; then
+    // StatefulSets page by page, each reviewed and dropped, so what is
+    // held is the projections and the report.
+    let mut looked_up = ListedKinds {
+        client: &client,
+        namespace: options.namespace.as_deref(),
+        page_size: options.page_size,
+        progress: &progress,
+        objects: Objects::default(),
+    };
+    lookup::list_every_kind(&mut looked_up).await?;
+    let looked_up = looked_up.objects;
 
     let mut objects = Vec::new();
     // (namespace, name) → uid, for the reports' owner references.
@@ -183,7 +165,7 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
                     namespace,
                     Origin::Cluster,
                     &policy,
-                    &services,
+                    &looked_up,
                 );
                 if options.report.is_some() {
                     uids.insert((object.namespace.clone(), object.name.clone()), uid);
@@ -209,8 +191,8 @@ pub async fn audit(options: &AuditOptions) -> Result<Report, AuditError> {
         None => {}
     }
     drop(progress);
-    Ok(Report {
-        command: Command::Audit,
+    Ok(RunReport {
+        command: Run::Audit,
         objects,
         errors: Vec::new(),
         duplicates: Vec::new(),
@@ -226,6 +208,36 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+/// Lists each looked-up kind into `objects`.
+struct ListedKinds<'a> {
+    client: &'a kube::Client,
+    namespace: Option<&'a str>,
+    page_size: u32,
+    progress: &'a Progress,
+    objects: Objects,
+}
+
+impl Lister for ListedKinds<'_> {
+    type Error = AuditError;
+
+    async fn list<K: Member>(&mut self) -> Result<(), AuditError> {
+        let listed: Api<K::Listed> = api(self.client, self.namespace);
+        let objects = &mut self.objects;
+        list_pages(
+            &listed,
+            K::INFO.plural,
+            ListParams::default().limit(self.page_size),
+            self.progress,
+            |page| {
+                for object in page {
+                    objects.insert(K::object(object.projection().1), String::new());
+                }
+            },
+        )
+        .await
     }
 }
 

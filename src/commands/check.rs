@@ -1,10 +1,11 @@
 //! `sts-guard check -f PATH...`: the webhook's answer for manifests, offline.
-//! Services anywhere in the input count as existing.
+//! Services and PodDisruptionBudgets anywhere in the input count as
+//! existing.
 
 use std::path::PathBuf;
 
-use super::report::{Body, Command, ObjectReport, Origin, Report};
-use crate::lookup::ManifestLookups;
+use super::report::{Body, ObjectReport, Origin, Run, RunReport};
+use crate::lookup::{Objects, Services};
 use crate::manifest::{self, InputObject, InputStatefulSet};
 use crate::policy::{Policy, PolicyError};
 
@@ -20,9 +21,9 @@ pub struct CheckOptions {
 /// Reads the manifests and reviews every StatefulSet in them, in input
 /// order. Files that cannot be read are in the report's `errors`, beside
 /// the findings of every file that could.
-pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
+pub fn check(options: &CheckOptions) -> Result<RunReport, PolicyError> {
     let policy = Policy::load_or_default(options.policy.as_deref())?;
-    let mut services = ManifestLookups::default();
+    let mut looked_up = Objects::default();
     // (input position, report): reviews finish out of order, see below.
     let mut done: Vec<(usize, ObjectReport)> = Vec::new();
     let mut waiting: Vec<(usize, InputStatefulSet)> = Vec::new();
@@ -31,11 +32,7 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
     let read = manifest::read_objects(&options.paths, &options.namespace, |object| {
         position += 1;
         match object {
-            InputObject::Service(s) => {
-                let place = s.source.to_string();
-                services.insert(&s.service, &s.namespace, place);
-            }
-            InputObject::DisruptionBudget(b) => services.insert_budget(b.budget),
+            InputObject::LookedUp(o) => looked_up.insert(o.object, o.source.to_string()),
             InputObject::Invalid(bad) => done.push((
                 position,
                 ObjectReport {
@@ -51,32 +48,32 @@ pub fn check(options: &CheckOptions) -> Result<Report, PolicyError> {
             // PodDisruptionBudget may come later (or be defined again), and
             // the answer must not depend on the order of the files.
             InputObject::StatefulSet(s) if crate::rules::needs(&s.sts, &s.namespace).is_empty() => {
-                done.push((position, review_input(*s, &policy, &services)));
+                done.push((position, review_input(*s, &policy, &looked_up)));
             }
             InputObject::StatefulSet(s) => waiting.push((position, *s)),
         }
     });
 
     for (position, s) in waiting {
-        done.push((position, review_input(s, &policy, &services)));
+        done.push((position, review_input(s, &policy, &looked_up)));
     }
     done.sort_by_key(|(position, _)| *position);
-    Ok(Report {
-        command: Command::Check,
+    Ok(RunReport {
+        command: Run::Check,
         objects: done.into_iter().map(|(_, report)| report).collect(),
         errors: read.errors,
-        duplicates: services.duplicates(),
+        duplicates: looked_up.duplicates::<Services>(),
         documents: Some(read.documents),
     })
 }
 
-fn review_input(s: InputStatefulSet, policy: &Policy, services: &ManifestLookups) -> ObjectReport {
+fn review_input(s: InputStatefulSet, policy: &Policy, looked_up: &Objects) -> ObjectReport {
     let mut report = ObjectReport::reviewed(
         &s.sts,
         s.namespace,
         Origin::File(s.source),
         policy,
-        services,
+        looked_up,
     );
     report.positions = report
         .outcomes()

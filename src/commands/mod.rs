@@ -11,7 +11,7 @@ mod text;
 use std::error::Error;
 use std::io::{self, BufWriter, Write};
 
-use report::{Format, Report};
+use report::{Format, RunReport};
 
 /// Exit code of `check` and `audit` when the input or the cluster cannot be
 /// read, or the flags make no sense (clap uses 2 for usage errors too).
@@ -19,7 +19,7 @@ pub const EXIT_ERROR: u8 = 2;
 
 /// Writes the report to stdout, or the error to stderr, and returns the exit
 /// code: 0 when nothing would be denied, 1 when something would, 2 on error.
-pub fn finish<E: Error + 'static>(result: Result<Report, E>, format: Format) -> u8 {
+pub fn finish<E: Error + 'static>(result: Result<RunReport, E>, format: Format) -> u8 {
     let report = match result {
         Ok(report) => report,
         Err(e) => {

@@ -10,27 +10,28 @@ use serde::Serialize;
 
 use super::simulate::{Simulation, simulate};
 use crate::lookup::Duplicate;
+use crate::lookup::Lookups;
 use crate::manifest::{InputError, Position, Source};
 use crate::policy::Policy;
 use crate::review::{Action, Outcome};
-use crate::rules::Lookups;
 use crate::view::StatefulSet;
 
 /// Bump when a field of the JSON report changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Which command made a [`RunReport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Command {
+pub enum Run {
     Check,
     Audit,
 }
 
-impl Command {
+impl Run {
     pub const fn as_str(self) -> &'static str {
         match self {
-            Command::Check => "check",
-            Command::Audit => "audit",
+            Run::Check => "check",
+            Run::Audit => "audit",
         }
     }
 }
@@ -157,9 +158,12 @@ impl ObjectReport {
     }
 }
 
+/// What one run of `check` or `audit` found, written as text, JSON or
+/// SARIF (not a policy report of `crate::reports`: those are written per
+/// StatefulSet, to the cluster).
 #[derive(Debug)]
-pub struct Report {
-    pub command: Command,
+pub struct RunReport {
+    pub command: Run,
     pub objects: Vec<ObjectReport>,
     /// Inputs that could not be read (`check`); every other input was.
     pub errors: Vec<InputError>,
@@ -192,7 +196,7 @@ pub struct FindingCounts {
     pub exempt: usize,
 }
 
-impl Report {
+impl RunReport {
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
             checked: self.objects.len(),
@@ -284,7 +288,7 @@ impl Summary {
 #[serde(rename_all = "camelCase")]
 struct JsonReport<'a> {
     schema_version: u32,
-    command: Command,
+    command: Run,
     tool: JsonTool,
     summary: Summary,
     objects: Vec<JsonObject<'a>>,
@@ -356,7 +360,7 @@ struct JsonFinding<'a> {
     reason: Option<String>,
 }
 
-fn json_report(report: &Report) -> JsonReport<'_> {
+fn json_report(report: &RunReport) -> JsonReport<'_> {
     JsonReport {
         schema_version: SCHEMA_VERSION,
         command: report.command,

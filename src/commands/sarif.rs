@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
-use super::report::{Body, ObjectReport, Origin, Report};
+use super::report::{Body, ObjectReport, Origin, RunReport};
 use crate::manifest::{InputError, Position, STDIN_NAME};
 use crate::review::{Action, Outcome};
 use crate::rules::RULES;
@@ -18,7 +18,7 @@ const INVALID_RULE: &str = "invalid-object";
 /// The pseudo-rule of inputs that could not be read at all.
 const UNREADABLE_RULE: &str = "unreadable-input";
 
-pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
+pub fn write(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
     let mut results: Vec<Value> = report.objects.iter().flat_map(results_of).collect();
     results.extend(report.errors.iter().map(error_result));
     let doc = json!({
@@ -112,7 +112,7 @@ fn results_of(object: &ObjectReport) -> Vec<Value> {
 }
 
 /// The summary, and a note for each Service defined more than once.
-fn notifications(report: &Report) -> Vec<Value> {
+fn notifications(report: &RunReport) -> Vec<Value> {
     let mut notes = vec![json!({
         "level": "note",
         "message": {"text": report.summary_line()},

@@ -3,9 +3,9 @@
 
 use thiserror::Error;
 
+use crate::lookup::Lookups;
 use crate::policy::Policy;
 use crate::review::{self, ObjectRef, Operation, Outcome, Request};
-use crate::rules::Lookups;
 use crate::view::StatefulSet;
 
 /// What both webhooks would say about one StatefulSet.
@@ -16,7 +16,7 @@ pub struct Simulation {
     /// Names of the mutations the mutating webhook would apply.
     pub mutations: Vec<&'static str>,
     pub patch: Option<json_patch::Patch>,
-    /// Notices about the object's sts-guard annotations (ignored values,
+    /// Notes on the object's sts-guard annotations (ignored values,
     /// exemptions the policy does not allow).
     pub notes: Vec<String>,
 }
@@ -47,7 +47,7 @@ pub fn simulate(
         dry_run: false,
     };
     let mutated = review::mutate(&request(sts), policy);
-    let mut notes = mutated.notices;
+    let mut notes = mutated.notes;
 
     let patched = match &mutated.patch {
         Some(patch) => match apply(sts, patch) {
@@ -63,7 +63,7 @@ pub fn simulate(
         None => None,
     };
     let validated = review::validate(&request(patched.as_ref().unwrap_or(sts)), policy, lookups);
-    notes.extend(validated.notices);
+    notes.extend(validated.notes);
 
     Simulation {
         outcomes: validated.outcomes,
@@ -82,8 +82,8 @@ fn apply(sts: &StatefulSet, patch: &json_patch::Patch) -> Result<StatefulSet, Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lookup::NoLookups;
     use crate::review::Action;
-    use crate::rules::NoLookups;
     use serde_json::json;
 
     fn sts(annotations: serde_json::Value) -> StatefulSet {
@@ -125,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn annotation_notices_become_notes() {
+    fn annotation_notes_become_notes() {
         let r = simulate(
             &sts(json!({"sts-guard.io/parallel": "yes", "sts-guard.io/exempt": "all"})),
             "shop",

@@ -4,14 +4,14 @@
 
 use std::io::{self, Write};
 
-use super::report::{Body, ObjectReport, Origin, Report, Verdict};
+use super::report::{Body, ObjectReport, Origin, RunReport, Verdict};
 use crate::manifest::Position;
 use crate::review::{Action, Outcome, WarnReason};
 
 /// Width of the action column, so findings line up.
 const ACTION_WIDTH: usize = 8;
 
-pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
+pub fn write(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
     // Objects with details end with a blank line; one-line ones do not.
     let mut spaced = true;
     for object in &report.objects {

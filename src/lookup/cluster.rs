@@ -1,37 +1,26 @@
-//! Services from a live cluster. A watch of the **headless** Services only
-//! (the field selector `spec.clusterIP=None`, which the API server serves)
-//! keeps a map of small projections (namespace, name, clusterIP, selector:
-//! what the headless-service rule reads), so a normal admission makes no
-//! API call and memory follows the number of headless Services, not the
-//! size of the cluster. A miss (a Service that is not headless, or was
-//! created a moment ago) falls back to one GET bounded by a short
-//! deadline, so "is not headless" and "names no Service" stay exact, and
-//! an unreachable API server costs at most that deadline.
+//! Lookups in a live cluster. One watch per looked-up kind keeps a map of
+//! small projections (what the rules read), so a normal admission makes
+//! no API call and memory follows what the watches select, not the size
+//! of the cluster. What a watch cannot answer (an object it does not
+//! select, one created a moment ago, anything before its first list) costs
+//! one live request bounded by a short deadline and shared for
+//! [`RECENT_WINDOW`], so an unreachable API server costs at most that
+//! deadline.
 
 use std::collections::BTreeMap;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use futures::{FutureExt, StreamExt};
 use kube::Api;
-use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
+use tokio::time::Instant;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-
-use super::LookupPath;
-use super::listing::{Key, ListedBudget, ListedService, Projection};
+use super::listing::{Key, Projection};
 use super::recent::Recent;
-use crate::rules::{BudgetsState, ServiceState};
+use super::{Answer, CacheStores, Kind, LookupPath, Member};
 use crate::tasks::Spawner;
-use crate::view;
-
-/// The field selector of the watch: headless Services only.
-pub const HEADLESS_SELECTOR: &str = "spec.clusterIP=None";
 
 /// A client from the usual configuration (in-cluster, or `KUBECONFIG`),
 /// with the process-wide TLS crypto provider kube's rustls client needs.
@@ -40,22 +29,39 @@ pub async fn connect() -> Result<kube::Client, kube::Error> {
     kube::Client::try_default().await
 }
 
-/// Projections by (namespace, name), as a watch keeps them; ordered, so
+/// A kind's watch cache: its projections by (namespace, name); ordered, so
 /// one namespace's entries are a range, not a scan of the whole cache.
-type Projections<T> = Arc<RwLock<BTreeMap<Key, Arc<T>>>>;
+pub type Cache<K> = BTreeMap<Key, Arc<<K as Kind>::Projection>>;
+
+/// One kind's watch cache, whether its first list arrived, and its live
+/// lookups of the last [`RECENT_WINDOW`].
+pub struct Store<K: Kind> {
+    cache: Arc<RwLock<Cache<K>>>,
+    synced: Arc<AtomicBool>,
+    /// Live requests (what the watch does not hold, or before it synced,
+    /// or to confirm a denial), by query.
+    recent: Recent<K::Query, Live<K::Live>>,
+}
+
+impl<K: Kind> Default for Store<K> {
+    fn default() -> Self {
+        Store {
+            cache: Default::default(),
+            synced: Default::default(),
+            recent: Recent::new(RECENT_WINDOW),
+        }
+    }
+}
+
+impl<K: Kind> Store<K> {
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+}
 
 pub struct ClusterCache {
     client: kube::Client,
-    headless: Projections<view::Service>,
-    budgets: Projections<view::DisruptionBudget>,
-    services_synced: Arc<AtomicBool>,
-    budgets_synced: Arc<AtomicBool>,
-    /// Live GETs of Services the watch does not hold (not headless, absent,
-    /// or created a moment ago), by (namespace, name).
-    recent_services: Recent<Key, Live<Option<Arc<view::Service>>>>,
-    /// Live LISTs of a namespace's budgets: while the watch has not synced,
-    /// and to confirm a denial that rests on its "none".
-    recent_budgets: Recent<String, Live<Vec<Arc<view::DisruptionBudget>>>>,
+    pub(super) stores: CacheStores,
     lookup_timeout: Duration,
 }
 
@@ -69,11 +75,11 @@ pub const RECENT_WINDOW: Duration = Duration::from_secs(5);
 pub type Looked<T> = (T, LookupPath);
 
 impl ClusterCache {
-    /// Starts the watches (headless Services, PodDisruptionBudgets) in the
-    /// background, unsupervised; `is_synced` turns true once both first
-    /// lists have arrived. Each watcher relists and rewatches by itself
-    /// (with [`crate::tasks::retry_backoff`]) after an error; its map keeps
-    /// its last state meanwhile.
+    /// Starts the watches (one per looked-up kind) in the background,
+    /// unsupervised; `is_synced` turns true once every first list has
+    /// arrived. Each watcher relists and rewatches by itself (with
+    /// [`crate::tasks::retry_backoff`]) after an error; its map keeps its
+    /// last state meanwhile.
     pub fn start(client: kube::Client, lookup_timeout: Duration) -> Arc<Self> {
         Self::start_with(client, lookup_timeout, &Spawner::detached())
     }
@@ -86,48 +92,16 @@ impl ClusterCache {
         tasks: &Spawner,
     ) -> Arc<Self> {
         let this = Arc::new(ClusterCache {
-            client: client.clone(),
-            headless: Default::default(),
-            budgets: Default::default(),
-            services_synced: Default::default(),
-            budgets_synced: Default::default(),
-            recent_services: Recent::new(RECENT_WINDOW),
-            recent_budgets: Recent::new(RECENT_WINDOW),
+            client,
+            stores: CacheStores::default(),
             lookup_timeout,
         });
-        watch(
-            Api::<ListedService>::all(client.clone()),
-            watcher::Config::default().fields(HEADLESS_SELECTOR),
-            this.headless.clone(),
-            this.services_synced.clone(),
-            "headless Services",
-            (tasks, "watch: headless Services"),
-        );
-        watch(
-            Api::<ListedBudget>::all(client),
-            watcher::Config::default(),
-            this.budgets.clone(),
-            this.budgets_synced.clone(),
-            "PodDisruptionBudgets",
-            (tasks, "watch: PodDisruptionBudgets"),
-        );
+        this.watch_every_kind(tasks);
         this
     }
 
     pub fn is_synced(&self) -> bool {
         self.synced().iter().all(|(_, synced)| *synced)
-    }
-
-    /// Whether each watch has delivered its first list, by the `what` label
-    /// of `sts_guard_cache_synced`.
-    pub fn synced(&self) -> [(&'static str, bool); 2] {
-        [
-            ("services", self.services_synced.load(Ordering::Acquire)),
-            (
-                "disruption-budgets",
-                self.budgets_synced.load(Ordering::Acquire),
-            ),
-        ]
     }
 
     /// The longest a lookup may take; [`super::LookupSource::fetch`] holds
@@ -136,92 +110,32 @@ impl ClusterCache {
         self.lookup_timeout
     }
 
-    /// The Service `namespace/name`: from the watch when it is headless,
-    /// else from a GET made at most once per [`RECENT_WINDOW`].
-    pub async fn resolve(&self, namespace: &str, name: &str) -> Looked<ServiceState> {
-        let key = (namespace.to_string(), name.to_string());
-        if let Some(svc) = read(&self.headless).get(&key) {
-            return (ServiceState::Found(svc.clone()), LookupPath::Cache);
+    /// The answer to `query`: from the watch when it holds one
+    /// ([`Kind::cached`]), else from a live request made at most once per
+    /// [`RECENT_WINDOW`].
+    pub async fn look_up<K: Member>(&self, query: &K::Query) -> Looked<K::State> {
+        let store = K::store(&self.stores);
+        let cached = K::cached(&read(&store.cache), store.is_synced(), query);
+        match cached {
+            Some(state) => (state, LookupPath::Cache),
+            None => {
+                let (answer, path) = self.live::<K>(query).await;
+                (K::from_live(answer), path)
+            }
         }
-        let (answer, path) = self
-            .live(&self.recent_services, key, || {
-                let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
-                let (ns, name) = (namespace.to_string(), name.to_string());
-                let what = format!("Service {ns}/{name}");
-                let request = async move {
-                    let svc = api.get_opt(&name).await?;
-                    Ok(svc.map(|svc| Arc::new(view::Service::of(&svc, &ns))))
-                };
-                (what, request.boxed())
-            })
-            .await;
-        let state = match answer {
-            Ok(Some(svc)) => ServiceState::Found(svc),
-            Ok(None) => ServiceState::NotFound,
-            Err(why) => ServiceState::Unknown(why),
-        };
-        (state, path)
     }
 
-    /// The PodDisruptionBudgets of `namespace`. Once the watch has synced
-    /// it holds every budget, so "none" is an answer too and no lookup
-    /// costs an API request; before that, [`ClusterCache::live_budgets`].
-    pub async fn budgets(&self, namespace: &str) -> Looked<BudgetsState> {
-        if !self.budgets_synced.load(Ordering::Acquire) {
-            return self.live_budgets(namespace).await;
-        }
-        let from = (namespace.to_string(), String::new());
-        let cached: Vec<_> = read(&self.budgets)
-            .range(from..)
-            .take_while(|((ns, _), _)| ns == namespace)
-            .map(|(_, b)| b.clone())
-            .collect();
-        (BudgetsState::Found(cached), LookupPath::Cache)
-    }
-
-    /// The PodDisruptionBudgets of `namespace` as the API server lists them
-    /// now, at most once per namespace per [`RECENT_WINDOW`]: before the
-    /// watch synced, and to confirm a denial that rests on the watch's
-    /// "none" (a budget created a moment ago may not have arrived yet).
-    /// A consistent LIST: right after a write of anything else it waits
-    /// until the API server's budget cache has caught up with etcd (98 ms
-    /// on kube-apiserver 1.34, against 1 ms idle or with
-    /// `resourceVersion=0`); that wait is what made a LIST per admission
-    /// cost ~100 ms, and here it is paid only for a denial.
-    pub async fn live_budgets(&self, namespace: &str) -> Looked<BudgetsState> {
-        let (answer, path) = self
-            .live(&self.recent_budgets, namespace.to_string(), || {
-                let api: Api<ListedBudget> = Api::namespaced(self.client.clone(), namespace);
-                let what = format!("PodDisruptionBudgets of {namespace}");
-                let request = async move {
-                    let list = api.list(&ListParams::default()).await?;
-                    Ok(list.items.into_iter().map(|b| b.projection().1).collect())
-                };
-                (what, request.boxed())
-            })
-            .await;
-        let state = match answer {
-            Ok(budgets) => BudgetsState::Found(budgets),
-            Err(why) => BudgetsState::Unknown(why),
-        };
-        (state, path)
-    }
-
-    /// The answer to a live lookup of `key`: one made within
-    /// [`RECENT_WINDOW`] (or still on its way), else the request `start`
-    /// makes (what it is, for the log, and the request), bounded by the
-    /// lookup timeout. `Err` says why there is no answer.
-    async fn live<K: Hash + Eq, T: Clone + Send + Sync + 'static>(
-        &self,
-        recent: &Recent<K, Live<T>>,
-        key: K,
-        start: impl FnOnce() -> (String, BoxFuture<'static, Result<T, kube::Error>>),
-    ) -> Looked<Live<T>> {
+    /// The answer to a live request for `query`: one made within
+    /// [`RECENT_WINDOW`] (or still on its way), else a new one, bounded by
+    /// the lookup timeout. `Err` says why there is none.
+    async fn live<K: Member>(&self, query: &K::Query) -> Looked<Live<K::Live>> {
         let timeout = self.lookup_timeout;
-        let pending = recent.get_or_start(key, || {
-            let (what, request) = start();
-            async move { bounded(timeout, &what, request).await }.boxed()
-        });
+        let pending = K::store(&self.stores)
+            .recent
+            .get_or_start(query.clone(), || {
+                let (what, request) = K::live(&self.client, query);
+                async move { bounded(timeout, &what, request).await }.boxed()
+            });
         let answer = pending.answer.await;
         let path = match (&answer, pending.started_here) {
             (_, false) => LookupPath::Recent,
@@ -229,6 +143,20 @@ impl ClusterCache {
             (Ok(_), true) => LookupPath::ApiGet,
         };
         (answer, path)
+    }
+}
+
+/// A live answer to `query` by `deadline`, to confirm what the watch
+/// answered: `None` (and the watch's answer stands) when none came.
+pub(super) async fn confirmed<K: Member>(
+    cluster: &ClusterCache,
+    query: &K::Query,
+    deadline: Instant,
+) -> (Option<Answer>, LookupPath) {
+    match tokio::time::timeout_at(deadline, cluster.live::<K>(query)).await {
+        Ok((Ok(live), path)) => (Some(K::answer(K::from_live(Ok(live)))), path),
+        Ok((Err(_), path)) => (None, path),
+        Err(_) => (None, LookupPath::ApiError),
     }
 }
 
@@ -267,32 +195,25 @@ pub fn timed_out(timeout: Duration) -> String {
     )
 }
 
-/// Keeps `map` equal to what the watch of `api` lists, as projections. A
+/// Keeps `K`'s store equal to what its watch lists, as projections. A
 /// relist is collected aside and swapped in whole at its end, so a lookup
-/// never sees a half-listed cache. The task, `task` to its supervisor,
-/// never ends by itself: the watcher retries every error with the one
-/// backoff.
-fn watch<L>(
-    api: Api<L>,
-    config: watcher::Config,
-    map: Projections<L::Into>,
-    synced: Arc<AtomicBool>,
-    what: &'static str,
-    (tasks, task): (&Spawner, &'static str),
-) where
-    L: Projection
-        + kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
-    L::Into: Send + Sync + 'static,
-{
-    let stream = watcher(api, config).backoff(crate::tasks::retry_backoff());
-    tasks.spawn(task, async move {
+/// never sees a half-listed cache. The task, `K::INFO.watch_task` to its
+/// supervisor, never ends by itself: the watcher retries every error with
+/// the one backoff.
+///
+/// Not kube's `reflector`, which does the same buffer-and-swap: its
+/// `Store` is a hash map of whole objects by `ObjectRef`, and a kind asked
+/// by namespace (every PodDisruptionBudget of one) reads a range of this
+/// ordered map instead of a scan of every object in the cluster.
+pub(super) fn watch<K: Member>(cluster: &ClusterCache, tasks: &Spawner) {
+    let store = K::store(&cluster.stores);
+    let (map, synced) = (store.cache.clone(), store.synced.clone());
+    let what = K::INFO.watched;
+    let api = Api::<K::Listed>::all(cluster.client.clone());
+    let stream = watcher(api, K::watch()).backoff(crate::tasks::retry_backoff());
+    tasks.spawn(K::INFO.watch_task, async move {
         let mut stream = std::pin::pin!(stream);
-        let mut relist: Option<BTreeMap<Key, Arc<L::Into>>> = None;
+        let mut relist: Option<Cache<K>> = None;
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),

@@ -1,4 +1,5 @@
-//! What `serve` watches and `audit` lists, decoded lean: the part the
+//! What `serve` watches and `audit` lists, decoded lean (each looked-up
+//! kind's own type is in its file): the part the
 //! rules read and the metadata the API machinery needs (name, namespace,
 //! resourceVersion), everything else (managedFields, other annotations,
 //! status) skipped unbuilt. So memory follows what sts-guard needs, not the
@@ -15,48 +16,14 @@ use crate::view::{self, ANNOTATION_PREFIX};
 /// (namespace, name)
 pub type Key = (String, String);
 
-/// A Service as the watch and `audit` decode it: the projection, and the
-/// metadata the watch itself needs. Everything else (managedFields, annotations such as
-/// `last-applied-configuration`, ports, status) is skipped unbuilt.
-#[derive(Debug, Clone, Deserialize, kube::Resource)]
-#[resource(inherit = "k8s_openapi::api::core::v1::Service")]
-pub struct ListedService {
-    #[serde(deserialize_with = "lean_metadata")]
-    metadata: ObjectMeta,
-    spec: Option<WatchedSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct WatchedSpec {
-    #[serde(rename = "clusterIP")]
-    cluster_ip: Option<Box<str>>,
-    selector: Option<view::Labels>,
-}
-
 /// A listed object turned into what the rules read, under its key.
 pub trait Projection {
     type Into;
     fn projection(self) -> (Key, Arc<Self::Into>);
 }
 
-impl Projection for ListedService {
-    type Into = view::Service;
-    fn projection(self) -> (Key, Arc<view::Service>) {
-        let namespace = self.metadata.namespace.unwrap_or_default();
-        let name = self.metadata.name.unwrap_or_default();
-        let spec = self.spec;
-        let service = view::Service {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            cluster_ip: spec.as_ref().and_then(|s| s.cluster_ip.clone()),
-            selector: spec.and_then(|s| s.selector),
-        };
-        ((namespace, name), Arc::new(service))
-    }
-}
-
 /// Name, namespace and resourceVersion (the watch resumes from it).
-fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+pub(super) fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Lean {
@@ -71,34 +38,6 @@ fn lean_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error
         resource_version: lean.resource_version,
         ..ObjectMeta::default()
     })
-}
-
-/// A PodDisruptionBudget as the watch and `audit` decode it.
-#[derive(Debug, Clone, Deserialize, kube::Resource)]
-#[resource(inherit = "k8s_openapi::api::policy::v1::PodDisruptionBudget")]
-pub struct ListedBudget {
-    #[serde(deserialize_with = "lean_metadata")]
-    metadata: ObjectMeta,
-    spec: Option<ListedBudgetSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct ListedBudgetSpec {
-    selector: Option<view::Selector>,
-}
-
-impl Projection for ListedBudget {
-    type Into = view::DisruptionBudget;
-    fn projection(self) -> (Key, Arc<view::DisruptionBudget>) {
-        let namespace = self.metadata.namespace.unwrap_or_default();
-        let name = self.metadata.name.unwrap_or_default();
-        let budget = view::DisruptionBudget {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            selector: self.spec.and_then(|s| s.selector),
-        };
-        ((namespace, name), Arc::new(budget))
-    }
 }
 
 /// A StatefulSet as `audit` lists it: the view, and the metadata listing
@@ -173,63 +112,21 @@ fn reviewed_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::E
     })
 }
 
+/// `group/version/plural` of `L`, to pin a listing to the API resource it
+/// decodes.
+#[cfg(test)]
+pub(super) fn api_path<L: kube::Resource<DynamicType = ()>>() -> String {
+    format!("{}/{}/{}", L::group(&()), L::version(&()), L::plural(&()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
-    fn each_listing_is_the_api_resource_it_decodes() {
-        use kube::Resource;
-        let url = |group: &str, version: &str, plural: &str| format!("{group}/{version}/{plural}");
-        assert_eq!(
-            url(
-                &ListedService::group(&()),
-                &ListedService::version(&()),
-                &ListedService::plural(&())
-            ),
-            "/v1/services"
-        );
-        assert_eq!(
-            url(
-                &ListedBudget::group(&()),
-                &ListedBudget::version(&()),
-                &ListedBudget::plural(&())
-            ),
-            "policy/v1/poddisruptionbudgets"
-        );
-        assert_eq!(
-            url(
-                &ListedStatefulSet::group(&()),
-                &ListedStatefulSet::version(&()),
-                &ListedStatefulSet::plural(&())
-            ),
-            "apps/v1/statefulsets"
-        );
-    }
-
-    #[test]
-    fn the_watch_keeps_the_projection_and_skips_the_rest() {
-        let svc: ListedService = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {
-                "name": "web", "namespace": "shop", "resourceVersion": "42",
-                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(10_000)},
-                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
-            },
-            "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 80}]},
-            "status": {"loadBalancer": {}},
-        }))
-        .unwrap();
-        assert_eq!(svc.metadata.resource_version.as_deref(), Some("42"));
-        assert!(svc.metadata.annotations.is_none() && svc.metadata.managed_fields.is_none());
-        let ((ns, name), projection) = svc.projection();
-        assert_eq!((ns.as_str(), name.as_str()), ("shop", "web"));
-        assert_eq!(projection.cluster_ip.as_deref(), Some("None"));
-        assert_eq!(
-            projection.selector.as_ref().unwrap().get("app"),
-            Some("web")
-        );
+    fn the_listing_is_the_api_resource_it_decodes() {
+        assert_eq!(api_path::<ListedStatefulSet>(), "apps/v1/statefulsets");
     }
 
     #[test]

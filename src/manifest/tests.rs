@@ -1,6 +1,7 @@
 //! How manifests are read: one case per way real inputs differ from
 //! textbook YAML, each built here.
 
+use super::files::{files_under, text_of};
 use super::*;
 
 fn read(text: &str) -> FileRead {
@@ -232,14 +233,18 @@ fn an_alias_bomb_is_refused_in_words() {
 
 #[test]
 fn non_string_keys_become_their_text() {
-    let read =
-        read("apiVersion: v1\nkind: Service\nmetadata: {name: s, labels: {80: http, true: x}}\n");
-    let InputObject::Service(s) = &read.objects[0] else {
+    let read = read(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selector: {80: http, true: x}}\n",
+    );
+    let InputObject::LookedUp(s) = &read.objects[0] else {
         panic!("{:?}", read.objects)
     };
-    let labels = s.service.metadata.labels.as_ref().unwrap();
-    assert_eq!(labels.get("80").map(String::as_str), Some("http"));
-    assert_eq!(labels.get("true").map(String::as_str), Some("x"));
+    let crate::lookup::Object::Services(s) = &s.object else {
+        panic!("{s:?}")
+    };
+    let labels = s.selector.as_ref().unwrap();
+    assert_eq!(labels.get("80"), Some("http"));
+    assert_eq!(labels.get("true"), Some("x"));
 }
 
 #[test]

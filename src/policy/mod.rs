@@ -139,9 +139,17 @@ pub enum PolicyError {
         path: String,
         source: std::io::Error,
     },
-    #[error("invalid policy file {path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("invalid policy file {path}: {message}")]
+    /// Not YAML, or not the shape of a policy (an unknown key, a value of
+    /// the wrong type).
+    #[error("invalid policy file {path}: {source}")]
+    Parse {
+        path: String,
+        // Boxed: the largest variant sets the size of every Result.
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A policy in shape whose values cannot be used together (an
+    /// exemption without a reason, a zero timeout).
+    #[error("policy file {path} cannot be used: {message}")]
     Invalid { path: String, message: String },
 }
 
@@ -165,9 +173,11 @@ impl Policy {
         // No snippet: the message is one line for logs and kubectl users.
         let options = serde_saphyr::options! { with_snippet: false };
         let mut policy: Policy =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| PolicyError::Parse {
-                path: path.to_string(),
-                message: e.to_string(),
+            serde_saphyr::from_str_with_options(text, options).map_err(|source| {
+                PolicyError::Parse {
+                    path: path.to_string(),
+                    source: Box::new(source),
+                }
             })?;
         policy.validate(path)?;
         policy

@@ -1,9 +1,9 @@
 use serde_json::json;
 
 use super::*;
+use crate::lookup::NoLookups;
 use crate::policy::Policy;
 use crate::review::{ObjectRef, Operation, Request, validate};
-use crate::rules::NoLookups;
 use crate::view::StatefulSet;
 
 const AT: Timestamp = Timestamp {

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::rules::{self, Need};
+use crate::lookup::{Need, Reason};
+use crate::rules;
 use crate::view::StatefulSet;
 
 pub use mutate::{
@@ -96,8 +97,7 @@ impl Action {
 }
 
 /// Why an enforced finding only warns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarnReason {
     /// A policy key (`mode`, a namespace's `mode`, a `rules:` entry) says
     /// warn.
@@ -107,17 +107,9 @@ pub enum WarnReason {
     NewRuleDefault,
     /// UPDATE: the old object already broke the rule (ratcheting).
     AlreadyBroken,
-    /// UPDATE: `serviceName` is immutable; a vanished Service never blocks.
-    ServiceGoneOnUpdate,
-    /// Dry-run: the Service may be in the same apply but not stored.
-    DryRunServiceMissing,
-    /// Dry-run: the PodDisruptionBudget may be in the same apply but not
-    /// stored.
-    DryRunBudgetMissing,
-    /// The Service could not be looked up (API server unreachable).
-    LookupFailed,
-    /// The PodDisruptionBudgets could not be looked up.
-    BudgetLookupFailed,
+    /// About a looked-up object: missing on dry-run, missing on UPDATE, or
+    /// its lookup failed (the kind's [`crate::lookup::KindInfo`] says).
+    Lookup(&'static Reason),
 }
 
 impl WarnReason {
@@ -127,12 +119,7 @@ impl WarnReason {
         match self {
             WarnReason::WarnMode | WarnReason::NewRuleDefault => "",
             WarnReason::AlreadyBroken => " (allowed: already so before this update)",
-            WarnReason::ServiceGoneOnUpdate => " (allowed on update: serviceName is immutable)",
-            WarnReason::DryRunServiceMissing | WarnReason::DryRunBudgetMissing => {
-                " (allowed on dry-run: the same apply may create it)"
-            }
-            WarnReason::LookupFailed => " (allowed: Service lookup failed)",
-            WarnReason::BudgetLookupFailed => " (allowed: PodDisruptionBudget lookup failed)",
+            WarnReason::Lookup(reason) => reason.note,
         }
     }
 
@@ -142,12 +129,14 @@ impl WarnReason {
             WarnReason::WarnMode => "warn-mode",
             WarnReason::NewRuleDefault => "new-rule-default",
             WarnReason::AlreadyBroken => "already-broken",
-            WarnReason::ServiceGoneOnUpdate => "service-gone-on-update",
-            WarnReason::DryRunServiceMissing => "dry-run-service-missing",
-            WarnReason::DryRunBudgetMissing => "dry-run-budget-missing",
-            WarnReason::LookupFailed => "lookup-failed",
-            WarnReason::BudgetLookupFailed => "budget-lookup-failed",
+            WarnReason::Lookup(reason) => reason.code,
         }
+    }
+}
+
+impl Serialize for WarnReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
     }
 }
 
@@ -162,20 +151,44 @@ pub struct Outcome {
 #[cfg(test)]
 mod tests {
     use super::WarnReason;
+    use crate::lookup::KINDS;
 
     #[test]
-    fn warn_reason_codes_are_serdes_kebab_names() {
-        for reason in [
+    fn warn_reason_codes_are_the_ones_reports_and_logs_have_used() {
+        let mut codes: Vec<&str> = [
             WarnReason::WarnMode,
             WarnReason::NewRuleDefault,
             WarnReason::AlreadyBroken,
-            WarnReason::ServiceGoneOnUpdate,
-            WarnReason::DryRunServiceMissing,
-            WarnReason::DryRunBudgetMissing,
-            WarnReason::LookupFailed,
-            WarnReason::BudgetLookupFailed,
-        ] {
+        ]
+        .into_iter()
+        .chain(KINDS.iter().flat_map(|k| {
+            [
+                Some(&k.dry_run_missing),
+                Some(&k.lookup_failed),
+                k.gone_on_update.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(WarnReason::Lookup)
+        }))
+        .map(|reason| {
             assert_eq!(serde_json::to_value(reason).unwrap(), reason.code());
-        }
+            reason.code()
+        })
+        .collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            [
+                "already-broken",
+                "budget-lookup-failed",
+                "dry-run-budget-missing",
+                "dry-run-service-missing",
+                "lookup-failed",
+                "new-rule-default",
+                "service-gone-on-update",
+                "warn-mode",
+            ]
+        );
     }
 }

@@ -33,16 +33,16 @@ pub struct Mutation {
     pub mutations: Vec<&'static str>,
     /// Notes on the object's `sts-guard.io/` annotations (a value ignored,
     /// a mutation that cannot apply on UPDATE).
-    pub notices: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 /// Builds the patch for the mutations the policy and annotations ask for.
 pub fn mutate(request: &Request<'_>, policy: &Policy) -> Mutation {
-    let mut notices = Vec::new();
+    let mut notes = Vec::new();
     let wanted = requested_mutations(
         request.sts,
         policy.mutations(request.object.namespace),
-        &mut notices,
+        &mut notes,
     );
     let mut ops = Vec::new();
     let mut mutations = Vec::new();
@@ -60,7 +60,7 @@ pub fn mutate(request: &Request<'_>, policy: &Policy) -> Mutation {
                 mutations.push("parallel");
             } else {
                 // The field is immutable: patching it would fail every update.
-                notices.push(format!(
+                notes.push(format!(
                     "{PARALLEL_ANNOTATION}: podManagementPolicy cannot change after creation; recreate the StatefulSet to make it Parallel"
                 ));
             }
@@ -78,7 +78,7 @@ pub fn mutate(request: &Request<'_>, policy: &Policy) -> Mutation {
     Mutation {
         patch: (!ops.is_empty()).then_some(Patch(ops)),
         mutations,
-        notices,
+        notes,
     }
 }
 
@@ -86,7 +86,7 @@ pub fn mutate(request: &Request<'_>, policy: &Policy) -> Mutation {
 fn requested_mutations(
     sts: &StatefulSet,
     defaults: EffectiveMutations,
-    notices: &mut Vec<String>,
+    notes: &mut Vec<String>,
 ) -> EffectiveMutations {
     let get = |key: &str| sts.annotation(key);
     let mut flag = |key: &str, default: bool| match get(key) {
@@ -95,7 +95,7 @@ fn requested_mutations(
             "true" => true,
             "false" => false,
             _ => {
-                notices.push(format!(
+                notes.push(format!(
                     "{key}: {v:?} is not \"true\" or \"false\"; ignored"
                 ));
                 default
@@ -109,7 +109,7 @@ fn requested_mutations(
         Some(v) => match humantime::parse_duration(v.trim()) {
             Ok(d) if !d.is_zero() => d,
             _ => {
-                notices.push(format!(
+                notes.push(format!(
                     "{STARTUP_TIMEOUT_ANNOTATION}: {v:?} is not a duration such as 5m; using {}",
                     humantime::format_duration(defaults.startup_timeout)
                 ));

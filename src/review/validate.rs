@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 
 use super::{Action, Operation, Outcome, Request, WarnReason};
+use crate::lookup::{KindInfo, Lookups};
 use crate::policy::{Mode, Policy};
-use crate::rules::{self, FindingKind, Lookups, RuleId, Subject};
+use crate::rules::{self, FindingKind, RuleId, Subject};
 
 /// Owner exemption: comma-separated rule ids (or `all`); only honoured when
 /// the policy allows owner exemptions in the namespace.
@@ -18,7 +19,7 @@ pub struct Validation {
     pub outcomes: Vec<Outcome>,
     /// Notes on the object's `sts-guard.io/` annotations (a value ignored,
     /// an exemption the policy does not allow).
-    pub notices: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 impl Validation {
@@ -37,12 +38,12 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
         settings,
     });
     // Read first so a misused annotation is reported even on a compliant object.
-    let mut notices = Vec::new();
-    let owner_exempt = owner_exemptions(request, policy.owner_exemptions_allowed(ns), &mut notices);
+    let mut notes = Vec::new();
+    let owner_exempt = owner_exemptions(request, policy.owner_exemptions_allowed(ns), &mut notes);
     if findings.is_empty() {
         return Validation {
             outcomes: Vec::new(),
-            notices,
+            notes,
         };
     }
 
@@ -81,14 +82,14 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
             Outcome { finding, action }
         })
         .collect();
-    Validation { outcomes, notices }
+    Validation { outcomes, notes }
 }
 
 /// An enforced finding denies, except where the API server's behaviour
-/// makes denying wrong: a lookup that failed, a Service missing on UPDATE
-/// (`serviceName` is immutable), a Service or PodDisruptionBudget missing
-/// on dry-run (one in the same apply is not stored), a problem the old
-/// object already had.
+/// makes denying wrong: a lookup that failed, a looked-up object missing
+/// on UPDATE when the field naming it is immutable (a Service:
+/// `serviceName`), or missing on dry-run (one in the same apply is not
+/// stored), a problem the old object already had.
 fn enforce(
     request: &Request<'_>,
     finding: &rules::Finding,
@@ -96,14 +97,13 @@ fn enforce(
 ) -> Action {
     let update = request.operation == Operation::Update;
     match finding.kind {
-        FindingKind::LookupFailed => Action::Warn(WarnReason::LookupFailed),
-        FindingKind::BudgetsUnknown => Action::Warn(WarnReason::BudgetLookupFailed),
-        FindingKind::ServiceMissing if update => Action::Warn(WarnReason::ServiceGoneOnUpdate),
-        FindingKind::ServiceMissing if request.dry_run => {
-            Action::Warn(WarnReason::DryRunServiceMissing)
-        }
-        FindingKind::BudgetMissing if request.dry_run => {
-            Action::Warn(WarnReason::DryRunBudgetMissing)
+        FindingKind::Unknown(kind) => Action::Warn(WarnReason::Lookup(&kind.lookup_failed)),
+        FindingKind::Missing(KindInfo {
+            gone_on_update: Some(reason),
+            ..
+        }) if update => Action::Warn(WarnReason::Lookup(reason)),
+        FindingKind::Missing(kind) if request.dry_run => {
+            Action::Warn(WarnReason::Lookup(&kind.dry_run_missing))
         }
         _ if update && already_broken.contains(&finding.key) => {
             Action::Warn(WarnReason::AlreadyBroken)
@@ -113,16 +113,12 @@ fn enforce(
 }
 
 /// Rules the owner exempted with the annotation, if the policy lets them.
-fn owner_exemptions(
-    request: &Request<'_>,
-    allowed: bool,
-    notices: &mut Vec<String>,
-) -> Vec<RuleId> {
+fn owner_exemptions(request: &Request<'_>, allowed: bool, notes: &mut Vec<String>) -> Vec<RuleId> {
     let Some(value) = request.sts.annotation(EXEMPT_ANNOTATION) else {
         return Vec::new();
     };
     if !allowed {
-        notices.push(format!(
+        notes.push(format!(
             "{EXEMPT_ANNOTATION} is ignored: the policy does not let owners exempt themselves in namespace {:?}; ask the platform team",
             request.object.namespace
         ));
@@ -135,7 +131,7 @@ fn owner_exemptions(
         }
         match RuleId::parse(id) {
             Some(rule) => exempt.push(rule),
-            None => notices.push(format!(
+            None => notes.push(format!(
                 "{EXEMPT_ANNOTATION}: unknown rule id {id:?} ignored (known: {}, all)",
                 RuleId::known()
             )),

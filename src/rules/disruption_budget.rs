@@ -2,7 +2,8 @@
 //! PodDisruptionBudget selecting its pods. Without one, a node drain can
 //! take several replicas of a quorum (etcd, ZooKeeper, Kafka) at once.
 
-use super::{BudgetsState, FieldPath, Finding, FindingKind, Need, Rule, RuleId, Subject};
+use super::{FieldPath, Finding, FindingKind, Rule, RuleId, Subject};
+use crate::lookup::{BudgetsState, DisruptionBudgets, Kind, Need, look_up};
 use crate::view::StatefulSet;
 
 pub const RULE: Rule = Rule {
@@ -21,9 +22,7 @@ fn replicas(sts: &StatefulSet) -> i32 {
 
 fn needs(sts: &StatefulSet, namespace: &str) -> Vec<Need> {
     if replicas(sts) > 1 {
-        vec![Need::DisruptionBudgets {
-            namespace: namespace.to_string(),
-        }]
+        vec![Need::DisruptionBudgets(namespace.to_string())]
     } else {
         Vec::new()
     }
@@ -45,15 +44,15 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
     };
     let empty = Default::default();
     let labels = subject.sts.template_labels().unwrap_or(&empty);
-    match subject.lookups.disruption_budgets(subject.namespace) {
+    match look_up::<DisruptionBudgets>(subject.lookups, subject.namespace.to_string()) {
         BudgetsState::Found(budgets) if budgets.iter().any(|b| b.selects(labels)) => Vec::new(),
         BudgetsState::Found(_) => vec![finding(
-            FindingKind::BudgetMissing,
+            FindingKind::Missing(&DisruptionBudgets::INFO),
             format!("is {n} and no PodDisruptionBudget selects the pods"),
             "create a PodDisruptionBudget (maxUnavailable: 1) selecting spec.template.metadata.labels",
         )],
         BudgetsState::Unknown(why) => vec![finding(
-            FindingKind::BudgetsUnknown,
+            FindingKind::Unknown(&DisruptionBudgets::INFO),
             format!("is {n}; PodDisruptionBudgets could not be checked ({why})"),
             "make sure a PodDisruptionBudget selects the pods; sts-guard will check again on the next change",
         )],
@@ -65,9 +64,10 @@ mod tests {
     use rstest::rstest;
     use serde_json::{Value, json};
 
+    use std::sync::Arc;
+
     use super::RULE;
-    use crate::lookup::ManifestLookups;
-    use crate::rules::{BudgetsState, Lookups, ServiceState};
+    use crate::lookup::{Answer, Lookups, Need, Object, Objects};
     use crate::view::StatefulSet;
 
     fn sts(replicas: Value) -> StatefulSet {
@@ -76,9 +76,10 @@ mod tests {
         .unwrap()
     }
 
-    fn budget(selector: Value) -> ManifestLookups {
-        let mut m = ManifestLookups::default();
-        m.insert_budget(serde_json::from_value(json!({"namespace": "shop", "name": "b", "selector": selector})).unwrap());
+    fn budget(selector: Value) -> Objects {
+        let mut m = Objects::default();
+        let b = serde_json::from_value(json!({"namespace": "shop", "name": "b", "selector": selector})).unwrap();
+        m.insert(Object::DisruptionBudgets(Arc::new(b)), String::new());
         m
     }
 
@@ -110,7 +111,7 @@ mod tests {
     #[case::zero(json!(0))]
     fn one_replica_or_fewer_needs_no_budget(#[case] replicas: Value) {
         let s = sts(replicas);
-        assert!(found(&s, &ManifestLookups::default()).is_empty());
+        assert!(found(&s, &Objects::default()).is_empty());
         assert!((RULE.needs)(&s, "shop").is_empty(), "nothing looked up");
     }
 
@@ -118,11 +119,8 @@ mod tests {
     fn a_failed_lookup_says_so() {
         struct Down;
         impl Lookups for Down {
-            fn service(&self, _: &str, _: &str) -> ServiceState {
-                ServiceState::NotFound
-            }
-            fn disruption_budgets(&self, _: &str) -> BudgetsState {
-                BudgetsState::Unknown("API server error".into())
+            fn answer(&self, need: &Need) -> Answer {
+                need.unknown("API server error".into())
             }
         }
         assert_eq!(

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{FieldPath, Finding, FindingKind, Need, Rule, RuleId, ServiceState, Subject};
+use super::{FieldPath, Finding, FindingKind, Rule, RuleId, Subject};
+use crate::lookup::{Kind, Need, ServiceState, Services, look_up};
 use crate::view::{Labels, Service, StatefulSet};
 
 pub const RULE: Rule = Rule {
@@ -21,10 +22,7 @@ pub const RULE: Rule = Rule {
 fn needs(sts: &StatefulSet, namespace: &str) -> Vec<Need> {
     match sts.service_name() {
         "" => Vec::new(),
-        name => vec![Need::Service {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }],
+        name => vec![Need::Services((namespace.to_string(), name.to_string()))],
     }
 }
 
@@ -48,7 +46,8 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
     }
     let ns = subject.namespace;
     let labels = subject.sts.template_labels();
-    let problem = match subject.lookups.service(ns, service_name) {
+    let query = (ns.to_string(), service_name.to_string());
+    let problem = match look_up::<Services>(subject.lookups, query) {
         ServiceState::Found(svc) => judge(&svc, service_name, labels),
         // The first definition that fails, of an order the lookup fixed.
         ServiceState::Several(defs) => defs.iter().find_map(|svc| {
@@ -59,7 +58,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
         }),
         ServiceState::NotFound => {
             return vec![finding(
-                FindingKind::ServiceMissing,
+                FindingKind::Missing(&Services::INFO),
                 format!("{service_name:?} names no Service in namespace {ns:?}"),
                 // The name is in the problem already: warnings are cut at 256 bytes.
                 "create a headless Service (clusterIP: None) of that name selecting the pod labels"
@@ -68,7 +67,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
         }
         ServiceState::Unknown(why) => {
             return vec![finding(
-                FindingKind::LookupFailed,
+                FindingKind::Unknown(&Services::INFO),
                 format!("{service_name:?} could not be checked ({why})"),
                 "make sure the headless Service exists; sts-guard will check again on the next change".into(),
             )];

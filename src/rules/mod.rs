@@ -19,15 +19,17 @@
 //!
 //! That is all: the policy file accepts the id, `sts-guard.io/exempt`
 //! knows it, SARIF lists it, metrics label its findings, and the test
-//! `every_lookup_a_rule_makes_was_declared` holds it to its `needs`.
+//! `every_lookup_a_rule_makes_was_declared` holds it to its `needs`. A rule
+//! that reads another kind of object than the ones looked up today needs
+//! that kind first: see "Adding a looked-up kind" in `crate::lookup`.
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::view::{self, Container, StatefulSet};
+use crate::lookup::{KindInfo, Lookups, Need};
+use crate::view::{Container, StatefulSet};
 
 /// Declares the rule modules and [`RULES`], in the order their findings are
 /// reported.
@@ -100,7 +102,8 @@ pub struct Rule {
     pub summary: &'static str,
     /// Why, and how to comply (SARIF's rule help).
     pub help: &'static str,
-    /// What [`Rule::check`] will ask the [`Lookups`] for, given the object.
+    /// What [`Rule::check`] will ask the [`Lookups`] for, given the object
+    /// and its namespace.
     pub needs: fn(&StatefulSet, &str) -> Vec<Need>,
     pub check: fn(&Subject<'_>) -> Vec<Finding>,
     /// Denies only where the policy file names the rule (in `rules:` or a
@@ -115,15 +118,6 @@ pub fn needs_nothing(_: &StatefulSet, _: &str) -> Vec<Need> {
     Vec::new()
 }
 
-/// Something a rule looks up besides the object under review.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Need {
-    /// The Service `name` in `namespace`.
-    Service { namespace: String, name: String },
-    /// Every PodDisruptionBudget of `namespace`.
-    DisruptionBudgets { namespace: String },
-}
-
 /// What every rule will look up for `sts` in `namespace`, each once (a
 /// set: the needs of an UPDATE's old object join it without repeats).
 pub fn needs(sts: &StatefulSet, namespace: &str) -> BTreeSet<Need> {
@@ -131,47 +125,6 @@ pub fn needs(sts: &StatefulSet, namespace: &str) -> BTreeSet<Need> {
         .iter()
         .flat_map(|r| (r.needs)(sts, namespace))
         .collect()
-}
-
-/// What a Service lookup found.
-#[derive(Debug, Clone)]
-pub enum ServiceState {
-    Found(Arc<view::Service>),
-    /// Defined more than once, differently (in `check`'s manifests); each
-    /// definition must pass.
-    Several(Vec<Arc<view::Service>>),
-    NotFound,
-    /// The lookup could not be answered (API server unreachable or slow).
-    Unknown(String),
-}
-
-/// What a lookup of a namespace's PodDisruptionBudgets found.
-#[derive(Debug, Clone)]
-pub enum BudgetsState {
-    /// Every budget of the namespace (maybe none).
-    Found(Vec<Arc<view::DisruptionBudget>>),
-    /// The lookup could not be answered (API server unreachable or slow).
-    Unknown(String),
-}
-
-/// Where rules read what they look up: what the webhook fetched for this
-/// request in `serve`, the manifests given to `check`, the listings of
-/// `audit`.
-pub trait Lookups {
-    fn service(&self, namespace: &str, name: &str) -> ServiceState;
-    fn disruption_budgets(&self, namespace: &str) -> BudgetsState;
-}
-
-/// Knows nothing; for callers that only mutate.
-pub struct NoLookups;
-
-impl Lookups for NoLookups {
-    fn service(&self, _: &str, _: &str) -> ServiceState {
-        ServiceState::NotFound
-    }
-    fn disruption_budgets(&self, _: &str) -> BudgetsState {
-        BudgetsState::Found(Vec::new())
-    }
 }
 
 /// Knobs of the rules themselves (not of how findings are enforced), for
@@ -212,22 +165,34 @@ pub struct Subject<'a> {
 }
 
 /// How the review treats a finding on UPDATE and dry-run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingKind {
     /// Something the object itself gets wrong: denies when enforced, unless
     /// the old object of an UPDATE got it wrong too.
     Object,
-    /// `serviceName` names no Service: it may not be stored yet (dry-run)
-    /// or was deleted after creation (UPDATE, `serviceName` is immutable).
-    ServiceMissing,
-    /// No PodDisruptionBudget selects the pods: it may not be stored yet
-    /// (dry-run).
-    BudgetMissing,
-    /// The Service could not be looked up at all.
-    LookupFailed,
-    /// The PodDisruptionBudgets could not be looked up at all.
-    BudgetsUnknown,
+    /// An object the rule looked up is not there: it may not be stored yet
+    /// (dry-run), or was deleted after creation (UPDATE, when the field
+    /// naming it is immutable).
+    Missing(&'static KindInfo),
+    /// The lookup could not be made at all.
+    Unknown(&'static KindInfo),
+}
+
+impl FindingKind {
+    /// The stable code reports use: `object`, `service-missing`, ...
+    pub fn code(self) -> &'static str {
+        match self {
+            FindingKind::Object => "object",
+            FindingKind::Missing(kind) => kind.missing,
+            FindingKind::Unknown(kind) => kind.unknown,
+        }
+    }
+}
+
+impl Serialize for FindingKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
 }
 
 /// One step into an object: a field or a list index.

@@ -62,7 +62,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::RULE;
-    use crate::rules::NoLookups;
+    use crate::lookup::NoLookups;
     use crate::rules::tests::{pod, run};
 
     #[rstest]

@@ -28,7 +28,7 @@ impl Decision {
     pub fn validated(object: ObjectRef<'_>, validation: Validation) -> Decision {
         Decision {
             denial: denial_message(object, &validation.outcomes),
-            warnings: warning_list(&validation.outcomes, &validation.notices),
+            warnings: warning_list(&validation.outcomes, &validation.notes),
             outcomes: validation.outcomes,
             ..Decision::default()
         }
@@ -36,7 +36,7 @@ impl Decision {
 
     pub fn mutated(mutation: Mutation) -> Decision {
         Decision {
-            warnings: fit_warnings(mutation.notices),
+            warnings: fit_warnings(mutation.notes),
             patch: mutation.patch,
             mutations: mutation.mutations,
             ..Decision::default()
@@ -145,9 +145,9 @@ pub fn denial_message(object: ObjectRef<'_>, outcomes: &[Outcome]) -> Option<Str
     Some(message)
 }
 
-/// Warnings for every finding that warns, then the notices, most important
+/// Warnings for every finding that warns, then the notes, most important
 /// first, each and all within the API server's limits.
-pub fn warning_list(outcomes: &[Outcome], notices: &[String]) -> Vec<String> {
+pub fn warning_list(outcomes: &[Outcome], notes: &[String]) -> Vec<String> {
     let texts = outcomes
         .iter()
         .filter_map(|o| match &o.action {
@@ -159,7 +159,7 @@ pub fn warning_list(outcomes: &[Outcome], notices: &[String]) -> Vec<String> {
             )),
             _ => None,
         })
-        .chain(notices.iter().cloned());
+        .chain(notes.iter().cloned());
     fit_warnings(texts)
 }
 

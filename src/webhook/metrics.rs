@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::decision::{DecisionLabel, Endpoint};
-use crate::lookup::{LookupKind, LookupPath};
+use crate::lookup::{KindInfo, LookupPath};
 use crate::review::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +33,12 @@ pub struct FindingLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    pub kind: &'static str,
+    pub path: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,7 +81,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     findings: Family<FindingLabels, Counter>,
     duration: Family<EndpointLabels, Histogram>,
-    lookups: Family<PathLabels, Counter>,
+    lookups: Family<LookupLabels, Counter>,
+    /// The per-kind families `lookups` replaced, kept for one release.
+    service_lookups: Family<PathLabels, Counter>,
     budget_lookups: Family<PathLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     /// The series every review touches, resolved once per label set, so a
@@ -111,16 +119,22 @@ impl Metrics {
             "Time from a decoded body to an encoded answer",
             duration.clone(),
         );
-        let lookups = Family::<PathLabels, Counter>::default();
+        let lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "lookups",
+            "Lookups by kind (services, disruption-budgets) and where they were answered (cache, api, api-error, recent, static)",
+            lookups.clone(),
+        );
+        let service_lookups = Family::<PathLabels, Counter>::default();
         registry.register(
             "service_lookups",
-            "Service lookups by where they were answered (cache, api, api-error, static)",
-            lookups.clone(),
+            "Deprecated, use sts_guard_lookups_total{kind=\"services\"}: Service lookups by where they were answered",
+            service_lookups.clone(),
         );
         let budget_lookups = Family::<PathLabels, Counter>::default();
         registry.register(
             "disruption_budget_lookups",
-            "PodDisruptionBudget lookups (one per namespace and request) by where they were answered",
+            "Deprecated, use sts_guard_lookups_total{kind=\"disruption-budgets\"}: PodDisruptionBudget lookups by where they were answered",
             budget_lookups.clone(),
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
@@ -168,6 +182,7 @@ impl Metrics {
             findings,
             duration,
             lookups,
+            service_lookups,
             budget_lookups,
             reloads,
             certificate_expiry,
@@ -225,16 +240,20 @@ impl Metrics {
             .inc();
     }
 
-    pub fn lookup(&self, kind: LookupKind, path: LookupPath) {
-        let family = match kind {
-            LookupKind::Service => &self.lookups,
-            LookupKind::DisruptionBudgets => &self.budget_lookups,
-        };
-        family
-            .get_or_create(&PathLabels {
-                path: path.as_str(),
+    pub fn lookup(&self, kind: &'static KindInfo, path: LookupPath) {
+        let path = path.as_str();
+        self.lookups
+            .get_or_create(&LookupLabels {
+                kind: kind.name,
+                path,
             })
             .inc();
+        let deprecated = match kind.name {
+            "services" => &self.service_lookups,
+            "disruption-budgets" => &self.budget_lookups,
+            _ => return,
+        };
+        deprecated.get_or_create(&PathLabels { path }).inc();
     }
 
     /// Counts a reload of `what` and records whether it succeeded.

@@ -34,19 +34,48 @@ use metrics::Metrics;
 use routes::App;
 
 /// Limits on what a client can hold (docs/reliability.md lists them all).
-#[derive(Debug, Clone)]
+/// Also `serve`'s flags, flattened into its command line: each default
+/// there is [`Limits::default`]'s (a test holds them equal).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Limits {
     /// Headers must arrive within this after a request starts; an idle
     /// keep-alive connection is closed after this too.
+    #[arg(
+        long,
+        env = "STS_GUARD_HEADER_READ_TIMEOUT",
+        default_value = "5s",
+        value_parser = humantime::parse_duration,
+        help = "Close connections whose request headers take longer than this."
+    )]
     pub header_read_timeout: Duration,
     /// A TLS handshake must finish within this.
+    #[arg(
+        long,
+        env = "STS_GUARD_HANDSHAKE_TIMEOUT",
+        default_value = "5s",
+        value_parser = humantime::parse_duration,
+        help = "Close connections whose TLS handshake takes longer than this."
+    )]
     pub handshake_timeout: Duration,
     /// A request, body included, must be read and answered within this (408
     /// otherwise), so a client trickling its body cannot hold a connection;
     /// the API server gives up at the webhook's `timeoutSeconds` (≤ 10 s)
     /// anyway.
+    #[arg(
+        long,
+        env = "STS_GUARD_REQUEST_TIMEOUT",
+        default_value = "10s",
+        value_parser = humantime::parse_duration,
+        help = "Answer 408 to a request not read and answered within this."
+    )]
     pub request_timeout: Duration,
     /// Connections beyond this are closed at once.
+    #[arg(
+        long,
+        env = "STS_GUARD_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        help = "Refuse connections beyond this many."
+    )]
     pub max_connections: usize,
 }
 
@@ -119,7 +148,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let services = match &config.services_from {
         Some(paths) => {
             let services =
-                crate::lookup::ManifestLookups::read(paths).context("reading --services-from")?;
+                crate::manifest::read_lookups(paths).context("reading --services-from")?;
             LookupSource::Static(Arc::new(services))
         }
         None => {
@@ -348,8 +377,9 @@ fn refresh_state(app: &App, metrics: &Metrics) {
         }
         // Answered from files in memory: complete from the start.
         LookupSource::Static(_) => {
-            metrics.cache_synced("services", true);
-            metrics.cache_synced("disruption-budgets", true);
+            for kind in crate::lookup::KINDS {
+                metrics.cache_synced(kind.name, true);
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::decision::{Decision, DecisionLabel, Endpoint};
 use super::metrics::Metrics;
 use super::wire::{Admission, Rejection, decode};
-use crate::lookup::{Fetched, LookupSource};
+use crate::lookup::{Fetched, KindInfo, LookupSource};
 use crate::policy::Policy;
 use crate::review::{self, Action};
 use crate::rules::FindingKind;
@@ -186,11 +186,14 @@ async fn review_decoded(
     };
     let policy = app.policy.load();
     let mut decision = decide(&admission, endpoint, &policy, &fetched);
-    if denies_for_want_of_a_budget(&decision) {
-        // The watch may not have delivered a budget created a moment ago:
-        // a denial is worth one live LIST (shared per namespace and window).
+    let missing = denied_for_want_of(&decision);
+    if !missing.is_empty() {
+        // The watch may not have delivered an object created a moment ago:
+        // a denial is worth one live request (shared per query and window).
         app.lookups
-            .confirm_budgets(&mut fetched, |kind, path| app.metrics.lookup(kind, path))
+            .confirm(&mut fetched, &missing, |kind, path| {
+                app.metrics.lookup(kind, path)
+            })
             .await;
         decision = decide(&admission, endpoint, &policy, &fetched);
     }
@@ -216,7 +219,7 @@ pub fn decide(
     admission: &Admission,
     endpoint: Endpoint,
     policy: &Policy,
-    lookups: &dyn crate::rules::Lookups,
+    lookups: &dyn crate::lookup::Lookups,
 ) -> Decision {
     let Some(request) = admission.review_request() else {
         return Decision::default();
@@ -229,11 +232,17 @@ pub fn decide(
     }
 }
 
-fn denies_for_want_of_a_budget(decision: &Decision) -> bool {
-    decision
-        .outcomes
-        .iter()
-        .any(|o| o.action == Action::Deny && o.finding.kind == FindingKind::BudgetMissing)
+/// The kinds of the looked-up objects whose absence denies.
+fn denied_for_want_of(decision: &Decision) -> Vec<&'static KindInfo> {
+    let mut kinds = Vec::new();
+    for o in &decision.outcomes {
+        if let (Action::Deny, FindingKind::Missing(kind)) = (&o.action, o.finding.kind)
+            && !kinds.contains(&kind)
+        {
+            kinds.push(kind);
+        }
+    }
+    kinds
 }
 
 /// The decision's line; the endpoint and uid are the span's.

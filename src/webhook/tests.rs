@@ -13,9 +13,9 @@ use super::decision::Decision;
 use super::decision::Endpoint;
 use super::routes::decide;
 use super::wire::{Admission, decode};
-use crate::lookup::ManifestLookups;
+use crate::lookup::{Answer, Lookups, Need, Object, Objects, ServiceState, Services, look_up};
 use crate::policy::Policy;
-use crate::rules::{Lookups, RuleId, ServiceState};
+use crate::rules::RuleId;
 
 pub const CREATE_WEB: &str = include_str!("../../tests/fixtures/admission/create-web.json");
 
@@ -48,18 +48,27 @@ fn web_budget() -> crate::view::DisruptionBudget {
 }
 
 /// The fixture's PodDisruptionBudget and no Service at all.
-fn no_service() -> ManifestLookups {
-    let mut services = ManifestLookups::default();
-    services.insert_budget(web_budget());
+fn no_service() -> Objects {
+    let mut services = Objects::default();
+    services.insert(
+        Object::DisruptionBudgets(Arc::new(web_budget())),
+        String::new(),
+    );
     services
 }
 
-pub fn headless_web() -> ManifestLookups {
+/// Adds what the rules read of `service`, in `namespace`.
+fn add_service(objects: &mut Objects, service: &Service, namespace: &str) {
+    let projection = crate::view::Service::of(service, namespace);
+    objects.insert(Object::Services(Arc::new(projection)), String::new());
+}
+
+pub fn headless_web() -> Objects {
     let mut services = no_service();
-    services.insert(
+    add_service(
+        &mut services,
         &service("web", "None", json!({"app.kubernetes.io/name": "web"})),
         "shop",
-        String::new(),
     );
     services
 }
@@ -223,7 +232,7 @@ fn a_service_that_is_not_a_matching_headless_one_denies(
     #[case] problem: &str,
 ) {
     let mut services = no_service();
-    services.insert(&service("web", cluster_ip, selector), "shop", String::new());
+    add_service(&mut services, &service("web", cluster_ip, selector), "shop");
     let d = validate_with(&fixture(), &services);
     let m = d.denial.expect("denied");
     assert!(m.contains("[headless-service] spec.serviceName"), "{m}");
@@ -235,7 +244,7 @@ fn a_service_in_another_namespace_does_not_count() {
     let mut services = no_service();
     let mut svc = service("web", "None", json!({"app.kubernetes.io/name": "web"}));
     svc.metadata.namespace = Some("other".into());
-    services.insert(&svc, "other", String::new());
+    add_service(&mut services, &svc, "other");
     assert!(!validate_with(&fixture(), &services).allowed());
 }
 
@@ -335,11 +344,8 @@ fn a_vanished_service_never_blocks_an_update() {
 fn a_failed_lookup_warns_and_the_other_rules_still_enforce() {
     struct Down;
     impl Lookups for Down {
-        fn service(&self, _: &str, _: &str) -> ServiceState {
-            ServiceState::Unknown("API server did not answer within 2s".into())
-        }
-        fn disruption_budgets(&self, _: &str) -> crate::rules::BudgetsState {
-            crate::rules::BudgetsState::Unknown("API server did not answer within 2s".into())
+        fn answer(&self, need: &Need) -> Answer {
+            need.unknown("API server did not answer within 2s".into())
         }
     }
     let d = validate_with(&fixture(), &Down);
@@ -567,9 +573,10 @@ fn mutate_never_denies_and_validate_never_patches() {
 fn arc_services_are_shared_not_copied() {
     // The lookup hands out the cached Arc, so a cache hit costs no clone of the Service.
     let services = headless_web();
+    let web = || ("shop".to_string(), "web".to_string());
     let (ServiceState::Found(a), ServiceState::Found(b)) = (
-        services.service("shop", "web"),
-        services.service("shop", "web"),
+        look_up::<Services>(&services, web()),
+        look_up::<Services>(&services, web()),
     ) else {
         panic!("found")
     };

@@ -33,7 +33,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use sts_guard::lookup::{LookupSource, ManifestLookups};
+use sts_guard::lookup::{LookupSource, Objects};
 use sts_guard::policy::Policy;
 use sts_guard::webhook::metrics::Metrics;
 use sts_guard::webhook::routes::{App, router};
@@ -64,8 +64,8 @@ pub fn services_yaml() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission/services.yaml")
 }
 
-pub fn services() -> ManifestLookups {
-    ManifestLookups::read(&[services_yaml()]).unwrap()
+pub fn services() -> Objects {
+    sts_guard::manifest::read_lookups(&[services_yaml()]).unwrap()
 }
 
 /// Writes a CA and a serving certificate for localhost/127.0.0.1.
