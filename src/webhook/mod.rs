@@ -404,15 +404,14 @@ pub const SHUTDOWN_SETTLE: Duration = Duration::from_secs(1);
 pub async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    router: axum::Router,
+    routes: routes::Routes,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let service =
-        TowerToHyperService::new(routes::with_request_timeout(router, limits.request_timeout));
+    let service = TowerToHyperService::new(routes.with_request_timeout(limits.request_timeout));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
