@@ -22,7 +22,6 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
 pub const MAX_BUFFERED: usize = 4 << 20;
 
 /// The [`MakeWriter`] of the log: each line goes into the shared buffer.
-#[derive(Clone)]
 pub struct BatchedWriter {
     shared: Arc<Shared>,
 }

@@ -423,24 +423,23 @@ fn init_tracing(
     batched: bool,
 ) -> std::io::Result<Option<log_writer::Flush>> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if !batched {
-        let builder = builder.with_writer(std::io::stderr);
-        match format {
-            LogFormat::Json => builder.json().flatten_event(true).init(),
-            LogFormat::Text => builder.init(),
-        }
-        return Ok(None);
-    }
-    let (writer, flush) = log_writer::BatchedWriter::start(std::io::stderr())?;
-    let builder = builder.with_writer(writer);
+    let (writer, flush) = if batched {
+        let (writer, flush) = log_writer::BatchedWriter::start(std::io::stderr())?;
+        (BoxMakeWriter::new(writer), Some(flush))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
-    Ok(Some(flush))
+    Ok(flush)
 }
 
 #[cfg(test)]

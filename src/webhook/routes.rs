@@ -34,6 +34,9 @@ use tracing::Instrument;
 /// What every route answers with.
 pub type Response = hyper::Response<Full<Bytes>>;
 
+/// What a request body's error may be (hyper's, axum's in tests).
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The API server accepts objects up to 3 MiB and an UPDATE review carries
 /// two of them plus the envelope; 8 MiB leaves room for JSON escaping.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -102,7 +105,7 @@ impl Routes {
     async fn answer<B>(self, request: Request<B>) -> Response
     where
         B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B::Error: Into<BodyError>,
     {
         /// Decrements on drop too: a timed-out request's future is dropped.
         struct InFlight<'a>(&'a App);
@@ -133,7 +136,7 @@ impl Routes {
 impl<B> tower::Service<Request<B>> for Routes
 where
     B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BodyError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -151,7 +154,7 @@ where
 async fn route<B>(app: &App, request: Request<B>) -> Response
 where
     B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BodyError>,
 {
     let get = matches!(*request.method(), Method::GET | Method::HEAD);
     let post = request.method() == Method::POST;
@@ -171,7 +174,7 @@ where
 async fn post_review<B>(app: &App, endpoint: Endpoint, request: Request<B>) -> Response
 where
     B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BodyError>,
 {
     let declared = request
         .headers()
@@ -191,7 +194,7 @@ where
         Err(e) => {
             return text(
                 StatusCode::BAD_REQUEST,
-                &format!("cannot read the request body: {e}\n"),
+                format!("cannot read the request body: {e}\n"),
             );
         }
     };
@@ -221,10 +224,12 @@ fn not_allowed(allow: &'static str) -> Response {
     response
 }
 
-fn text(status: StatusCode, text: &str) -> Response {
-    let mut response = hyper::Response::new(Full::new(Bytes::copy_from_slice(text.as_bytes())));
+fn text(status: StatusCode, text: impl Into<Bytes>) -> Response {
+    let body: Bytes = text.into();
+    let typed = !body.is_empty();
+    let mut response = hyper::Response::new(Full::new(body));
     *response.status_mut() = status;
-    if !text.is_empty() {
+    if typed {
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -240,7 +245,7 @@ async fn handle(app: &App, endpoint: Endpoint, body: &[u8]) -> Response {
         Err(Rejection::BadRequest(reason)) => {
             app.metrics.request(endpoint, DecisionLabel::Invalid);
             tracing::info!(endpoint = endpoint.as_str(), reason = %redact(&reason), "bad request");
-            return text(StatusCode::BAD_REQUEST, &format!("{reason}\n"));
+            return text(StatusCode::BAD_REQUEST, format!("{reason}\n"));
         }
         Err(Rejection::Answer(response, outcome)) => {
             app.metrics.request(endpoint, outcome);
@@ -452,7 +457,7 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
         }
         Err(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot encode response: {e}\n"),
+            format!("cannot encode response: {e}\n"),
         ),
     }
 }
