@@ -150,6 +150,7 @@ fn bench(c: &mut Criterion) {
         paths: vec![dir.path().to_path_buf()],
         namespace: "default".into(),
         policy: None,
+        platform_namespace: "sts-guard".into(),
     };
     let report = check(&options).expect("check");
     assert_eq!(report.objects.len(), STATEFULSETS);

@@ -45,12 +45,34 @@ enum Command {
     Check(CheckArgs),
     /// Review the StatefulSets of a live cluster, as the webhooks would on create. Exit codes as for check.
     Audit(AuditArgs),
+    /// The policy as API objects: `policy convert -f FILE` prints the StatefulSetPolicy (and StatefulSetExemptions) a policy file means.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Policy report types: `reports crd openreports|wgpolicyk8s` prints the CRD sts-guard's types describe (for test clusters; install the upstream CRDs in production).
     #[command(hide = true)]
     Reports {
         #[command(subcommand)]
         command: ReportsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the StatefulSetPolicy named default, and a StatefulSetExemption for each exemption the policy lets its namespace own, that say what the policy file says.
+    Convert {
+        /// The policy file (serve's --config).
+        #[arg(
+            short = 'f',
+            long = "filename",
+            env = "STS_GUARD_FILENAME",
+            value_name = "FILE"
+        )]
+        file: PathBuf,
+    },
+    /// Print the CustomResourceDefinitions of StatefulSetPolicy and StatefulSetExemption as YAML (deploy/ and the chart ship them).
+    Crds,
 }
 
 #[derive(Subcommand)]
@@ -81,12 +103,26 @@ struct CheckArgs {
         default_value = "default"
     )]
     namespace: String,
-    /// Policy file, the same as serve's (modes, exemptions, mutation defaults). Without one, the newer rules only warn.
-    #[arg(long, env = "STS_GUARD_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Output format.
     #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = Format::Text)]
     output: Format,
+}
+
+/// Where `check` and `audit` take the policy from.
+#[derive(Args)]
+struct PolicyArgs {
+    /// Policy file, as serve's --config (its keys, or a StatefulSetPolicy named default). It replaces the policy objects: check's in its input, audit's in the cluster. Without either, every rule is enforced and the newer ones warn.
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// sts-guard's own namespace: StatefulSetExemptions there are always honoured and may exempt another namespace (spec.namespace).
+    #[arg(
+        long,
+        env = "STS_GUARD_PLATFORM_NAMESPACE",
+        default_value = "sts-guard"
+    )]
+    platform_namespace: String,
 }
 
 #[derive(Args)]
@@ -97,9 +133,8 @@ struct AuditArgs {
     /// Objects per list call, as kubectl's --chunk-size.
     #[arg(long, env = "STS_GUARD_CHUNK_SIZE", default_value_t = cli::audit::DEFAULT_PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
     chunk_size: u32,
-    /// Policy file, the same as serve's (modes, exemptions, mutation defaults). Without one, the newer rules only warn.
-    #[arg(long, env = "STS_GUARD_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Output format.
     #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -234,7 +269,10 @@ fn main() -> ExitCode {
     // connection errors, say) would repeat that answer, so they are off
     // unless RUST_LOG asks for them.
     let default_level = match cli.command {
-        Command::Check(_) | Command::Audit(_) | Command::Reports { .. } => "off",
+        Command::Check(_)
+        | Command::Audit(_)
+        | Command::Reports { .. }
+        | Command::Policy { .. } => "off",
         _ => "info",
     };
     // serve's lines are written in batches (log_writer); what is still
@@ -271,14 +309,16 @@ fn main() -> ExitCode {
             let options = cli::check::CheckOptions {
                 paths: args.paths,
                 namespace: args.namespace,
-                policy: args.config,
+                policy: args.policy.config,
+                platform_namespace: args.policy.platform_namespace,
             };
             ExitCode::from(cli::finish(cli::check::check(&options), args.output))
         }
         Command::Audit(args) => {
             let options = cli::audit::AuditOptions {
                 namespace: args.namespace,
-                policy: args.config,
+                policy: args.policy.config,
+                platform_namespace: args.policy.platform_namespace,
                 page_size: args.chunk_size,
                 report: args.report,
             };
@@ -288,6 +328,22 @@ fn main() -> ExitCode {
         Command::Reports {
             command: ReportsCommand::Crd { api },
         } => print_crd(api),
+        Command::Policy { command } => {
+            let printed = match command {
+                PolicyCommand::Convert { file } => cli::policy::convert(&file),
+                PolicyCommand::Crds => cli::policy::crds_yaml(),
+            };
+            match printed {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

@@ -49,6 +49,7 @@ fn findings() -> String {
             paths: vec![file.clone()],
             namespace: "default".into(),
             policy: None,
+            platform_namespace: "sts-guard".into(),
         })
         .unwrap();
         assert!(

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::Value;
-use sts_guard::policy::{Exemption, Mode, NamespacePolicy, Policy};
+use sts_guard::policy::{Exempting, Exemption, Mode, NamespacePolicy, Policy, PolicySpec};
 use sts_guard::rules::RuleId;
 
 fn repo(path: &str) -> String {
@@ -47,11 +47,15 @@ fn the_example_policy_parses_as_documented() {
     assert_eq!(policy.mode("other", RuleId("probe-port")), Mode::Enforce);
     assert_eq!(policy.mode("legacy", RuleId("probe-port")), Mode::Warn);
     assert!(policy.mutations("batch").startup_probe);
-    assert!(
-        policy
-            .exemption("batch", "queue-worker", RuleId("headless-service"))
-            .is_some()
-    );
+    assert!(matches!(
+        policy.exemption(
+            "batch",
+            "queue-worker",
+            RuleId("headless-service"),
+            jiff::Timestamp::now()
+        ),
+        Some(Exempting::Honoured(_))
+    ));
 }
 
 /// Every key path of `value`, map entries under `namespaces` and list items
@@ -87,11 +91,14 @@ fn key_paths(value: &Value, prefix: &str, paths: &mut BTreeSet<String>) {
 /// parser knows (a policy with every optional part present) is there.
 #[test]
 fn the_example_policy_shows_every_key() {
-    let mut full = serde_json::to_value(Policy::default()).unwrap();
+    let mut full = serde_json::to_value(PolicySpec::default()).unwrap();
     let rules = serde_json::json!({"liveness-probe": "warn"});
     full["rules"] = rules.clone();
+    // Unset optional keys are not written; set them so they are known.
+    full["mutations"]["startupTimeout"] = "2m".into();
     let mut namespace = serde_json::to_value(NamespacePolicy::default()).unwrap();
     namespace["rules"] = rules;
+    namespace["mutations"]["startupTimeout"] = "2m".into();
     full["namespaces"] = serde_json::json!({ "shop": namespace });
     let exemption = Exemption {
         namespace: "shop".into(),

@@ -57,9 +57,9 @@ fn policy() -> impl Strategy<Value = Policy> {
                 .filter_map(|(name, ns)| ns.map(|ns| (name.to_string(), ns)))
                 .collect();
             let mut policy = Policy::default();
-            policy.mode = mode;
-            policy.rules = rules;
-            policy.namespaces = namespaces;
+            policy.spec.mode = mode;
+            policy.spec.rules = rules;
+            policy.spec.namespaces = namespaces;
             policy
         })
 }
@@ -85,10 +85,11 @@ fn keys() -> Vec<Key> {
 
 fn get(policy: &Policy, key: Key) -> Option<Mode> {
     match key {
-        Key::Mode => Some(policy.mode),
-        Key::Rule(rule) => policy.rules.get(&rule).copied(),
-        Key::NamespaceMode(ns) => policy.namespaces.get(ns).and_then(|n| n.mode),
+        Key::Mode => Some(policy.spec.mode),
+        Key::Rule(rule) => policy.spec.rules.get(&rule).copied(),
+        Key::NamespaceMode(ns) => policy.spec.namespaces.get(ns).and_then(|n| n.mode),
         Key::NamespaceRule(ns, rule) => policy
+            .spec
             .namespaces
             .get(ns)
             .and_then(|n| n.rules.get(&rule).copied()),
@@ -97,15 +98,16 @@ fn get(policy: &Policy, key: Key) -> Option<Mode> {
 
 fn set(policy: &mut Policy, key: Key, mode: Mode) {
     match key {
-        Key::Mode => policy.mode = mode,
+        Key::Mode => policy.spec.mode = mode,
         Key::Rule(rule) => {
-            policy.rules.insert(rule, mode);
+            policy.spec.rules.insert(rule, mode);
         }
         Key::NamespaceMode(ns) => {
-            policy.namespaces.entry(ns.into()).or_default().mode = Some(mode);
+            policy.spec.namespaces.entry(ns.into()).or_default().mode = Some(mode);
         }
         Key::NamespaceRule(ns, rule) => {
             policy
+                .spec
                 .namespaces
                 .entry(ns.into())
                 .or_default()
@@ -173,6 +175,7 @@ fn actions(policy: &Policy, sts: &StatefulSet, ns: &str) -> BTreeMap<RuleId, u8>
         old: None,
         operation: Operation::Create,
         dry_run: false,
+        now: jiff::Timestamp::now(),
     };
     let mut strictest = BTreeMap::new();
     for outcome in review::validate(&request, policy, &NoLookups).outcomes {
@@ -253,14 +256,14 @@ proptest! {
                     prop_assert!(rule.denies_only_when_named, "{}", rule.id);
                     prop_assert_eq!(decided.mode, Mode::Warn);
                     let mut named = policy.clone();
-                    named.rules.insert(rule.id, Mode::Enforce);
+                    named.spec.rules.insert(rule.id, Mode::Enforce);
                     prop_assert_eq!(named.mode(ns, rule.id), Mode::Enforce, "{} in {}", rule.id, ns);
                 } else if decided.mode == Mode::Warn {
                     let applicable = [
                         get(&policy, Key::Mode),
                         get(&policy, Key::Rule(rule.id)),
-                        policy.namespaces.get(ns).and_then(|n| n.mode),
-                        policy.namespaces.get(ns).and_then(|n| n.rules.get(&rule.id).copied()),
+                        policy.spec.namespaces.get(ns).and_then(|n| n.mode),
+                        policy.spec.namespaces.get(ns).and_then(|n| n.rules.get(&rule.id).copied()),
                     ];
                     prop_assert!(applicable.contains(&Some(Mode::Warn)), "{} in {}: {:?}", rule.id, ns, policy);
                 }
@@ -272,6 +275,7 @@ proptest! {
                 old: None,
                 operation: Operation::Create,
                 dry_run: false,
+        now: jiff::Timestamp::now(),
             };
             for outcome in review::validate(&request, &policy, &NoLookups).outcomes {
                 let capped = policy.rule_mode(ns, outcome.finding.rule).new_rule_default;

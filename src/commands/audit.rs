@@ -22,9 +22,10 @@ use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams}
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use super::report::{ObjectReport, Origin, Run, RunReport};
+use super::report::{Expiring, ObjectReport, Origin, Run, RunReport};
 use crate::lookup::listing::ListedStatefulSet;
 use crate::lookup::{self, Lister, Member, Objects, Projection};
+use crate::policy::objects::{POLICY_NAME, StatefulSetExemption, StatefulSetPolicy};
 use crate::policy::{Policy, PolicyError};
 use crate::reports::{self, Owner, PolicyReport, ReportFormat, ReportKind, Timestamp};
 
@@ -43,8 +44,12 @@ const FIELD_MANAGER: &str = "sts-guard";
 pub struct AuditOptions {
     /// One namespace, or every namespace when `None`.
     pub namespace: Option<String>,
-    /// The policy file `serve` takes; `None` enforces every rule.
+    /// The policy file `serve` takes; `None`: the cluster's
+    /// `StatefulSetPolicy` named `default`, else the built-in default.
     pub policy: Option<PathBuf>,
+    /// sts-guard's own namespace: exemption objects there are always
+    /// honoured and may name another namespace.
+    pub platform_namespace: String,
     /// Objects per list call ([`DEFAULT_PAGE_SIZE`]).
     pub page_size: u32,
     /// Also write a policy report per StatefulSet, in this API.
@@ -118,7 +123,8 @@ pub fn audit_blocking(options: &AuditOptions) -> Result<RunReport, AuditError> {
 }
 
 pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
-    let policy = Policy::load_or_default(options.policy.as_deref())?;
+    let file_policy = options.policy.as_deref().map(Policy::load).transpose()?;
+    let now = jiff::Timestamp::now();
     let client = crate::lookup::connect().await.map_err(AuditError::Config)?;
     // Before the listing: a missing CRD fails fast, with nothing written.
     match options.report {
@@ -146,6 +152,7 @@ pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
     };
     lookup::list_every_kind(&mut looked_up).await?;
     let looked_up = looked_up.objects;
+    let policy = cluster_policy(&client, file_policy, options).await?;
 
     let mut objects = Vec::new();
     // (namespace, name) → uid, for the reports' owner references.
@@ -166,6 +173,7 @@ pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
                     Origin::Cluster,
                     &policy,
                     &looked_up,
+                    now,
                 );
                 if options.report.is_some() {
                     uids.insert((object.namespace.clone(), object.name.clone()), uid);
@@ -197,7 +205,58 @@ pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
         errors: Vec::new(),
         duplicates: Vec::new(),
         documents: None,
+        expiring: Expiring::of(&policy, now),
     })
+}
+
+/// The policy the webhook would apply: `file` or the cluster's
+/// `StatefulSetPolicy/default` (else the built-in default), with the
+/// cluster's exemption objects. A cluster without sts-guard's CRDs has
+/// neither (404), which is no error.
+async fn cluster_policy(
+    client: &kube::Client,
+    file: Option<Policy>,
+    options: &AuditOptions,
+) -> Result<Policy, AuditError> {
+    let list_error = |what: &'static str| move |error| AuditError::List { what, error };
+    let base = match file {
+        Some(policy) => policy,
+        None => {
+            let api = Api::<StatefulSetPolicy>::all(client.clone());
+            match api
+                .get_opt(POLICY_NAME)
+                .await
+                .map_err(list_error("the StatefulSetPolicy"))?
+            {
+                Some(object) => Policy::from_spec(object.spec, "StatefulSetPolicy/default")?,
+                None => Policy::default(),
+            }
+        }
+    };
+    let all = Api::<StatefulSetExemption>::all(client.clone());
+    let exemptions = match all.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+        // Allowed to read one namespace only: its own exemptions and the
+        // platform team's are the ones that can apply there.
+        Err(kube::Error::Api(status)) if status.code == 403 && options.namespace.is_some() => {
+            let mut items = Vec::new();
+            for ns in [
+                options.namespace.as_deref().unwrap_or_default(),
+                &options.platform_namespace,
+            ] {
+                let api = Api::<StatefulSetExemption>::namespaced(client.clone(), ns);
+                match api.list(&ListParams::default()).await {
+                    Ok(list) => items.extend(list.items),
+                    Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {}
+                    Err(e) => return Err(list_error("StatefulSetExemptions")(e)),
+                }
+            }
+            items
+        }
+        Err(e) => return Err(list_error("StatefulSetExemptions")(e)),
+    };
+    Ok(base.with_exemption_objects(exemptions, &options.platform_namespace))
 }
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>

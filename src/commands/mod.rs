@@ -1,8 +1,9 @@
-//! Front doors other than `serve`: `check`, `audit`, `certs`.
+//! Front doors other than `serve`: `check`, `audit`, `certs`, `policy`.
 
 pub mod audit;
 pub mod certs;
 pub mod check;
+pub mod policy;
 pub mod report;
 mod sarif;
 pub mod simulate;

@@ -99,17 +99,19 @@ pub enum Verdict {
 }
 
 impl ObjectReport {
-    /// `sts` reviewed in `namespace` as both webhooks would on create.
+    /// `sts` reviewed in `namespace` as both webhooks would on create at
+    /// `now`.
     pub fn reviewed(
         sts: &StatefulSet,
         namespace: String,
         origin: Origin,
         policy: &Policy,
         lookups: &dyn Lookups,
+        now: jiff::Timestamp,
     ) -> ObjectReport {
         ObjectReport {
             name: sts.metadata.name.clone().unwrap_or_default(),
-            body: Body::Reviewed(simulate(sts, &namespace, policy, lookups)),
+            body: Body::Reviewed(simulate(sts, &namespace, policy, lookups, now)),
             namespace,
             origin,
             positions: Vec::new(),
@@ -171,6 +173,49 @@ pub struct RunReport {
     pub duplicates: Vec<Duplicate>,
     /// Documents read, of any kind (`check`); `None` for `audit`.
     pub documents: Option<usize>,
+    /// Exemption objects in force that expire within [`EXPIRY_NOTICE`].
+    pub expiring: Vec<Expiring>,
+}
+
+/// How far ahead `check` and `audit` list exemptions about to expire.
+pub const EXPIRY_NOTICE: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+
+/// An exemption object in force that expires soon: once it does, the
+/// StatefulSets it covers are judged by the rules it waives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Expiring {
+    pub namespace: String,
+    pub name: String,
+    /// The StatefulSets it exempts: `<namespace>/<name or *>`.
+    pub exempts: String,
+    pub rules: Vec<crate::rules::RuleId>,
+    pub expires_at: String,
+    pub reason: String,
+}
+
+impl Expiring {
+    /// The exemption objects of `policy` in force at `now` that expire
+    /// within [`EXPIRY_NOTICE`], soonest first.
+    pub fn of(policy: &Policy, now: jiff::Timestamp) -> Vec<Expiring> {
+        let until = now.saturating_add(EXPIRY_NOTICE).unwrap_or(now);
+        policy
+            .exemption_objects()
+            .expiring(now, until)
+            .into_iter()
+            .map(|e| Expiring {
+                namespace: e.namespace.clone(),
+                name: e.name.clone(),
+                exempts: format!("{}/{}", e.target, e.spec.stateful_set),
+                rules: e.spec.rules.clone(),
+                expires_at: e
+                    .spec
+                    .expires_at
+                    .map_or(String::new(), |at| at.0.to_string()),
+                reason: e.spec.reason.clone(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -296,6 +341,8 @@ struct JsonReport<'a> {
     errors: Vec<JsonError<'a>>,
     /// Services defined more than once; StatefulSets are checked against each.
     duplicates: &'a [Duplicate],
+    /// Exemption objects in force that expire within 7 days.
+    expiring_exemptions: &'a [Expiring],
 }
 
 #[derive(Serialize)]
@@ -381,6 +428,7 @@ fn json_report(report: &RunReport) -> JsonReport<'_> {
             })
             .collect(),
         duplicates: &report.duplicates,
+        expiring_exemptions: &report.expiring,
     }
 }
 

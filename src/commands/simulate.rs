@@ -31,12 +31,13 @@ enum PatchError {
     Decode(serde_json::Error),
 }
 
-/// Reviews `sts` as a CREATE (not dry-run) in `namespace`.
+/// Reviews `sts` as a CREATE (not dry-run) in `namespace`, at `now`.
 pub fn simulate(
     sts: &StatefulSet,
     namespace: &str,
     policy: &Policy,
     lookups: &dyn Lookups,
+    now: jiff::Timestamp,
 ) -> Simulation {
     let name = sts.name();
     let request = |sts| Request {
@@ -45,6 +46,7 @@ pub fn simulate(
         old: None,
         operation: Operation::Create,
         dry_run: false,
+        now,
     };
     let mutated = review::mutate(&request(sts), policy);
     let mut notes = mutated.notes;
@@ -112,6 +114,7 @@ mod tests {
             "shop",
             &Policy::default(),
             &NoLookups,
+            jiff::Timestamp::UNIX_EPOCH,
         );
         assert_eq!(r.mutations, vec!["parallel", "startup-probe"]);
         assert_eq!(r.patch.as_ref().map(|p| p.0.len()), Some(2));
@@ -131,6 +134,7 @@ mod tests {
             "shop",
             &Policy::default(),
             &NoLookups,
+            jiff::Timestamp::UNIX_EPOCH,
         );
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
         assert!(r.notes.iter().all(|n| n.starts_with("sts-guard.io/")));

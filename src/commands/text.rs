@@ -37,6 +37,26 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
         }
         spaced = report.errors.is_empty();
     }
+    for e in &report.expiring {
+        if spaced {
+            spaced = false;
+        }
+        writeln!(
+            out,
+            "StatefulSetExemption {}/{} expires {}: exempts {} from {}\n  {:ACTION_WIDTH$} {}",
+            e.namespace,
+            e.name,
+            e.expires_at,
+            e.exempts,
+            e.rules
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            "reason",
+            e.reason
+        )?;
+    }
     if !spaced {
         writeln!(out)?;
     }

@@ -5,7 +5,8 @@
 use super::required::missing_required;
 use super::wording::plain_words;
 use super::{
-    InputLookedUp, InputObject, InputStatefulSet, InvalidObject, Node, NodeValue, Position, Source,
+    InputLookedUp, InputObject, InputStatefulSet, InvalidObject, Node, NodeValue, PolicyObject,
+    Position, Source,
 };
 use crate::view::StatefulSet;
 
@@ -75,6 +76,10 @@ fn add_object(node: Node, source: Source, default_namespace: &str, out: &mut Vec
                 at,
             }));
         }
+        (crate::policy::objects::API_VERSION, "StatefulSetPolicy" | "StatefulSetExemption") => {
+            let policy = kind == "StatefulSetPolicy";
+            out.push(policy_object(&node, policy, source, default_namespace));
+        }
         // A Service or PodDisruptionBudget that does not decode is the API
         // server's to reject; here it simply does not exist.
         (v, k) => {
@@ -128,6 +133,61 @@ fn statefulset(node: Node, source: Source, default_namespace: &str) -> InputObje
                 format!("{path}: {reason}")
             };
             invalid(message, at)
+        }
+    }
+}
+
+/// A policy object, decoded as `serve` reads it; one that does not decode
+/// is reported where it breaks, as a StatefulSet would be.
+fn policy_object(
+    node: &Node,
+    policy: bool,
+    source: Source,
+    default_namespace: &str,
+) -> InputObject {
+    use crate::policy::objects::{StatefulSetExemption, StatefulSetPolicy};
+    let (name, namespace) = identity(node, default_namespace);
+    let json = node.to_json();
+    let kind = if policy {
+        "StatefulSetPolicy"
+    } else {
+        "StatefulSetExemption"
+    };
+    if policy && name != crate::policy::objects::POLICY_NAME {
+        // The CRD refuses it too.
+        return InputObject::Invalid(InvalidObject {
+            source,
+            message: format!(
+                "StatefulSetPolicy {name:?}: sts-guard reads only the StatefulSetPolicy named {}",
+                crate::policy::objects::POLICY_NAME
+            ),
+            at: node.get("metadata").map_or(node.at, |m| m.at),
+            name,
+            namespace,
+        });
+    }
+    let decoded = if policy {
+        serde_path_to_error::deserialize::<_, StatefulSetPolicy>(&json)
+            .map(|p| PolicyObject::Policy(Box::new(p)))
+    } else {
+        serde_path_to_error::deserialize::<_, StatefulSetExemption>(&json).map(|mut e| {
+            e.metadata.namespace = Some(namespace.clone());
+            PolicyObject::Exemption(Box::new(e))
+        })
+    };
+    match decoded {
+        Ok(object) => InputObject::PolicyObject(object, source),
+        Err(e) => {
+            let at = position_of_error(node, e.path());
+            let path = e.path().to_string();
+            let reason = plain_words(&e.into_inner().to_string());
+            InputObject::Invalid(InvalidObject {
+                source,
+                name,
+                namespace,
+                message: format!("{kind} {path}: {reason}"),
+                at,
+            })
         }
     }
 }

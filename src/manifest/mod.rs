@@ -114,12 +114,20 @@ pub struct InputLookedUp {
     pub source: Source,
 }
 
+/// A policy object (`sts-guard.io/v1alpha1`), as read.
+#[derive(Debug)]
+pub enum PolicyObject {
+    Policy(Box<crate::policy::objects::StatefulSetPolicy>),
+    Exemption(Box<crate::policy::objects::StatefulSetExemption>),
+}
+
 /// One object of interest, in input order.
 #[derive(Debug)]
 pub enum InputObject {
     StatefulSet(Box<InputStatefulSet>),
     Invalid(InvalidObject),
     LookedUp(Box<InputLookedUp>),
+    PolicyObject(PolicyObject, Source),
 }
 
 #[derive(Debug, Error)]

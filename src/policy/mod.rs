@@ -21,19 +21,37 @@
 //! mode in any namespace weaker. `tests/policy_precedence.rs` checks that
 //! over generated policies.
 
+mod exemptions;
+pub mod objects;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::rules::{RuleId, RuleSettings};
+pub use exemptions::{Exempting, ExemptionObject, ExemptionObjects, ExemptionState};
+use objects::{PolicyStatus, duration_is_valid, keys_are_rule_ids, not_blank};
 
 /// What a finding does to the request. Ordered by strictness (the order
 /// of the variants): `Audit < Warn < Enforce`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -57,23 +75,30 @@ pub struct RuleMode {
 }
 
 /// Mutation defaults; `None` means "not set here, ask the next level".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MutationDefaults {
     pub parallel: Option<bool>,
     pub startup_probe: Option<bool>,
-    #[serde(default, with = "opt_duration")]
+    /// How long a startup probe allows: `90s`, `5m`, `1h30m`.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    #[x_kube(validation = duration_is_valid())]
     pub startup_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sidecars {
     pub require_probes: Option<bool>,
 }
 
 /// `startupBudget`: what the `startup-budget` rule asks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartupBudget {
     /// Least seconds a liveness probe without a startup probe must allow
@@ -81,40 +106,66 @@ pub struct StartupBudget {
     pub min_seconds: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamespacePolicy {
     pub mode: Option<Mode>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Mode>")]
+    #[x_kube(validation = keys_are_rule_ids())]
     pub rules: BTreeMap<RuleId, Mode>,
     #[serde(default)]
     pub mutations: MutationDefaults,
     pub allow_owner_exemptions: Option<bool>,
+    /// `StatefulSetExemption` objects of this namespace are honoured.
+    pub allow_exemption_objects: Option<bool>,
     #[serde(default)]
     pub startup_budget: StartupBudget,
 }
 
 /// A named exemption owned by the platform team.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Exemption {
+    #[schemars(length(min = 1))]
     pub namespace: String,
     /// Omitted: every StatefulSet of the namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Omitted or empty: every rule.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleId>,
     /// Why; required so every exemption can be justified later.
+    #[x_kube(validation = not_blank("must say why the StatefulSets are exempt"))]
     pub reason: String,
 }
 
-/// The policy file as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The policy file as written, which is also the `spec` of the
+/// `StatefulSetPolicy` object named `default`.
+#[derive(
+    CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[kube(
+    group = "sts-guard.io",
+    version = "v1alpha1",
+    kind = "StatefulSetPolicy",
+    plural = "statefulsetpolicies",
+    shortname = "stspolicy",
+    status = "PolicyStatus",
+    doc = "The sts-guard policy: how findings are enforced, per rule and per namespace, who is exempt, which mutations are on. Only the one named default is read.",
+    validation = kube::core::Rule::new("self.metadata.name == 'default'").message("sts-guard reads only the StatefulSetPolicy named default; put the policy there"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Namespaces", type_ = "integer", json_path = ".status.namespaces"),
+    printcolumn(name = "Exemptions", type_ = "integer", json_path = ".status.exemptions"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Policy {
+pub struct PolicySpec {
     #[serde(default)]
     pub mode: Mode,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Mode>")]
+    #[x_kube(validation = keys_are_rule_ids())]
     pub rules: BTreeMap<RuleId, Mode>,
     #[serde(default)]
     pub sidecars: Sidecars,
@@ -122,14 +173,29 @@ pub struct Policy {
     pub startup_budget: StartupBudget,
     #[serde(default)]
     pub allow_owner_exemptions: bool,
+    /// `StatefulSetExemption` objects are honoured in every namespace
+    /// (`namespaces.<ns>.allowExemptionObjects` overrides). Those in
+    /// sts-guard's own namespace always are.
+    #[serde(default)]
+    pub allow_exemption_objects: bool,
     #[serde(default)]
     pub mutations: MutationDefaults,
     #[serde(default)]
     pub namespaces: BTreeMap<String, NamespacePolicy>,
-    /// Sorted by namespace once loaded (stably: within a namespace, in
-    /// the file's order), so a lookup reads one namespace's range.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exemptions: Vec<Exemption>,
+}
+
+/// The policy in effect: its spec (a policy file, or the `default`
+/// `StatefulSetPolicy`) and the `StatefulSetExemption` objects judged
+/// against it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    pub spec: PolicySpec,
+    /// The spec's exemptions, sorted by namespace (stably: within a
+    /// namespace, in the written order), so a lookup reads one range.
     exemptions: Vec<Exemption>,
+    exemption_objects: ExemptionObjects,
 }
 
 #[derive(Debug, Error)]
@@ -172,18 +238,48 @@ impl Policy {
         }
         // No snippet: the message is one line for logs and kubectl users.
         let options = serde_saphyr::options! { with_snippet: false };
-        let mut policy: Policy =
-            serde_saphyr::from_str_with_options(text, options).map_err(|source| {
-                PolicyError::Parse {
+        let parse_error = |source| PolicyError::Parse {
+            path: path.to_string(),
+            source: Box::new(source),
+        };
+        // A StatefulSetPolicy object (as `policy convert` or `kubectl get
+        // -o yaml` writes it) holds the same keys under `spec`.
+        #[derive(Deserialize)]
+        struct Kind {
+            kind: Option<String>,
+        }
+        let kind = serde_saphyr::from_str_with_options::<Kind>(text, options.clone());
+        if matches!(kind, Ok(Kind { kind: Some(k) }) if k == "StatefulSetPolicy") {
+            let object: StatefulSetPolicy =
+                serde_saphyr::from_str_with_options(text, options).map_err(parse_error)?;
+            let name = object.metadata.name.unwrap_or_default();
+            if name != objects::POLICY_NAME {
+                return Err(PolicyError::Invalid {
                     path: path.to_string(),
-                    source: Box::new(source),
-                }
-            })?;
-        policy.validate(path)?;
-        policy
-            .exemptions
-            .sort_by(|a, b| a.namespace.cmp(&b.namespace));
-        Ok(policy)
+                    message: format!(
+                        "sts-guard reads only the StatefulSetPolicy named {}; this one is named {name:?}",
+                        objects::POLICY_NAME
+                    ),
+                });
+            }
+            return Policy::from_spec(object.spec, path);
+        }
+        let spec: PolicySpec =
+            serde_saphyr::from_str_with_options(text, options).map_err(parse_error)?;
+        Policy::from_spec(spec, path)
+    }
+
+    /// The policy `spec` says, once its values are checked; `source` names
+    /// it in errors (a file, or `StatefulSetPolicy/default`).
+    pub fn from_spec(spec: PolicySpec, source: &str) -> Result<Policy, PolicyError> {
+        spec.validate(source)?;
+        let mut exemptions = spec.exemptions.clone();
+        exemptions.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        Ok(Policy {
+            spec,
+            exemptions,
+            exemption_objects: ExemptionObjects::default(),
+        })
     }
 
     /// The policy file at `path`; without one, the default: every rule
@@ -201,6 +297,162 @@ impl Policy {
         Policy::from_yaml(&text, &shown)
     }
 
+    /// The mode of `rule` in `namespace` (precedence: the module doc).
+    pub fn mode(&self, namespace: &str, rule: RuleId) -> Mode {
+        self.rule_mode(namespace, rule).mode
+    }
+
+    /// The mode of `rule` in `namespace`, and why (precedence: the module
+    /// doc).
+    pub fn rule_mode(&self, namespace: &str, rule: RuleId) -> RuleMode {
+        let ns = self.spec.namespaces.get(namespace);
+        let plain = |mode: Mode| RuleMode {
+            mode,
+            new_rule_default: false,
+        };
+        if let Some(&mode) = ns.and_then(|n| n.rules.get(&rule)) {
+            return plain(mode);
+        }
+        let global_rule = self.spec.rules.get(&rule).copied();
+        let mode = match ns.and_then(|n| n.mode) {
+            Some(mode) => mode,
+            None => match global_rule {
+                Some(mode) => return plain(mode),
+                None => self.spec.mode,
+            },
+        };
+        // Reached from a `mode` key: capped at warn for a newer rule that
+        // no `rules:` key names.
+        let only_when_named = crate::rules::RULES
+            .iter()
+            .any(|r| r.id == rule && r.denies_only_when_named);
+        if mode == Mode::Enforce && only_when_named && global_rule.is_none() {
+            RuleMode {
+                mode: Mode::Warn,
+                new_rule_default: true,
+            }
+        } else {
+            plain(mode)
+        }
+    }
+
+    pub fn rule_settings(&self, namespace: &str) -> RuleSettings {
+        let ns = self.spec.namespaces.get(namespace);
+        RuleSettings {
+            sidecars_require_probes: self.spec.sidecars.require_probes.unwrap_or(true),
+            startup_budget_min_seconds: ns
+                .and_then(|n| n.startup_budget.min_seconds)
+                .or(self.spec.startup_budget.min_seconds)
+                .map_or(crate::rules::DEFAULT_STARTUP_BUDGET_SECONDS, i64::from),
+        }
+    }
+
+    pub fn owner_exemptions_allowed(&self, namespace: &str) -> bool {
+        self.spec
+            .namespaces
+            .get(namespace)
+            .and_then(|n| n.allow_owner_exemptions)
+            .unwrap_or(self.spec.allow_owner_exemptions)
+    }
+
+    /// Whether `StatefulSetExemption` objects exempting StatefulSets of
+    /// `namespace` are honoured (those in sts-guard's own namespace always
+    /// are).
+    pub fn exemption_objects_allowed(&self, namespace: &str) -> bool {
+        self.spec
+            .namespaces
+            .get(namespace)
+            .and_then(|n| n.allow_exemption_objects)
+            .unwrap_or(self.spec.allow_exemption_objects)
+    }
+
+    /// This policy with `objects` judged against it (see
+    /// [`ExemptionObjects::new`]); replaces those it held.
+    pub fn with_exemption_objects(
+        mut self,
+        objects: impl IntoIterator<Item = objects::StatefulSetExemption>,
+        platform_namespace: &str,
+    ) -> Policy {
+        self.exemption_objects = ExemptionObjects::new(objects, platform_namespace, |ns| {
+            self.exemption_objects_allowed(ns)
+        });
+        self
+    }
+
+    /// The exemption objects, as judged against this policy.
+    pub fn exemption_objects(&self) -> &ExemptionObjects {
+        &self.exemption_objects
+    }
+
+    /// What exempts `namespace/name` from `rule` at `now`: the first
+    /// matching exemption of the policy itself, else the first matching
+    /// exemption object in force; or a matching object that is not in
+    /// force (expired, or not allowed there).
+    pub fn exemption(
+        &self,
+        namespace: &str,
+        name: &str,
+        rule: RuleId,
+        now: jiff::Timestamp,
+    ) -> Option<Exempting<'_>> {
+        if let Some(e) = self.file_exemption(namespace, name, rule) {
+            return Some(Exempting::Honoured(e.reason.clone()));
+        }
+        let mut ignored = None;
+        for object in self.exemption_objects.covering(namespace, name, rule) {
+            if object.not_honoured(now).is_none() {
+                let spec = &object.spec;
+                let about = match &spec.ticket {
+                    Some(ticket) => format!("{ticket}; {}", object.display()),
+                    None => object.display(),
+                };
+                return Some(Exempting::Honoured(format!("{} ({about})", spec.reason)));
+            }
+            ignored.get_or_insert(object);
+        }
+        ignored.map(Exempting::Ignored)
+    }
+
+    /// The policy's own exemption covering `rule` for `namespace/name`.
+    fn file_exemption(&self, namespace: &str, name: &str, rule: RuleId) -> Option<&Exemption> {
+        let start = self
+            .exemptions
+            .partition_point(|e| e.namespace.as_str() < namespace);
+        self.exemptions[start..]
+            .iter()
+            .take_while(|e| e.namespace == namespace)
+            .find(|e| {
+                e.name.as_deref().is_none_or(|n| n == name)
+                    && (e.rules.is_empty() || e.rules.contains(&rule))
+            })
+    }
+
+    /// The policy's own exemptions, by namespace.
+    pub fn exemptions(&self) -> &[Exemption] {
+        &self.exemptions
+    }
+
+    pub fn mutations(&self, namespace: &str) -> EffectiveMutations {
+        let ns = self.spec.namespaces.get(namespace).map(|n| &n.mutations);
+        let global = &self.spec.mutations;
+        EffectiveMutations {
+            parallel: ns
+                .and_then(|m| m.parallel)
+                .or(global.parallel)
+                .unwrap_or(false),
+            startup_probe: ns
+                .and_then(|m| m.startup_probe)
+                .or(global.startup_probe)
+                .unwrap_or(false),
+            startup_timeout: ns
+                .and_then(|m| m.startup_timeout)
+                .or(global.startup_timeout)
+                .unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+        }
+    }
+}
+
+impl PolicySpec {
     fn validate(&self, path: &str) -> Result<(), PolicyError> {
         let invalid = |message: String| PolicyError::Invalid {
             path: path.to_string(),
@@ -227,101 +479,6 @@ impl Policy {
         }
         Ok(())
     }
-
-    /// The mode of `rule` in `namespace` (precedence: the module doc).
-    pub fn mode(&self, namespace: &str, rule: RuleId) -> Mode {
-        self.rule_mode(namespace, rule).mode
-    }
-
-    /// The mode of `rule` in `namespace`, and why (precedence: the module
-    /// doc).
-    pub fn rule_mode(&self, namespace: &str, rule: RuleId) -> RuleMode {
-        let ns = self.namespaces.get(namespace);
-        let plain = |mode: Mode| RuleMode {
-            mode,
-            new_rule_default: false,
-        };
-        if let Some(&mode) = ns.and_then(|n| n.rules.get(&rule)) {
-            return plain(mode);
-        }
-        let global_rule = self.rules.get(&rule).copied();
-        let mode = match ns.and_then(|n| n.mode) {
-            Some(mode) => mode,
-            None => match global_rule {
-                Some(mode) => return plain(mode),
-                None => self.mode,
-            },
-        };
-        // Reached from a `mode` key: capped at warn for a newer rule that
-        // no `rules:` key names.
-        let only_when_named = crate::rules::RULES
-            .iter()
-            .any(|r| r.id == rule && r.denies_only_when_named);
-        if mode == Mode::Enforce && only_when_named && global_rule.is_none() {
-            RuleMode {
-                mode: Mode::Warn,
-                new_rule_default: true,
-            }
-        } else {
-            plain(mode)
-        }
-    }
-
-    pub fn rule_settings(&self, namespace: &str) -> RuleSettings {
-        let ns = self.namespaces.get(namespace);
-        RuleSettings {
-            sidecars_require_probes: self.sidecars.require_probes.unwrap_or(true),
-            startup_budget_min_seconds: ns
-                .and_then(|n| n.startup_budget.min_seconds)
-                .or(self.startup_budget.min_seconds)
-                .map_or(crate::rules::DEFAULT_STARTUP_BUDGET_SECONDS, i64::from),
-        }
-    }
-
-    pub fn owner_exemptions_allowed(&self, namespace: &str) -> bool {
-        self.namespaces
-            .get(namespace)
-            .and_then(|n| n.allow_owner_exemptions)
-            .unwrap_or(self.allow_owner_exemptions)
-    }
-
-    /// The policy-file exemption covering `rule` for `namespace/name`, if any.
-    pub fn exemption(&self, namespace: &str, name: &str, rule: RuleId) -> Option<&Exemption> {
-        let start = self
-            .exemptions
-            .partition_point(|e| e.namespace.as_str() < namespace);
-        self.exemptions[start..]
-            .iter()
-            .take_while(|e| e.namespace == namespace)
-            .find(|e| {
-                e.name.as_deref().is_none_or(|n| n == name)
-                    && (e.rules.is_empty() || e.rules.contains(&rule))
-            })
-    }
-
-    /// The policy-file exemptions, by namespace.
-    pub fn exemptions(&self) -> &[Exemption] {
-        &self.exemptions
-    }
-
-    pub fn mutations(&self, namespace: &str) -> EffectiveMutations {
-        let ns = self.namespaces.get(namespace).map(|n| &n.mutations);
-        let global = &self.mutations;
-        EffectiveMutations {
-            parallel: ns
-                .and_then(|m| m.parallel)
-                .or(global.parallel)
-                .unwrap_or(false),
-            startup_probe: ns
-                .and_then(|m| m.startup_probe)
-                .or(global.startup_probe)
-                .unwrap_or(false),
-            startup_timeout: ns
-                .and_then(|m| m.startup_timeout)
-                .or(global.startup_timeout)
-                .unwrap_or(DEFAULT_STARTUP_TIMEOUT),
-        }
-    }
 }
 
 /// Durations written the way people write them: `90s`, `5m`, `1h30m`.
@@ -330,11 +487,31 @@ mod opt_duration {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// `1h30m`, `90s`, `250ms`: the compact form the CRD's pattern takes.
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            Some(d) => s.serialize_str(&compact(*d)),
             None => s.serialize_none(),
         }
+    }
+
+    pub fn compact(d: Duration) -> String {
+        let millis = d.as_millis();
+        if millis % 1000 != 0 {
+            return format!("{millis}ms");
+        }
+        let secs = d.as_secs();
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let mut out = String::new();
+        for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+            if n > 0 {
+                out.push_str(&format!("{n}{unit}"));
+            }
+        }
+        if out.is_empty() {
+            out.push_str("0s");
+        }
+        out
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -493,15 +670,15 @@ exemptions:
     fn exemptions_match_name_and_rule() {
         let p = Policy::from_yaml(EXAMPLE, "t").unwrap();
         assert!(
-            p.exemption("batch", "queue-worker", RuleId("headless-service"))
+            p.file_exemption("batch", "queue-worker", RuleId("headless-service"))
                 .is_some()
         );
         assert!(
-            p.exemption("batch", "queue-worker", RuleId("liveness-probe"))
+            p.file_exemption("batch", "queue-worker", RuleId("liveness-probe"))
                 .is_none()
         );
         assert!(
-            p.exemption("batch", "other", RuleId("headless-service"))
+            p.file_exemption("batch", "other", RuleId("headless-service"))
                 .is_none()
         );
     }
@@ -519,7 +696,7 @@ exemptions:
         )
         .unwrap();
         let reason = |ns: &str, name: &str, rule: &str| {
-            p.exemption(ns, name, RuleId::parse(rule).unwrap())
+            p.file_exemption(ns, name, RuleId::parse(rule).unwrap())
                 .map(|e| e.reason.as_str())
         };
         assert_eq!(reason("shop", "web", "liveness-probe"), Some("first"));

@@ -22,6 +22,7 @@ fn created(sts: &StatefulSet, policy: &Policy) -> Vec<Outcome> {
         old: None,
         operation: Operation::Create,
         dry_run: false,
+        now: jiff::Timestamp::now(),
     };
     validate(&request, policy, &NoLookups).outcomes
 }

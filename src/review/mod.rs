@@ -44,6 +44,9 @@ pub struct Request<'a> {
     pub old: Option<&'a StatefulSet>,
     pub operation: Operation,
     pub dry_run: bool,
+    /// When the review happens: exemption objects expire. The caller reads
+    /// the clock; the core never does.
+    pub now: jiff::Timestamp,
 }
 
 impl Request<'_> {

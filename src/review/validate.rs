@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::{Action, Operation, Outcome, Request, WarnReason};
 use crate::lookup::{KindInfo, Lookups};
-use crate::policy::{Mode, Policy};
+use crate::policy::{Exempting, Mode, Policy};
 use crate::rules::{self, FindingKind, RuleId, Subject};
 
 /// Owner exemption: comma-separated rule ids (or `all`); only honoured when
@@ -64,8 +64,15 @@ pub fn validate(request: &Request<'_>, policy: &Policy, lookups: &dyn Lookups) -
     let outcomes = findings
         .into_iter()
         .map(|finding| {
-            let action = if let Some(e) = policy.exemption(ns, request.object.name, finding.rule) {
-                Action::Exempt(e.reason.clone())
+            let exemption = policy.exemption(ns, request.object.name, finding.rule, request.now);
+            if let Some(Exempting::Ignored(object)) = &exemption {
+                let note = object.not_honoured(request.now).unwrap_or_default();
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+            let action = if let Some(Exempting::Honoured(reason)) = exemption {
+                Action::Exempt(reason)
             } else if owner_exempt.contains(&finding.rule) {
                 Action::Exempt(format!("{EXEMPT_ANNOTATION} annotation"))
             } else {

@@ -59,6 +59,18 @@ pub struct CertificateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// file | object | default
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// active | expired | not_allowed
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WhatLabels {
     pub what: &'static str,
 }
@@ -76,6 +88,8 @@ pub struct Metrics {
     certificate_expiry: Family<CertificateLabels, Gauge>,
     cache_synced: Family<WhatLabels, Gauge>,
     policy_loaded: Gauge<f64, AtomicU64>,
+    policy_source: Family<SourceLabels, Gauge>,
+    exemptions: Family<StateLabels, Gauge>,
     last_reload_successful: Family<WhatLabels, Gauge>,
     ready: Gauge,
     requests: Family<RequestLabels, Counter>,
@@ -161,6 +175,18 @@ impl Metrics {
             "When the policy in force was loaded (start-up or the last successful reload), in Unix seconds",
             policy_loaded.clone(),
         );
+        let policy_source = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "policy_source",
+            "1 for where the policy in force comes from: file (--config), object (StatefulSetPolicy default) or default (built in: no policy object)",
+            policy_source.clone(),
+        );
+        let exemptions = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "exemptions",
+            "StatefulSetExemption objects by state at this scrape: active, expired, not_allowed (the policy does not allow exemption objects where it points)",
+            exemptions.clone(),
+        );
         let last_reload_successful = Family::<WhatLabels, Gauge>::default();
         registry.register(
             "last_reload_successful",
@@ -188,6 +214,8 @@ impl Metrics {
             certificate_expiry,
             cache_synced,
             policy_loaded,
+            policy_source,
+            exemptions,
             last_reload_successful,
             ready,
             per_endpoint: Default::default(),
@@ -305,6 +333,26 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         self.policy_loaded.set(now.as_secs_f64());
+    }
+
+    /// Where the policy in force comes from: `file`, `object` or `default`.
+    pub fn policy_source(&self, source: &'static str) {
+        for s in ["file", "object", "default"] {
+            self.policy_source
+                .get_or_create(&SourceLabels { source: s })
+                .set(i64::from(s == source));
+        }
+    }
+
+    /// How many exemption objects are in each state now.
+    pub fn exemptions(&self, counts: &[(crate::policy::ExemptionState, usize)]) {
+        for (state, count) in counts {
+            self.exemptions
+                .get_or_create(&StateLabels {
+                    state: state.label(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn ready(&self, ready: bool) {

@@ -52,6 +52,9 @@ pub struct App {
     /// configurations' bundle (managed certificates); always true with
     /// `--cert/--key`.
     pub tls_trusted: Arc<AtomicBool>,
+    /// False until the policy and exemption objects are first listed
+    /// (always true without a cluster).
+    pub policy_synced: Arc<AtomicBool>,
 }
 
 impl App {
@@ -62,6 +65,7 @@ impl App {
             metrics,
             accepting: AtomicBool::new(true),
             tls_trusted: Arc::new(AtomicBool::new(true)),
+            policy_synced: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -69,6 +73,7 @@ impl App {
         self.accepting.load(Ordering::Acquire)
             && self.lookups.is_synced()
             && self.tls_trusted.load(Ordering::Acquire)
+            && self.policy_synced.load(Ordering::Acquire)
     }
 }
 
@@ -211,6 +216,11 @@ fn readyz(app: &App) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "serving certificate not yet trusted by the webhook configurations",
         )
+    } else if !app.policy_synced.load(Ordering::Acquire) {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "policy and exemption objects not synced",
+        )
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, "service cache not synced")
     }
@@ -273,7 +283,9 @@ async fn review_decoded(
     admission: Admission,
     started: Instant,
 ) -> Response {
-    let mut fetched = match (endpoint, admission.review_request()) {
+    // Read once: every decision of this review is at the same time.
+    let now = jiff::Timestamp::now();
+    let mut fetched = match (endpoint, admission.review_request(now)) {
         (Endpoint::Validate, Some(request)) => {
             app.lookups
                 .fetch(request.needs(), |kind, path| app.metrics.lookup(kind, path))
@@ -282,7 +294,7 @@ async fn review_decoded(
         _ => Fetched::default(),
     };
     let policy = app.policy.load();
-    let mut decision = decide(&admission, endpoint, &policy, &fetched);
+    let mut decision = decide(&admission, endpoint, &policy, &fetched, now);
     let missing = denied_for_want_of(&decision);
     if !missing.is_empty() {
         // The watch may not have delivered an object created a moment ago:
@@ -292,7 +304,7 @@ async fn review_decoded(
                 app.metrics.lookup(kind, path)
             })
             .await;
-        decision = decide(&admission, endpoint, &policy, &fetched);
+        decision = decide(&admission, endpoint, &policy, &fetched, now);
     }
     let namespace = admission.namespace.as_deref().unwrap_or("");
     log_decision(&admission, &decision);
@@ -311,14 +323,16 @@ async fn review_decoded(
     response
 }
 
-/// The pure part of a request: the review for one endpoint, rendered.
+/// The pure part of a request: the review for one endpoint at `now`,
+/// rendered.
 pub fn decide(
     admission: &Admission,
     endpoint: Endpoint,
     policy: &Policy,
     lookups: &dyn crate::lookup::Lookups,
+    now: jiff::Timestamp,
 ) -> Decision {
-    let Some(request) = admission.review_request() else {
+    let Some(request) = admission.review_request(now) else {
         return Decision::default();
     };
     match endpoint {

@@ -74,7 +74,13 @@ pub fn headless_web() -> Objects {
 }
 
 fn run(review: &Value, endpoint: Endpoint, policy: &Policy, services: &dyn Lookups) -> Decision {
-    decide(&request(review), endpoint, policy, services)
+    decide(
+        &request(review),
+        endpoint,
+        policy,
+        services,
+        jiff::Timestamp::now(),
+    )
 }
 
 fn validate_with(review: &Value, services: &dyn Lookups) -> Decision {

@@ -115,9 +115,9 @@ impl Admission {
         ObjectRef { namespace, name }
     }
 
-    /// The request as the review reads it; `None` when there is nothing to
-    /// review (DELETE and CONNECT carry no object to check or change).
-    pub fn review_request(&self) -> Option<review::Request<'_>> {
+    /// The request as the review reads it, at `now`; `None` when there is
+    /// nothing to review (DELETE and CONNECT carry no object to check or change).
+    pub fn review_request(&self, now: jiff::Timestamp) -> Option<review::Request<'_>> {
         let operation = match self.operation {
             Operation::Create => review::Operation::Create,
             Operation::Update => review::Operation::Update,
@@ -129,6 +129,7 @@ impl Admission {
             old: self.old_object.as_ref(),
             operation,
             dry_run: self.dry_run,
+            now,
         })
     }
 }
