@@ -1,17 +1,16 @@
 //! Command line only: parse flags, call into the library.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use sts_guard::commands as cli;
 use sts_guard::commands::report::Format;
 use sts_guard::log_writer;
 use sts_guard::reports::ReportFormat;
-use sts_guard::webhook::{self, Limits, ServeConfig};
+use sts_guard::webhook::{self, ServeConfig};
 
 #[derive(Parser)]
 #[command(
@@ -148,87 +147,8 @@ struct AuditArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Serving certificate (PEM chain); re-read when it changes. Or managed certificates: --tls-secret.
-    #[arg(
-        long,
-        env = "STS_GUARD_CERT",
-        requires = "key",
-        conflicts_with = "tls_secret",
-        required_unless_present = "tls_secret"
-    )]
-    cert: Option<PathBuf>,
-    /// Private key of the serving certificate (PEM); re-read when it changes.
-    #[arg(
-        long,
-        env = "STS_GUARD_KEY",
-        requires = "cert",
-        conflicts_with = "tls_secret"
-    )]
-    key: Option<PathBuf>,
-    /// Managed certificates: the Secret (NAMESPACE/NAME) sts-guard creates if absent, serves from and renews.
-    #[arg(long, env = "STS_GUARD_TLS_SECRET", value_name = "NAMESPACE/NAME", requires_all = ["webhook_configuration", "cert_dns"])]
-    tls_secret: Option<String>,
-    /// Managed certificates: the Validating- and MutatingWebhookConfiguration whose caBundle sts-guard keeps current.
-    #[arg(
-        long,
-        env = "STS_GUARD_WEBHOOK_CONFIGURATION",
-        value_name = "NAME",
-        requires = "tls_secret"
-    )]
-    webhook_configuration: Option<String>,
-    /// Managed certificates: DNS name of the serving certificate (repeatable).
-    #[arg(
-        long,
-        env = "STS_GUARD_CERT_DNS",
-        value_name = "NAME",
-        value_delimiter = ',',
-        requires = "tls_secret"
-    )]
-    cert_dns: Vec<String>,
-    /// Managed certificates: IP address of the serving certificate (repeatable).
-    #[arg(
-        long,
-        env = "STS_GUARD_CERT_IP",
-        value_name = "ADDR",
-        value_delimiter = ',',
-        requires = "tls_secret"
-    )]
-    cert_ip: Vec<IpAddr>,
-    /// Managed certificates: validity of the serving certificate; renewed after two thirds.
-    #[arg(long, env = "STS_GUARD_CERT_VALIDITY", default_value = "90d", value_parser = humantime::parse_duration)]
-    cert_validity: Duration,
-    /// Managed certificates: validity of the CA; renewed after two thirds, with an overlap.
-    #[arg(long, env = "STS_GUARD_CA_VALIDITY", default_value = "1825d", value_parser = humantime::parse_duration)]
-    ca_validity: Duration,
-    /// Address of the TLS webhook listener.
-    #[arg(long, env = "STS_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
-    listen: SocketAddr,
-    /// Address of the plain-HTTP Prometheus listener (GET /metrics); "off" disables it.
-    #[arg(long, env = "STS_GUARD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
-    metrics_listen: String,
-    /// Policy file (YAML); re-read when it changes. Without one, liveness-probe, readiness-probe and headless-service are enforced and the newer rules only warn.
-    #[arg(long, env = "STS_GUARD_CONFIG")]
-    config: Option<PathBuf>,
-    /// Only serve clients presenting a certificate signed by this CA (the API server's).
-    #[arg(long, env = "STS_GUARD_CLIENT_CA")]
-    client_ca: Option<PathBuf>,
-    /// Take Services from these manifests instead of the cluster (benchmarks, demos).
-    #[arg(long, env = "STS_GUARD_SERVICES_FROM", value_delimiter = ',')]
-    services_from: Option<Vec<PathBuf>>,
-    /// Deadline of the API lookup made when a Service is not in the watch cache.
-    #[arg(long, env = "STS_GUARD_LOOKUP_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
-    lookup_timeout: Duration,
-    /// How often the certificate and policy files are checked for changes.
-    #[arg(long, env = "STS_GUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
-    reload_interval: Duration,
-    /// After SIGTERM, keep serving (not ready) this long so endpoints drop this pod.
-    #[arg(long, env = "STS_GUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
-    shutdown_delay: Duration,
-    /// Then wait at most this long for in-flight requests.
-    #[arg(long, env = "STS_GUARD_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    shutdown_timeout: Duration,
     #[command(flatten)]
-    limits: Limits,
+    config: ServeConfig,
     /// Threads that serve requests [default: the CPUs the pod may use, at most 4]. With 1 (what a CPU limit of 1 or less gives), one thread does everything.
     #[arg(long, env = "STS_GUARD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     worker_threads: Option<u16>,
@@ -264,7 +184,11 @@ struct CertsArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Not `Cli::parse()`: it would add the root command's usage to the
+    // sentences some of serve's flags are refused with once read (raw
+    // errors, see `webhook::TlsSource`); as they are, they read
+    // `error: SENTENCE`.
+    let cli = Cli::from_arg_matches(&Cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     // check and audit answer on stdout and stderr themselves; logs (kube's
     // connection errors, say) would repeat that answer, so they are off
     // unless RUST_LOG asks for them.
@@ -366,71 +290,6 @@ fn print_crd(api: ReportFormat) -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs, flush: Option<log_writer::Flush>) -> ExitCode {
-    let metrics_listen = match args.metrics_listen.as_str() {
-        "off" | "" => None,
-        addr => match addr.parse() {
-            Ok(a) => Some(a),
-            Err(e) => {
-                eprintln!("error: --metrics-listen {addr:?}: {e}");
-                return ExitCode::from(2);
-            }
-        },
-    };
-    let tls = match (args.cert, args.key, args.tls_secret) {
-        (Some(cert), Some(key), None) => webhook::TlsSource::Files { cert, key },
-        (None, None, Some(secret)) => {
-            let (namespace, secret) =
-                match webhook::managed_certs::ManagedConfig::parse_secret(&secret) {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
-            let duration = |d: Duration, flag: &str| match time::Duration::try_from(d) {
-                Ok(d) if d >= time::Duration::minutes(1) => Ok(d),
-                _ => Err(format!("{flag} must be at least 1m")),
-            };
-            let (cert_validity, ca_validity) = match (
-                duration(args.cert_validity, "--cert-validity"),
-                duration(args.ca_validity, "--ca-validity"),
-            ) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            webhook::TlsSource::Managed(webhook::managed_certs::ManagedConfig {
-                namespace,
-                secret,
-                webhook_configuration: args.webhook_configuration.unwrap_or_default(),
-                settings: sts_guard::certs::managed::Settings {
-                    dns: args.cert_dns,
-                    ips: args.cert_ip,
-                    cert_validity,
-                    ca_validity,
-                },
-            })
-        }
-        _ => {
-            eprintln!("error: give --cert and --key, or --tls-secret (managed certificates)");
-            return ExitCode::from(2);
-        }
-    };
-    let config = ServeConfig {
-        listen: args.listen,
-        metrics_listen,
-        tls,
-        client_ca: args.client_ca,
-        policy: args.config,
-        services_from: args.services_from,
-        lookup_timeout: args.lookup_timeout,
-        reload_interval: args.reload_interval,
-        shutdown_delay: args.shutdown_delay,
-        shutdown_timeout: args.shutdown_timeout,
-        limits: args.limits,
-    };
     let runtime = match runtime(args.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
@@ -438,7 +297,7 @@ fn run_serve(args: ServeArgs, flush: Option<log_writer::Flush>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(webhook::serve(config)) {
+    match runtime.block_on(webhook::serve(args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "serve failed");
@@ -502,7 +361,8 @@ fn init_tracing(
 mod tests {
     use clap::{CommandFactory, Parser};
 
-    use super::{Cli, Command, Limits};
+    use super::{Cli, Command};
+    use sts_guard::webhook::Limits;
 
     /// The limits' flags default to what `Limits::default()` says.
     #[test]
@@ -511,7 +371,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("serve")
         };
-        let (flags, default) = (args.limits, Limits::default());
+        let (flags, default) = (args.config.limits, Limits::default());
         assert_eq!(
             (
                 flags.header_read_timeout,

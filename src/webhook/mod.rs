@@ -1,6 +1,7 @@
 //! `sts-guard serve`: the TLS listener, health, metrics, reloads and
 //! graceful shutdown around the pure review.
 
+mod config;
 pub mod decision;
 pub mod managed_certs;
 pub mod metrics;
@@ -12,8 +13,6 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -33,88 +32,7 @@ use crate::tasks::{Spawner, Supervisor};
 use metrics::Metrics;
 use routes::App;
 
-/// Limits on what a client can hold (docs/reliability.md lists them all).
-/// Also `serve`'s flags, flattened into its command line: each default
-/// there is [`Limits::default`]'s (a test holds them equal).
-#[derive(Debug, Clone, clap::Args)]
-pub struct Limits {
-    /// Headers must arrive within this after a request starts; an idle
-    /// keep-alive connection is closed after this too.
-    #[arg(
-        long,
-        env = "STS_GUARD_HEADER_READ_TIMEOUT",
-        default_value = "5s",
-        value_parser = humantime::parse_duration,
-        help = "Close connections whose request headers take longer than this."
-    )]
-    pub header_read_timeout: Duration,
-    /// A TLS handshake must finish within this.
-    #[arg(
-        long,
-        env = "STS_GUARD_HANDSHAKE_TIMEOUT",
-        default_value = "5s",
-        value_parser = humantime::parse_duration,
-        help = "Close connections whose TLS handshake takes longer than this."
-    )]
-    pub handshake_timeout: Duration,
-    /// A request, body included, must be read and answered within this (408
-    /// otherwise), so a client trickling its body cannot hold a connection;
-    /// the API server gives up at the webhook's `timeoutSeconds` (≤ 10 s)
-    /// anyway.
-    #[arg(
-        long,
-        env = "STS_GUARD_REQUEST_TIMEOUT",
-        default_value = "10s",
-        value_parser = humantime::parse_duration,
-        help = "Answer 408 to a request not read and answered within this."
-    )]
-    pub request_timeout: Duration,
-    /// Connections beyond this are closed at once.
-    #[arg(
-        long,
-        env = "STS_GUARD_MAX_CONNECTIONS",
-        default_value_t = 1024,
-        help = "Refuse connections beyond this many."
-    )]
-    pub max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            max_connections: 1024,
-        }
-    }
-}
-
-/// Where the serving certificate comes from.
-#[derive(Debug, Clone)]
-pub enum TlsSource {
-    /// `--cert`, `--key`: files, re-read when they change.
-    Files { cert: PathBuf, key: PathBuf },
-    /// `--tls-secret`, `--webhook-configuration`: sts-guard's own.
-    Managed(managed_certs::ManagedConfig),
-}
-
-/// Everything `serve` needs, from flags.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    pub metrics_listen: Option<SocketAddr>,
-    pub tls: TlsSource,
-    pub client_ca: Option<PathBuf>,
-    pub policy: Option<PathBuf>,
-    /// Offline Services instead of a cluster (benchmarks, demos).
-    pub services_from: Option<Vec<PathBuf>>,
-    pub lookup_timeout: Duration,
-    pub reload_interval: Duration,
-    pub shutdown_delay: Duration,
-    pub shutdown_timeout: Duration,
-    pub limits: Limits,
-}
+pub use config::{Limits, ServeConfig, TlsSource};
 
 /// How long the open connections are served after a background task ended,
 /// before `serve` returns its error (the process then exits non-zero within
