@@ -103,25 +103,10 @@ struct CheckArgs {
     )]
     namespace: String,
     #[command(flatten)]
-    policy: PolicyArgs,
+    policy: sts_guard::policy::Source,
     /// Output format.
     #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = Format::Text)]
     output: Format,
-}
-
-/// Where `check` and `audit` take the policy from.
-#[derive(Args)]
-struct PolicyArgs {
-    /// Policy file, as serve's --config (its keys, or a StatefulSetPolicy named default). It replaces the policy objects: check's in its input, audit's in the cluster. Without either, every rule is enforced and the newer ones warn.
-    #[arg(long, env = "STS_GUARD_CONFIG")]
-    config: Option<PathBuf>,
-    /// sts-guard's own namespace: StatefulSetExemptions there are always honoured and may exempt another namespace (spec.namespace).
-    #[arg(
-        long,
-        env = "STS_GUARD_PLATFORM_NAMESPACE",
-        default_value = "sts-guard"
-    )]
-    platform_namespace: String,
 }
 
 #[derive(Args)]
@@ -133,7 +118,7 @@ struct AuditArgs {
     #[arg(long, env = "STS_GUARD_CHUNK_SIZE", default_value_t = cli::audit::DEFAULT_PAGE_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
     chunk_size: u32,
     #[command(flatten)]
-    policy: PolicyArgs,
+    policy: sts_guard::policy::Source,
     /// Output format.
     #[arg(short = 'o', long, env = "STS_GUARD_OUTPUT", value_enum, default_value_t = Format::Text)]
     output: Format,

@@ -88,35 +88,126 @@ fn key_paths(value: &Value, prefix: &str, paths: &mut BTreeSet<String>) {
 }
 
 /// README says every key is shown in examples/policy.yaml: every key the
-/// parser knows (a policy with every optional part present) is there.
+/// parser knows (every property of the schema generated from its types,
+/// which is also the StatefulSetPolicy CRD's `spec`) is there.
 #[test]
 fn the_example_policy_shows_every_key() {
-    let mut full = serde_json::to_value(PolicySpec::default()).unwrap();
-    let rules = serde_json::json!({"liveness-probe": "warn"});
-    full["rules"] = rules.clone();
-    // Unset optional keys are not written; set them so they are known.
-    full["mutations"]["startupTimeout"] = "2m".into();
-    let mut namespace = serde_json::to_value(NamespacePolicy::default()).unwrap();
-    namespace["rules"] = rules;
-    namespace["mutations"]["startupTimeout"] = "2m".into();
-    full["namespaces"] = serde_json::json!({ "shop": namespace });
-    let exemption = Exemption {
-        namespace: "shop".into(),
-        name: Some("web".into()),
-        rules: vec![RuleId("headless-service")],
-        reason: "why".into(),
-    };
-    full["exemptions"] = serde_json::json!([exemption]);
+    let crd = serde_json::to_value(&sts_guard::policy::objects::crds()[0]).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let mut known = BTreeSet::new();
-    key_paths(&full, "", &mut known);
+    schema_paths(spec, "", &mut known);
 
     let example: Value = serde_saphyr::from_str(&repo("examples/policy.yaml")).unwrap();
     let mut shown = BTreeSet::new();
     key_paths(&example, "", &mut shown);
     let missing: Vec<&String> = known.difference(&shown).collect();
     assert!(missing.is_empty(), "examples/policy.yaml lacks {missing:?}");
-    assert!(
-        known.contains("namespaces.*.startupBudget.minSeconds"),
-        "{known:?}"
-    );
+    for key in [
+        "namespaces.*.startupBudget.minSeconds",
+        "mutations.startupTimeout",
+        "exemptions.*.reason",
+        "namespaces.*.rules.*",
+    ] {
+        assert!(known.contains(key), "{key} not in {known:?}");
+    }
+}
+
+/// Every key path a schema describes, written as [`key_paths`] writes
+/// them (map entries and list items as `*`).
+fn schema_paths(schema: &Value, prefix: &str, paths: &mut BTreeSet<String>) {
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    if let Some(properties) = schema["properties"].as_object() {
+        for (key, child) in properties {
+            let path = join(key);
+            paths.insert(path.clone());
+            schema_paths(child, &path, paths);
+        }
+    }
+    // A map's entries are keys; a list's items are not (key_paths alike).
+    if schema["additionalProperties"].is_object() {
+        paths.insert(join("*"));
+        schema_paths(&schema["additionalProperties"], &join("*"), paths);
+    }
+    if schema["items"].is_object() {
+        schema_paths(&schema["items"], &join("*"), paths);
+    }
+}
+
+/// deploy/ and the chart ship the CRDs `sts-guard policy crds` prints
+/// (generated from the Rust types), after a comment header.
+#[test]
+fn the_shipped_crds_are_the_generated_ones() {
+    let generated = sts_guard::commands::policy::crds_yaml().unwrap();
+    for file in [
+        "deploy/base/crds.yaml",
+        "charts/sts-guard/crds/sts-guard.io.yaml",
+    ] {
+        let shipped = repo(file);
+        let body: String = shipped
+            .lines()
+            .skip_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            body == generated,
+            "{file} is not what `sts-guard policy crds` prints; regenerate it (its header says how)"
+        );
+    }
+}
+
+/// `policy convert` says what the file says: the same decision for every
+/// rule in every namespace the example names, and the exemptions the
+/// policy lets namespaces own become objects there.
+#[test]
+fn policy_convert_keeps_every_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(
+        &file,
+        repo("examples/policy.yaml")
+            + "  - namespace: sandbox\n    rules: [liveness-probe]\n    reason: owned by sandbox\n",
+    )
+    .unwrap();
+    let converted = sts_guard::commands::policy::convert(&file).unwrap();
+    let docs: Vec<&str> = converted.split("\n---\n").collect();
+    assert_eq!(docs.len(), 2, "{converted}");
+    let from_object = Policy::from_yaml(docs[0], "converted").unwrap();
+    let from_file = Policy::load(&file).unwrap();
+    let exemption: sts_guard::policy::objects::StatefulSetExemption =
+        serde_saphyr::from_str(docs[1]).unwrap();
+    assert_eq!(exemption.metadata.namespace.as_deref(), Some("sandbox"));
+    assert_eq!(exemption.spec.stateful_set, "*");
+    let from_object = from_object.with_exemption_objects([exemption], "sts-guard");
+    let now = jiff::Timestamp::now();
+    for ns in ["shop", "legacy", "sandbox", "batch", "other"] {
+        for rule in sts_guard::rules::RULES {
+            assert_eq!(
+                from_object.rule_mode(ns, rule.id),
+                from_file.rule_mode(ns, rule.id),
+                "{ns} {}",
+                rule.id
+            );
+            for name in ["queue-worker", "web"] {
+                let honoured = |p: &Policy| {
+                    matches!(
+                        p.exemption(ns, name, rule.id, now),
+                        Some(Exempting::Honoured(_))
+                    )
+                };
+                assert_eq!(
+                    honoured(&from_object),
+                    honoured(&from_file),
+                    "{ns}/{name} {}",
+                    rule.id
+                );
+            }
+        }
+        assert_eq!(from_object.mutations(ns), from_file.mutations(ns));
+    }
 }

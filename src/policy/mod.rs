@@ -23,6 +23,7 @@
 
 mod exemptions;
 pub mod objects;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +37,7 @@ use thiserror::Error;
 use crate::rules::{RuleId, RuleSettings};
 pub use exemptions::{Exempting, ExemptionObject, ExemptionObjects, ExemptionState};
 use objects::{PolicyStatus, duration_is_valid, keys_are_rule_ids, not_blank};
+pub use source::Source;
 
 /// What a finding does to the request. Ordered by strictness (the order
 /// of the variants): `Audit < Warn < Enforce`.
@@ -78,7 +80,9 @@ pub struct RuleMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MutationDefaults {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<bool>,
     /// How long a startup probe allows: `90s`, `5m`, `1h30m`.
     #[serde(
@@ -91,9 +95,22 @@ pub struct MutationDefaults {
     pub startup_timeout: Option<Duration>,
 }
 
+impl MutationDefaults {
+    fn is_unset(&self) -> bool {
+        *self == MutationDefaults::default()
+    }
+}
+
+impl StartupBudget {
+    fn is_unset(&self) -> bool {
+        *self == StartupBudget::default()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sidecars {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub require_probes: Option<bool>,
 }
 
@@ -103,23 +120,27 @@ pub struct Sidecars {
 pub struct StartupBudget {
     /// Least seconds a liveness probe without a startup probe must allow
     /// before the first restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_seconds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamespacePolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(with = "BTreeMap<String, Mode>")]
     #[x_kube(validation = keys_are_rule_ids())]
     pub rules: BTreeMap<RuleId, Mode>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "MutationDefaults::is_unset")]
     pub mutations: MutationDefaults,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_owner_exemptions: Option<bool>,
     /// `StatefulSetExemption` objects of this namespace are honoured.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_exemption_objects: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "StartupBudget::is_unset")]
     pub startup_budget: StartupBudget,
 }
 
@@ -163,7 +184,7 @@ pub struct Exemption {
 pub struct PolicySpec {
     #[serde(default)]
     pub mode: Mode,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(with = "BTreeMap<String, Mode>")]
     #[x_kube(validation = keys_are_rule_ids())]
     pub rules: BTreeMap<RuleId, Mode>,

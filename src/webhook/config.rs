@@ -24,9 +24,8 @@ pub struct ServeConfig {
     // be absent"; here the value itself may be "off".
     #[arg(long, env = "STS_GUARD_METRICS_LISTEN", default_value = "0.0.0.0:9090", value_parser = MetricsListen)]
     pub metrics_listen: std::option::Option<SocketAddr>,
-    /// Policy file (YAML); re-read when it changes. Without one, liveness-probe, readiness-probe and headless-service are enforced and the newer rules only warn.
-    #[arg(id = "config", long, env = "STS_GUARD_CONFIG", value_name = "CONFIG")]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: crate::policy::Source,
     /// Only serve clients presenting a certificate signed by this CA (the API server's).
     #[arg(long, env = "STS_GUARD_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,

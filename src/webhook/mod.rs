@@ -5,6 +5,7 @@ mod config;
 pub mod decision;
 pub mod managed_certs;
 pub mod metrics;
+pub mod policy_objects;
 pub mod registration;
 pub mod routes;
 pub mod tls;
@@ -30,6 +31,7 @@ use crate::policy::Policy;
 use crate::reload::watch_files;
 use crate::tasks::{Spawner, Supervisor};
 use metrics::Metrics;
+use policy_objects::PolicyObjects;
 use routes::App;
 
 pub use config::{Limits, ServeConfig, TlsSource};
@@ -46,10 +48,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let mut supervisor = Supervisor::new();
     let tasks = supervisor.spawner();
 
-    let policy = Policy::load_or_default(config.policy.as_deref())?;
+    let policy_file = config.policy.config.as_deref();
+    let policy = Policy::load_or_default(policy_file)?;
     metrics.policy_loaded();
-    if config.policy.is_some() {
+    if policy_file.is_some() {
         metrics.reload_state("policy", true);
+        metrics.policy_source("file");
+    } else {
+        metrics.policy_source("default");
     }
     let needs_client =
         config.services_from.is_none() || matches!(config.tls, TlsSource::Managed(_));
@@ -88,7 +94,25 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )
         .await?;
     }
-    let app = App::new(policy, services, metrics.clone());
+    let app = App::new(policy.clone(), services, metrics.clone());
+    // With a cluster: the policy object (unless --config) and the
+    // exemption objects, watched; the file reloader hands its policy on.
+    let policy_objects = match (&client, &config.services_from) {
+        (Some(client), None) => {
+            let watch_policy = policy_file.is_none();
+            app.policy_synced.store(false, Ordering::Release);
+            let objects = PolicyObjects::new(
+                app.clone(),
+                metrics.clone(),
+                policy,
+                watch_policy,
+                config.policy.platform_namespace.clone(),
+            );
+            objects.watch(client.clone(), watch_policy, &tasks);
+            Some(objects)
+        }
+        _ => None,
+    };
 
     let cert = match &config.tls {
         TlsSource::Files { cert, key } => {
@@ -123,7 +147,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let tls_config = tls::server_config(cert.clone(), config.client_ca.as_deref())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
 
-    spawn_reloaders(&config, &app, &cert, &metrics, &tasks);
+    spawn_reloaders(&config, &app, policy_objects, &cert, &metrics, &tasks);
 
     if let Some(addr) = config.metrics_listen {
         let listener = TcpListener::bind(addr)
@@ -214,6 +238,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 fn spawn_reloaders(
     config: &ServeConfig,
     app: &Arc<App>,
+    policy_objects: Option<Arc<PolicyObjects>>,
     cert: &Arc<tls::ReloadingCert>,
     metrics: &Arc<Metrics>,
     tasks: &Spawner,
@@ -255,7 +280,7 @@ fn spawn_reloaders(
             ),
         );
     }
-    if let Some(path) = config.policy.clone() {
+    if let Some(path) = config.policy.config.clone() {
         let shown = path.display().to_string();
         let app = app.clone();
         let m = metrics.clone();
@@ -275,7 +300,10 @@ fn spawn_reloaders(
                     r
                 },
                 move |policy| {
-                    app.policy.store(Arc::new(policy));
+                    match &policy_objects {
+                        Some(objects) => objects.set_base(policy),
+                        None => app.policy.store(Arc::new(policy)),
+                    }
                     m2.reload("policy", true);
                     m2.policy_loaded();
                 },
@@ -287,6 +315,12 @@ fn spawn_reloaders(
 /// The gauges that read state rather than count events, as of this scrape.
 fn refresh_state(app: &App, metrics: &Metrics) {
     metrics.ready(app.is_ready());
+    metrics.exemptions(
+        &app.policy
+            .load()
+            .exemption_objects()
+            .count_by_state(jiff::Timestamp::now()),
+    );
     match &app.lookups {
         LookupSource::Cluster(cache) => {
             for (what, synced) in cache.synced() {

@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
 use super::routes::App;
-use crate::policy::objects::{POLICY_NAME, StatefulSetExemption, StatefulSetPolicy};
 use crate::policy::Policy;
+use crate::policy::objects::{POLICY_NAME, StatefulSetExemption, StatefulSetPolicy};
 use crate::tasks::Spawner;
 
 /// The policy in effect, rebuilt from its parts on every change.
@@ -162,18 +162,17 @@ impl PolicyObjects {
     fn update(&self, change: impl FnOnce(&mut Parts)) {
         let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut parts);
-        let policy = parts.base.clone().with_exemption_objects(
-            parts.exemptions.values().cloned(),
-            &self.platform_namespace,
-        );
+        let policy = parts
+            .base
+            .clone()
+            .with_exemption_objects(parts.exemptions.values().cloned(), &self.platform_namespace);
         self.app.policy.store(Arc::new(policy));
         self.metrics.policy_loaded();
-        if parts.policy_synced && parts.exemptions_synced && !self.synced.swap(true, Ordering::AcqRel)
+        if parts.policy_synced
+            && parts.exemptions_synced
+            && !self.synced.swap(true, Ordering::AcqRel)
         {
-            tracing::info!(
-                exemptions = parts.exemptions.len(),
-                "policy objects synced"
-            );
+            tracing::info!(exemptions = parts.exemptions.len(), "policy objects synced");
         }
     }
 }
@@ -205,7 +204,7 @@ async fn watch_kind<K>(
     config: watcher::Config,
     mut apply: impl FnMut(Change<K>) + Send,
 ) where
-    K: CustomResourceExt + Resource + DeserializeOwned,
+    K: CustomResourceExt + Resource<DynamicType = ()> + DeserializeOwned,
 {
     let resource = ApiResource::erase::<K>(&());
     let kind = resource.kind.clone();
