@@ -36,7 +36,7 @@ use thiserror::Error;
 
 use crate::rules::{RuleId, RuleSettings};
 pub use exemptions::{Exempting, ExemptionObject, ExemptionObjects, ExemptionState};
-use objects::{PolicyStatus, duration_is_valid, keys_are_rule_ids, not_blank};
+use objects::PolicyStatus;
 pub use source::Source;
 
 /// What a finding does to the request. Ordered by strictness (the order
@@ -90,8 +90,7 @@ pub struct MutationDefaults {
         with = "opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
-    #[x_kube(validation = duration_is_valid())]
+    #[schemars(with = "Option<String>", regex(pattern = objects::DURATION_PATTERN))]
     pub startup_timeout: Option<Duration>,
 }
 
@@ -130,8 +129,7 @@ pub struct NamespacePolicy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(with = "BTreeMap<String, Mode>")]
-    #[x_kube(validation = keys_are_rule_ids())]
+    #[schemars(with = "objects::RuleModes")]
     pub rules: BTreeMap<RuleId, Mode>,
     #[serde(default, skip_serializing_if = "MutationDefaults::is_unset")]
     pub mutations: MutationDefaults,
@@ -157,7 +155,7 @@ pub struct Exemption {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleId>,
     /// Why; required so every exemption can be justified later.
-    #[x_kube(validation = not_blank("must say why the StatefulSets are exempt"))]
+    #[schemars(length(max = 1024), regex(pattern = r"\S"))]
     pub reason: String,
 }
 
@@ -185,8 +183,7 @@ pub struct PolicySpec {
     #[serde(default)]
     pub mode: Mode,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(with = "BTreeMap<String, Mode>")]
-    #[x_kube(validation = keys_are_rule_ids())]
+    #[schemars(with = "objects::RuleModes")]
     pub rules: BTreeMap<RuleId, Mode>,
     #[serde(default)]
     pub sidecars: Sidecars,

@@ -13,13 +13,21 @@
 //!   a cluster without them runs on the file or built-in policy (log line).
 //! - Each object is decoded on its own: one that does not decode is
 //!   skipped and logged, never stops the others.
+//!
+//! It also keeps the objects' `status` current for `kubectl get`: the
+//! policy's counts of namespaces and exemptions, each exemption's state
+//! (`Active`, `Expired`, `NotAllowed`) and why. Every replica writes the
+//! same values (a merge patch of `/status`, only where they differ from
+//! what the watch delivered), and a timer rewrites a state when an
+//! exemption expires. Reviews never wait for it: they judge expiry at
+//! their own time.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, CustomResourceExt, Resource};
@@ -27,8 +35,10 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
 use super::routes::App;
-use crate::policy::Policy;
-use crate::policy::objects::{POLICY_NAME, StatefulSetExemption, StatefulSetPolicy};
+use crate::policy::objects::{
+    ExemptionStatus, POLICY_NAME, PolicyStatus, StatefulSetExemption, StatefulSetPolicy,
+};
+use crate::policy::{ExemptionState, Policy};
 use crate::tasks::Spawner;
 
 /// The policy in effect, rebuilt from its parts on every change.
@@ -37,6 +47,8 @@ pub struct PolicyObjects {
     metrics: Arc<Metrics>,
     platform_namespace: String,
     parts: Mutex<Parts>,
+    /// Wakes the status writer after a change.
+    changed: tokio::sync::Notify,
     /// Both watches delivered their first list (or found their kind not
     /// served); `/readyz` waits for it.
     pub synced: Arc<AtomicBool>,
@@ -47,6 +59,9 @@ struct Parts {
     /// the built-in default.
     base: Policy,
     exemptions: BTreeMap<(String, String), StatefulSetExemption>,
+    /// The policy object's status as last delivered (`None`: no object,
+    /// or `--config`).
+    policy_status: Option<PolicyStatus>,
     policy_synced: bool,
     exemptions_synced: bool,
 }
@@ -67,9 +82,11 @@ impl PolicyObjects {
             app,
             metrics,
             platform_namespace,
+            changed: tokio::sync::Notify::new(),
             parts: Mutex::new(Parts {
                 base,
                 exemptions: BTreeMap::new(),
+                policy_status: None,
                 policy_synced: !watch_policy,
                 exemptions_synced: false,
             }),
@@ -96,10 +113,90 @@ impl PolicyObjects {
         let this = self.clone();
         tasks.spawn(
             "watch: exemptions",
-            watch_kind::<StatefulSetExemption>(client, watcher::Config::default(), move |change| {
-                this.exemptions_changed(change)
-            }),
+            watch_kind::<StatefulSetExemption>(
+                client.clone(),
+                watcher::Config::default(),
+                move |change| this.exemptions_changed(change),
+            ),
         );
+        let this = self.clone();
+        tasks.spawn("status: policy objects", async move {
+            this.write_statuses(client).await
+        });
+    }
+
+    /// Keeps the objects' statuses what [`Self::statuses`] says, after
+    /// every change and at every expiry. A failed write is logged and
+    /// tried again within a minute.
+    async fn write_statuses(&self, client: kube::Client) {
+        const RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+        loop {
+            let now = jiff::Timestamp::now();
+            let (writes, next_expiry) = self.statuses(now);
+            let mut failed = false;
+            for write in writes {
+                if let Err(e) = write.apply(&client).await {
+                    tracing::warn!(object = %write.name(), error = %e, "cannot write status; trying again later");
+                    failed = true;
+                }
+            }
+            let until_expiry = next_expiry
+                .and_then(|at| std::time::Duration::try_from(now.duration_until(at)).ok());
+            let wait = match until_expiry {
+                Some(d) if !failed => d.min(RETRY),
+                _ => RETRY,
+            };
+            tokio::select! {
+                () = self.changed.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// The status writes that differ from what the watch delivered, and
+    /// when the next exemption in force expires.
+    fn statuses(&self, now: jiff::Timestamp) -> (Vec<StatusWrite>, Option<jiff::Timestamp>) {
+        let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let policy = self.app.policy.load();
+        let mut writes = Vec::new();
+        if let Some(current) = &parts.policy_status {
+            let want = PolicyStatus {
+                namespaces: u32::try_from(policy.spec.namespaces.len()).ok(),
+                exemptions: u32::try_from(
+                    policy.spec.exemptions.len() + policy.exemption_objects().len(),
+                )
+                .ok(),
+            };
+            if *current != want {
+                writes.push(StatusWrite::Policy(want));
+            }
+        }
+        let mut next_expiry: Option<jiff::Timestamp> = None;
+        for object in policy.exemption_objects().iter() {
+            let state = object.state(now);
+            let message =
+                object
+                    .not_honoured(now)
+                    .unwrap_or_else(|| match object.spec.expires_at {
+                        Some(at) => format!("honoured until {}", at.0),
+                        None => "honoured".to_string(),
+                    });
+            let want = ExemptionStatus {
+                state: Some(state.word().to_string()),
+                message: Some(message),
+            };
+            if state == ExemptionState::Active
+                && let Some(at) = object.spec.expires_at
+            {
+                next_expiry = Some(next_expiry.map_or(at.0, |n| n.min(at.0)));
+            }
+            let key = (object.namespace.clone(), object.name.clone());
+            let current = parts.exemptions.get(&key).and_then(|e| e.status.clone());
+            if current.as_ref() != Some(&want) {
+                writes.push(StatusWrite::Exemption(key, want));
+            }
+        }
+        (writes, next_expiry)
     }
 
     fn policy_changed(&self, change: Change<StatefulSetPolicy>) {
@@ -108,6 +205,10 @@ impl PolicyObjects {
             Change::Applied(object) => Some(object),
             Change::Deleted(_) | Change::NotServed => None,
         };
+        let status = object
+            .as_ref()
+            .map(|o| o.status.clone().unwrap_or_default());
+        self.update(|parts| parts.policy_status = status);
         let base = match object {
             Some(object) => {
                 let source = format!("StatefulSetPolicy/{POLICY_NAME}");
@@ -168,12 +269,47 @@ impl PolicyObjects {
             .with_exemption_objects(parts.exemptions.values().cloned(), &self.platform_namespace);
         self.app.policy.store(Arc::new(policy));
         self.metrics.policy_loaded();
+        self.changed.notify_one();
         if parts.policy_synced
             && parts.exemptions_synced
             && !self.synced.swap(true, Ordering::AcqRel)
         {
             tracing::info!(exemptions = parts.exemptions.len(), "policy objects synced");
         }
+    }
+}
+
+/// One object's status to write.
+enum StatusWrite {
+    Policy(PolicyStatus),
+    Exemption((String, String), ExemptionStatus),
+}
+
+impl StatusWrite {
+    fn name(&self) -> String {
+        match self {
+            StatusWrite::Policy(_) => format!("StatefulSetPolicy/{POLICY_NAME}"),
+            StatusWrite::Exemption((ns, name), _) => format!("StatefulSetExemption {ns}/{name}"),
+        }
+    }
+
+    async fn apply(&self, client: &kube::Client) -> Result<(), kube::Error> {
+        let params = PatchParams::default();
+        match self {
+            StatusWrite::Policy(status) => {
+                let patch = Patch::Merge(serde_json::json!({ "status": status }));
+                Api::<StatefulSetPolicy>::all(client.clone())
+                    .patch_status(POLICY_NAME, &params, &patch)
+                    .await?;
+            }
+            StatusWrite::Exemption((ns, name), status) => {
+                let patch = Patch::Merge(serde_json::json!({ "status": status }));
+                Api::<StatefulSetExemption>::namespaced(client.clone(), ns)
+                    .patch_status(name, &params, &patch)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -32,6 +32,7 @@ mod managed_certs;
 mod mutation;
 mod operable;
 mod policy_modes;
+mod policy_objects;
 mod probe_quality;
 mod reports;
 mod updates;

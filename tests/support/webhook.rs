@@ -46,6 +46,17 @@ impl Webhook {
         policy: Option<&Path>,
         kubeconfig: Option<&Path>,
     ) -> anyhow::Result<Webhook> {
+        Webhook::start_with_args(cp, name, policy, kubeconfig, &[])
+    }
+
+    /// [`Webhook::start_with`], with more `serve` flags.
+    pub fn start_with_args(
+        cp: &ControlPlane,
+        name: &str,
+        policy: Option<&Path>,
+        kubeconfig: Option<&Path>,
+        extra: &[&str],
+    ) -> anyhow::Result<Webhook> {
         let bin = sts_guard_bin();
         let certs = cp.work().join(format!("{name}-certs"));
         let out = run(
@@ -82,6 +93,7 @@ impl Webhook {
             if let Some(kubeconfig) = kubeconfig {
                 cmd.env("KUBECONFIG", kubeconfig);
             }
+            cmd.args(extra);
             let pid = cp.spawn(name, &mut cmd)?;
             let mut exited = false;
             let ready = wait_for(
