@@ -34,6 +34,7 @@ pub fn check(options: &CheckOptions) -> Result<RunReport, PolicyError> {
     let mut waiting: Vec<(usize, InputStatefulSet)> = Vec::new();
     let mut policy_object = None;
     let mut exemptions = Vec::new();
+    let mut bad_policy_objects = Vec::new();
     let mut position = 0;
 
     let read = manifest::read_objects(&options.paths, &options.namespace, |object| {
@@ -60,6 +61,7 @@ pub fn check(options: &CheckOptions) -> Result<RunReport, PolicyError> {
                 policy_object = Some((*p, source));
             }
             InputObject::PolicyObject(PolicyObject::Exemption(e), _) => exemptions.push(*e),
+            InputObject::BadPolicyObject(e) => bad_policy_objects.push(e),
         }
     });
 
@@ -76,7 +78,7 @@ pub fn check(options: &CheckOptions) -> Result<RunReport, PolicyError> {
     Ok(RunReport {
         command: Run::Check,
         objects: done.into_iter().map(|(_, report)| report).collect(),
-        errors: read.errors,
+        errors: read.errors.into_iter().chain(bad_policy_objects).collect(),
         duplicates: looked_up.duplicates::<Services>(),
         documents: Some(read.documents),
         expiring: Expiring::of(&policy, now),

@@ -5,8 +5,8 @@
 use super::required::missing_required;
 use super::wording::plain_words;
 use super::{
-    InputLookedUp, InputObject, InputStatefulSet, InvalidObject, Node, NodeValue, PolicyObject,
-    Position, Source,
+    InputError, InputLookedUp, InputObject, InputStatefulSet, InvalidObject, Node, NodeValue,
+    PolicyObject, Position, Source,
 };
 use crate::view::StatefulSet;
 
@@ -153,18 +153,23 @@ fn policy_object(
     } else {
         "StatefulSetExemption"
     };
+    let at_error = |at: Position, message: String| {
+        InputObject::BadPolicyObject(InputError::Syntax {
+            file: source.file.clone(),
+            line: at.line,
+            column: at.column,
+            message: format!("{kind} {namespace}/{name}: {message}"),
+        })
+    };
     if policy && name != crate::policy::objects::POLICY_NAME {
         // The CRD refuses it too.
-        return InputObject::Invalid(InvalidObject {
-            source,
-            message: format!(
-                "StatefulSetPolicy {name:?}: sts-guard reads only the StatefulSetPolicy named {}",
+        return at_error(
+            node.get("metadata").map_or(node.at, |m| m.at),
+            format!(
+                "sts-guard reads only the StatefulSetPolicy named {}",
                 crate::policy::objects::POLICY_NAME
             ),
-            at: node.get("metadata").map_or(node.at, |m| m.at),
-            name,
-            namespace,
-        });
+        );
     }
     let decoded = if policy {
         serde_path_to_error::deserialize::<_, StatefulSetPolicy>(&json)
@@ -181,13 +186,7 @@ fn policy_object(
             let at = position_of_error(node, e.path());
             let path = e.path().to_string();
             let reason = plain_words(&e.into_inner().to_string());
-            InputObject::Invalid(InvalidObject {
-                source,
-                name,
-                namespace,
-                message: format!("{kind} {path}: {reason}"),
-                at,
-            })
+            at_error(at, format!("{path}: {reason}"))
         }
     }
 }

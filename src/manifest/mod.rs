@@ -128,6 +128,9 @@ pub enum InputObject {
     Invalid(InvalidObject),
     LookedUp(Box<InputLookedUp>),
     PolicyObject(PolicyObject, Source),
+    /// A policy object that does not decode: nothing can be judged as the
+    /// cluster would without it, so it is an input error.
+    BadPolicyObject(InputError),
 }
 
 #[derive(Debug, Error)]

@@ -209,3 +209,136 @@ pub enum Exempting<'a> {
     Honoured(String),
     Ignored(&'a ExemptionObject),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+    use crate::policy::objects::ExpiresAt;
+    use kube::api::ObjectMeta;
+
+    const PLATFORM: &str = "sts-guard";
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn object(
+        ns: &str,
+        sts: &str,
+        rules: &[&str],
+        spec_ns: Option<&str>,
+        expires: Option<&str>,
+    ) -> StatefulSetExemption {
+        StatefulSetExemption {
+            metadata: ObjectMeta {
+                name: Some(format!("{sts}-exemption")),
+                namespace: Some(ns.into()),
+                ..ObjectMeta::default()
+            },
+            spec: ExemptionSpec {
+                stateful_set: sts.into(),
+                rules: rules.iter().map(|r| RuleId::parse(r).unwrap()).collect(),
+                reason: "why".into(),
+                expires_at: expires.map(|e| ExpiresAt(at(e))),
+                ticket: Some("OPS-1".into()),
+                namespace: spec_ns.map(str::to_string),
+            },
+            status: None,
+        }
+    }
+
+    /// Whether `shop/web`'s readiness-probe finding is exempted at noon on
+    /// 2026-12-07, by one object, under a policy that lets `shop` (only)
+    /// own exemption objects.
+    #[rstest::rstest]
+    #[case::in_an_allowed_namespace(object("shop", "web", &["readiness-probe"], None, None), Some(true))]
+    #[case::every_statefulset(object("shop", "*", &["readiness-probe"], None, None), Some(true))]
+    #[case::another_statefulset(object("shop", "db", &["readiness-probe"], None, None), None)]
+    #[case::another_rule(object("shop", "web", &["liveness-probe"], None, None), None)]
+    #[case::not_yet_expired(object("shop", "web", &["readiness-probe"], None, Some("2026-12-07T12:00:01Z")), Some(true))]
+    #[case::expired_at_that_second(object("shop", "web", &["readiness-probe"], None, Some("2026-12-07T12:00:00Z")), Some(false))]
+    #[case::in_a_namespace_not_allowed(object("batch", "web", &["readiness-probe"], None, None), None)]
+    #[case::naming_another_namespace_from_a_team_namespace(object("batch", "web", &["readiness-probe"], Some("shop"), None), None)]
+    #[case::the_platform_teams_for_shop(object(PLATFORM, "web", &["readiness-probe"], Some("shop"), None), Some(true))]
+    #[case::the_platform_teams_for_a_namespace_not_allowed(object(PLATFORM, "web", &["readiness-probe"], Some("batch"), None), None)]
+    fn an_exemption_object_exempts_shop_web(
+        #[case] exemption: StatefulSetExemption,
+        #[case] honoured: Option<bool>,
+    ) {
+        let policy = Policy::from_yaml("namespaces: {shop: {allowExemptionObjects: true}}", "t")
+            .unwrap()
+            .with_exemption_objects([exemption], PLATFORM);
+        let now = at("2026-12-07T12:00:00Z");
+        let got = match policy.exemption("shop", "web", RuleId("readiness-probe"), now) {
+            Some(Exempting::Honoured(reason)) => {
+                assert!(
+                    reason.starts_with("why (OPS-1; StatefulSetExemption "),
+                    "{reason}"
+                );
+                Some(true)
+            }
+            Some(Exempting::Ignored(_)) => Some(false),
+            None => None,
+        };
+        assert_eq!(got, honoured);
+    }
+
+    #[test]
+    fn objects_are_counted_by_state_and_listed_before_they_expire() {
+        let policy = Policy::from_yaml("namespaces: {shop: {allowExemptionObjects: true}}", "t")
+            .unwrap()
+            .with_exemption_objects(
+                [
+                    object(
+                        "shop",
+                        "a",
+                        &["readiness-probe"],
+                        None,
+                        Some("2026-12-09T00:00:00Z"),
+                    ),
+                    object(
+                        "shop",
+                        "b",
+                        &["readiness-probe"],
+                        None,
+                        Some("2026-12-08T00:00:00Z"),
+                    ),
+                    object(
+                        "shop",
+                        "c",
+                        &["readiness-probe"],
+                        None,
+                        Some("2027-01-01T00:00:00Z"),
+                    ),
+                    object(
+                        "shop",
+                        "d",
+                        &["readiness-probe"],
+                        None,
+                        Some("2026-12-01T00:00:00Z"),
+                    ),
+                    object("shop", "e", &["readiness-probe"], None, None),
+                    object("batch", "f", &["readiness-probe"], None, None),
+                ],
+                PLATFORM,
+            );
+        let now = at("2026-12-07T12:00:00Z");
+        let counts = policy.exemption_objects().count_by_state(now);
+        assert_eq!(
+            counts,
+            [
+                (ExemptionState::Active, 4),
+                (ExemptionState::Expired, 1),
+                (ExemptionState::NotAllowed, 1)
+            ]
+        );
+        let soon: Vec<&str> = policy
+            .exemption_objects()
+            .expiring(now, at("2026-12-14T12:00:00Z"))
+            .iter()
+            .map(|e| e.spec.stateful_set.as_str())
+            .collect();
+        assert_eq!(soon, ["b", "a"]);
+    }
+}

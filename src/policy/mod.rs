@@ -515,7 +515,7 @@ mod opt_duration {
 
     pub fn compact(d: Duration) -> String {
         let millis = d.as_millis();
-        if millis % 1000 != 0 {
+        if !millis.is_multiple_of(1000) {
             return format!("{millis}ms");
         }
         let secs = d.as_secs();

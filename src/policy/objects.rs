@@ -44,6 +44,9 @@ pub struct PolicyStatus {
 /// `StatefulSetExemption`: named rules waived for StatefulSets of its own
 /// namespace (or, for one in sts-guard's own namespace, of
 /// `spec.namespace`), until `spec.expiresAt`.
+// kube's printcolumn(...) repeats `type_ = "string"`, which clippy takes
+// for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(
     CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default,
 )]

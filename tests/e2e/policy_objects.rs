@@ -459,6 +459,51 @@ async fn an_exemption_ends_at_its_expiry() {
         .find(|o| o["namespace"] == ns.as_str() && o["name"] == "cache")
         .expect("cache audited");
     assert_eq!(cache["verdict"], "denied", "{cache}");
+
+    // And its policy report says it fails readiness-probe again.
+    let o = objects();
+    let crd = run(
+        o.cp.command(sts_guard_bin())
+            .args(["reports", "crd", "openreports"]),
+        None,
+    );
+    crd.assert_exit(0);
+    o.cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], &crd.stdout)
+        .assert_exit(0);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/reports.openreports.io",
+    ])
+    .assert_exit(0);
+    let mut cmd = o.cp.command(sts_guard_bin());
+    cmd.args([
+        "audit",
+        "-n",
+        &ns,
+        "--report",
+        "openreports",
+        "--platform-namespace",
+        &o.platform,
+    ]);
+    let out = run(&mut cmd, None);
+    assert_eq!(out.code, 1, "{out}");
+    let reports = kubectl(&["get", "reports.openreports.io", "-n", &ns, "-o", "json"]);
+    reports.assert_exit(0);
+    let reports: Value = serde_json::from_str(&reports.stdout).unwrap();
+    let report = reports["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scope"]["name"] == "cache")
+        .unwrap_or_else(|| panic!("no report for cache: {reports}"));
+    let fails_readiness = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["result"] == "fail" && r.to_string().contains("readiness-probe"));
+    assert!(fails_readiness, "{report}");
 }
 
 /// `check` over a folder holding the policy, exemptions, Services and
