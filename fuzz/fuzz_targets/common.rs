@@ -32,10 +32,10 @@ use serde_json::Value;
 use sts_guard::lookup::{Answer, Fetched, LookupSource, Lookups, Need, NoLookups, Object, Objects};
 use sts_guard::policy::Policy;
 use sts_guard::view::{self, DisruptionBudget, Selector, StatefulSet};
+use sts_guard::webhook::decision::Endpoint;
 use sts_guard::webhook::decision::{
     Decision, MAX_DENIAL_BYTES, MAX_WARNING_BYTES, MAX_WARNINGS_TOTAL_BYTES,
 };
-use sts_guard::webhook::decision::Endpoint;
 use sts_guard::webhook::routes::{MAX_BODY_BYTES, decide};
 use sts_guard::webhook::wire::{Admission, Rejection, decode};
 
@@ -138,7 +138,13 @@ pub fn check_body(body: &[u8], which: usize) {
             let decisions = [
                 (
                     Endpoint::Validate,
-                    decide(&admission, Endpoint::Validate, policy, &fetch(&admission), now()),
+                    decide(
+                        &admission,
+                        Endpoint::Validate,
+                        policy,
+                        &fetch(&admission),
+                        now(),
+                    ),
                 ),
                 (
                     Endpoint::Validate,

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(policy) = Policy::from_yaml(&text, "fuzz.yaml") else {
         return;
     };
-    let mut namespaces: Vec<&str> = policy.namespaces.keys().map(String::as_str).collect();
+    let mut namespaces: Vec<&str> = policy.spec.namespaces.keys().map(String::as_str).collect();
     namespaces.extend(policy.exemptions().iter().map(|e| e.namespace.as_str()));
     namespaces.push("default");
     for ns in namespaces {
@@ -26,14 +26,15 @@ fuzz_target!(|data: &[u8]| {
         for rule in RULES {
             let mode = policy.mode(ns, rule.id);
             if rule.denies_only_when_named && mode == Mode::Enforce {
-                let named = policy.rules.contains_key(&rule.id)
+                let named = policy.spec.rules.contains_key(&rule.id)
                     || policy
+                        .spec
                         .namespaces
                         .get(ns)
                         .is_some_and(|n| n.rules.contains_key(&rule.id));
                 assert!(named, "{} enforced in {ns:?} unnamed", rule.id);
             }
-            let _ = policy.exemption(ns, "web", rule.id);
+            let _ = policy.exemption(ns, "web", rule.id, jiff::Timestamp::UNIX_EPOCH);
         }
     }
 });
