@@ -144,6 +144,10 @@ mod tests {
     const V1_CERT: &str = include_str!("../../tests/fixtures/tls/v1-client.crt");
     const V1_KEY: &str = include_str!("../../tests/fixtures/tls/v1-client.key");
 
+    type Cert<'a> = CertificateDer<'a>;
+    type Dss = DigitallySignedStruct;
+    type Signed = Result<HandshakeSignatureValid, Error>;
+
     fn algorithms() -> WebPkiSupportedAlgorithms {
         ring::default_provider().signature_verification_algorithms
     }
@@ -160,29 +164,19 @@ mod tests {
 
         fn verify_client_cert(
             &self,
-            end_entity: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
+            end_entity: &Cert,
+            _: &[Cert],
             _: UnixTime,
         ) -> Result<ClientCertVerified, Error> {
             *self.0.lock().unwrap() = Some(end_entity.to_vec());
             Ok(ClientCertVerified::assertion())
         }
 
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
+        fn verify_tls12_signature(&self, _: &[u8], _: &Cert, _: &Dss) -> Signed {
             Err(Error::General("TLS 1.3 only".into()))
         }
 
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
+        fn verify_tls13_signature(&self, message: &[u8], cert: &Cert, dss: &Dss) -> Signed {
             let (_, parsed) = x509_parser::parse_x509_certificate(cert)
                 .map_err(|e| Error::General(e.to_string()))?;
             let spki = SubjectPublicKeyInfoDer::from(parsed.public_key().raw);
