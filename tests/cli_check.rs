@@ -719,3 +719,39 @@ fn concatenated_json_from_stdin_is_checked_object_by_object() {
     assert_eq!(finding["rule"], "liveness-probe");
     assert_eq!(finding["line"], 1);
 }
+
+/// The whole SARIF document, byte for byte (key order included), for inputs
+/// giving every kind of result: deny, warn, audit, exempt, an invalid
+/// object, an unreadable file, stdin, a Service defined twice.
+/// tests/fixtures/sarif/every-result.sarif was written by the
+/// `serde_json::json!` version that serde-sarif's types replaced.
+#[test]
+fn sarif_document_is_pinned() {
+    let stdin = std::fs::read(fixtures().join("noncompliant/app.yaml")).unwrap();
+    let out = check_with_stdin(
+        &[
+            "-f",
+            "policy/manifests",
+            "--config",
+            "policy/policy.yaml",
+            "-f",
+            "invalid",
+            "-f",
+            "undecodable",
+            "-f",
+            "mixed",
+            "-f",
+            "mixed/base",
+            "-f",
+            "-",
+            "-o",
+            "sarif",
+        ],
+        Some(&stdin),
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let pinned = std::fs::read_to_string(fixtures().join("../sarif/every-result.sarif"))
+        .unwrap()
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    assert_eq!(stdout(&out), pinned);
+}

@@ -3,10 +3,23 @@
 //! at the file and line of its document, with the rule's fix as help.
 //! Exempt findings are results with a suppression, so they stay visible
 //! but never alert. See docs/check-audit.md for why SARIF over JUnit.
+//!
+//! The document is serde-sarif's types (generated from the SARIF 2.1.0
+//! schema), so a misspelt property or level does not compile; their fields
+//! serialize in the schema's alphabetical order, the order of the
+//! `serde_json::json!` maps this was written with before
+//! (tests/fixtures/sarif/every-result.sarif pins the bytes).
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_sarif::sarif::{
+    ArtifactLocation, Invocation, Location, LogicalLocation, Message, MultiformatMessageString,
+    Notification, PhysicalLocation, PropertyBag, Region, ReportingConfiguration,
+    ReportingDescriptor, Result as SarifResult, ResultLevel, Run, RunAutomationDetails, Sarif,
+    Suppression, Tool, ToolComponent,
+};
 
 use super::report::{Body, ObjectReport, Origin, RunReport};
 use crate::manifest::{InputError, Position, STDIN_NAME};
@@ -19,32 +32,40 @@ const INVALID_RULE: &str = "invalid-object";
 const UNREADABLE_RULE: &str = "unreadable-input";
 
 pub fn write(report: &RunReport, out: &mut impl Write) -> io::Result<()> {
-    let mut results: Vec<Value> = report.objects.iter().flat_map(results_of).collect();
+    let mut results: Vec<SarifResult> = report.objects.iter().flat_map(results_of).collect();
     results.extend(report.errors.iter().map(error_result));
-    let doc = json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "sts-guard",
-                "version": env!("CARGO_PKG_VERSION"),
-                "semanticVersion": env!("CARGO_PKG_VERSION"),
-                "rules": rules(),
-            }},
-            "automationDetails": {"id": format!("sts-guard/{}/", report.command.as_str())},
-            "invocations": [{
-                "executionSuccessful": report.errors.is_empty(),
-                "toolExecutionNotifications": notifications(report),
-            }],
-            "results": results,
-        }],
-    });
+    let driver = ToolComponent::builder()
+        .name("sts-guard")
+        .version(env!("CARGO_PKG_VERSION"))
+        .semantic_version(env!("CARGO_PKG_VERSION"))
+        .rules(rules())
+        .build();
+    let run = Run::builder()
+        .tool(Tool::builder().driver(driver).build())
+        .automation_details(
+            RunAutomationDetails::builder()
+                .id(format!("sts-guard/{}/", report.command.as_str()))
+                .build(),
+        )
+        .invocations(vec![
+            Invocation::builder()
+                .execution_successful(report.errors.is_empty())
+                .tool_execution_notifications(notifications(report))
+                .build(),
+        ])
+        .results(results)
+        .build();
+    let doc = Sarif::builder()
+        .schema("https://json.schemastore.org/sarif-2.1.0.json")
+        .version("2.1.0")
+        .runs(vec![run])
+        .build();
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
 }
 
-fn rules() -> Vec<Value> {
-    let mut rules: Vec<Value> = RULES
+fn rules() -> Vec<ReportingDescriptor> {
+    let mut rules: Vec<ReportingDescriptor> = RULES
         .iter()
         .map(|r| {
             rule(
@@ -84,24 +105,31 @@ fn readable_name(id: &str) -> String {
         .collect()
 }
 
-fn rule(id: &str, name: &str, short: &str, help: &str) -> Value {
-    json!({
-        "id": id,
-        "name": name,
-        "shortDescription": {"text": short},
-        "help": {"text": help},
-        "defaultConfiguration": {"level": "error"},
-    })
+fn rule(id: &str, name: &str, short: &str, help: &str) -> ReportingDescriptor {
+    let text = |text: &str| MultiformatMessageString::builder().text(text).build();
+    ReportingDescriptor::builder()
+        .id(id)
+        .name(name)
+        .short_description(text(short))
+        .help(text(help))
+        .default_configuration(ReportingConfiguration::builder().level("error").build())
+        .build()
 }
 
-fn results_of(object: &ObjectReport) -> Vec<Value> {
+fn message(text: impl Into<String>) -> Message {
+    Message::builder().text(text).build()
+}
+
+fn results_of(object: &ObjectReport) -> Vec<SarifResult> {
     match &object.body {
-        Body::Invalid(message, at) => vec![json!({
-            "ruleId": INVALID_RULE,
-            "level": "error",
-            "message": {"text": format!("{}: {message}", object.display_name())},
-            "locations": [location(object, *at)],
-        })],
+        Body::Invalid(text, at) => vec![
+            SarifResult::builder()
+                .rule_id(INVALID_RULE)
+                .level(ResultLevel::Error)
+                .message(message(format!("{}: {text}", object.display_name())))
+                .locations(vec![location(object, *at)])
+                .build(),
+        ],
         Body::Reviewed(review) => review
             .outcomes
             .iter()
@@ -112,86 +140,119 @@ fn results_of(object: &ObjectReport) -> Vec<Value> {
 }
 
 /// The summary, and a note for each Service defined more than once.
-fn notifications(report: &RunReport) -> Vec<Value> {
-    let mut notes = vec![json!({
-        "level": "note",
-        "message": {"text": report.summary_line()},
-    })];
+fn notifications(report: &RunReport) -> Vec<Notification> {
+    let note = |level: &str, text: String| {
+        Notification::builder()
+            .level(level)
+            .message(message(text))
+            .build()
+    };
+    let mut notes = vec![note("note", report.summary_line())];
     notes.extend(report.duplicates.iter().map(|d| {
-        json!({
-            "level": "warning",
-            "message": {"text": format!(
+        note(
+            "warning",
+            format!(
                 "{}/{} Service is defined {} times: {}; StatefulSets naming it are checked against each definition",
-                d.namespace, d.name, d.places.len(), d.places.join(", ")
-            )},
-        })
+                d.namespace,
+                d.name,
+                d.places.len(),
+                d.places.join(", ")
+            ),
+        )
     }));
     notes
 }
 
-fn error_result(e: &InputError) -> Value {
-    let mut physical = json!({"artifactLocation": {"uri": uri(e.file())}});
-    if let Some(at) = e.position() {
-        physical["region"] = region(at);
-    }
-    json!({
-        "ruleId": UNREADABLE_RULE,
-        "level": "error",
-        "message": {"text": e.to_string()},
-        "locations": [{"physicalLocation": physical}],
-    })
+fn error_result(e: &InputError) -> SarifResult {
+    SarifResult::builder()
+        .rule_id(UNREADABLE_RULE)
+        .level(ResultLevel::Error)
+        .message(message(e.to_string()))
+        .locations(vec![
+            Location::builder()
+                .physical_location(physical(e.file(), e.position()))
+                .build(),
+        ])
+        .build()
 }
 
-fn region(at: Position) -> Value {
-    json!({"startLine": at.line, "startColumn": at.column})
+/// A file, and the line and column in it when known.
+fn physical(file: &str, at: Option<Position>) -> PhysicalLocation {
+    let mut physical = PhysicalLocation::builder()
+        .artifact_location(ArtifactLocation::builder().uri(uri(file)).build())
+        .build();
+    physical.region = at.map(|at| {
+        Region::builder()
+            .start_line(at.line as i64)
+            .start_column(at.column as i64)
+            .build()
+    });
+    physical
 }
 
-fn result(object: &ObjectReport, outcome: &Outcome, at: Option<Position>) -> Value {
+fn result(object: &ObjectReport, outcome: &Outcome, at: Option<Position>) -> SarifResult {
     let f = &outcome.finding;
     let level = match outcome.action {
-        Action::Deny => "error",
-        Action::Warn(_) => "warning",
-        Action::Audit | Action::Exempt(_) => "note",
+        Action::Deny => ResultLevel::Error,
+        Action::Warn(_) => ResultLevel::Warning,
+        Action::Audit | Action::Exempt(_) => ResultLevel::Note,
     };
-    let mut result = json!({
-        "ruleId": f.rule.as_str(),
-        "ruleIndex": RULES.iter().position(|r| r.id == f.rule),
-        "level": level,
-        "message": {"text": format!("{} StatefulSet {}: {}", object.display_name(), f.summary(), f.fix)},
-        "locations": [location(object, at)],
+    let properties = BTreeMap::from([
+        ("action".to_string(), json!(outcome.action.label())),
+        ("reason".to_string(), json!(outcome.action.reason())),
+        ("location".to_string(), json!(f.location())),
+    ]);
+    let mut result = SarifResult::builder()
+        .rule_id(f.rule.as_str())
+        .level(level)
+        .message(message(format!(
+            "{} StatefulSet {}: {}",
+            object.display_name(),
+            f.summary(),
+            f.fix
+        )))
+        .locations(vec![location(object, at)])
         // Same object and problem, same fingerprint: CI tracks it across runs.
-        "partialFingerprints": {"stsGuardFinding/v1": format!("{}:{}", object.display_name(), f.key)},
-        "properties": {
-            "action": outcome.action.label(),
-            "reason": outcome.action.reason(),
-            "location": f.location(),
-        },
-    });
+        .partial_fingerprints(BTreeMap::from([(
+            "stsGuardFinding/v1".to_string(),
+            format!("{}:{}", object.display_name(), f.key),
+        )]))
+        .properties(
+            PropertyBag::builder()
+                .additional_properties(properties)
+                .build(),
+        )
+        .build();
+    result.rule_index = RULES.iter().position(|r| r.id == f.rule).map(|i| i as i64);
     if let Action::Exempt(why) = &outcome.action {
-        result["suppressions"] = json!([{"kind": "external", "justification": why}]);
+        result.suppressions = Some(vec![
+            Suppression::builder()
+                .kind("external")
+                .justification(why.to_string())
+                .build(),
+        ]);
     }
     result
 }
 
 /// The file, line and column of what a result is about (else of the
 /// object), and the object itself.
-fn location(object: &ObjectReport, at: Option<Position>) -> Value {
-    let logical = json!([{
-        "name": object.name,
-        "fullyQualifiedName": object.display_name(),
-        "kind": "resource",
-    }]);
-    match &object.origin {
-        Origin::File(source) if source.file != STDIN_NAME => {
-            let mut physical = json!({"artifactLocation": {"uri": uri(&source.file)}});
-            let at = at.unwrap_or(source.position());
-            if at.line > 0 {
-                physical["region"] = region(at);
-            }
-            json!({"physicalLocation": physical, "logicalLocations": logical})
-        }
-        _ => json!({"logicalLocations": logical}),
+fn location(object: &ObjectReport, at: Option<Position>) -> Location {
+    let logical = vec![
+        LogicalLocation::builder()
+            .name(object.name.as_str())
+            .fully_qualified_name(object.display_name())
+            .kind("resource")
+            .build(),
+    ];
+    let mut location = Location::builder().logical_locations(logical).build();
+    if let Origin::File(source) = &object.origin
+        && source.file != STDIN_NAME
+    {
+        let at = at.unwrap_or(source.position());
+        location.physical_location = Some(physical(&source.file, (at.line > 0).then_some(at)));
     }
+    location
 }
 
 /// A path as a relative URI reference: forward slashes, and anything but

@@ -22,13 +22,6 @@ use super::recent::Recent;
 use super::{Answer, CacheStores, Kind, LookupPath, Member};
 use crate::tasks::Spawner;
 
-/// A client from the usual configuration (in-cluster, or `KUBECONFIG`),
-/// with the process-wide TLS crypto provider kube's rustls client needs.
-pub async fn connect() -> Result<kube::Client, kube::Error> {
-    crate::install_crypto_provider();
-    kube::Client::try_default().await
-}
-
 /// A kind's watch cache: its projections by (namespace, name); ordered, so
 /// one namespace's entries are a range, not a scan of the whole cache.
 pub type Cache<K> = BTreeMap<Key, Arc<<K as Kind>::Projection>>;

@@ -53,6 +53,7 @@
 //! (2) `disruption_budgets::DisruptionBudgets` in `kinds!`; (3)
 //! `src/rules/disruption_budget.rs` and `disruption_budget` in `rules!`.
 
+mod client;
 mod cluster;
 pub mod listing;
 mod objects;
@@ -68,7 +69,8 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::watcher;
 use tokio::time::Instant;
 
-pub use cluster::{Cache, ClusterCache, Looked, RECENT_WINDOW, Store, connect};
+pub use client::connect;
+pub use cluster::{Cache, ClusterCache, Looked, RECENT_WINDOW, Store};
 pub use listing::{Key, Projection};
 pub use objects::{Definitions, Duplicate, Objects};
 

@@ -2,6 +2,7 @@
 //! (decoded as the API server would, or why not), an object of a kind the
 //! rules look up, the items of a `List`.
 
+use super::node::Step;
 use super::required::missing_required;
 use super::wording::plain_words;
 use super::{
@@ -112,7 +113,9 @@ fn statefulset(node: Node, source: Source, default_namespace: &str) -> InputObje
     let json = node.to_json();
     // The whole object as the API server would decode it, so a field of the
     // wrong type anywhere is reported as the API server would refuse it;
-    // then the part the review reads.
+    // then the part the review reads. Two passes over `json`: a serde pass
+    // drives one type, and building the view from k8s-openapi's type would
+    // be a second definition of the view beside its serde one.
     let decoded =
         serde_path_to_error::deserialize::<_, k8s_openapi::api::apps::v1::StatefulSet>(&json)
             .and_then(|_| serde_path_to_error::deserialize::<_, StatefulSet>(&json));
@@ -191,22 +194,15 @@ fn policy_object(
     }
 }
 
-/// The node a decode error names, or the deepest one on the way.
+/// The node a decode error names, or the deepest one on the way (a
+/// segment that is neither a key nor an index ends the way there).
 fn position_of_error(node: &Node, path: &serde_path_to_error::Path) -> Position {
     use serde_path_to_error::Segment as S;
-    let mut here = node;
-    for segment in path.iter() {
-        let next = match (segment, &here.value) {
-            (S::Map { key }, NodeValue::Map(_)) => here.get(key),
-            (S::Seq { index }, NodeValue::Seq(items)) => items.get(*index),
-            _ => None,
-        };
-        match next {
-            Some(n) => here = n,
-            None => break,
-        }
-    }
-    here.at
+    node.position_along(path.iter().map_while(|segment| match segment {
+        S::Map { key } => Some(Step::Key(key)),
+        S::Seq { index } => Some(Step::Index(*index)),
+        _ => None,
+    }))
 }
 
 /// Name and namespace read before decoding, so an object that does not

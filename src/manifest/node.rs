@@ -27,6 +27,13 @@ impl fmt::Display for Position {
     }
 }
 
+/// One step down a tree: a mapping's key or a sequence's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
 /// One node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -85,11 +92,20 @@ impl Node {
     /// The node at `path`, or the deepest node on the way to it (a missing
     /// field is best shown at its parent).
     pub fn position_of(&self, path: &FieldPath) -> Position {
+        self.position_along(path.segments().iter().map(|segment| match segment {
+            Segment::Field(key) => Step::Key(key),
+            Segment::Index(i) => Step::Index(*i),
+        }))
+    }
+
+    /// The node at the end of `steps`, or the deepest node on the way to it:
+    /// the one walk behind a finding's path and a decode error's.
+    pub(super) fn position_along<'a>(&self, steps: impl IntoIterator<Item = Step<'a>>) -> Position {
         let mut node = self;
-        for segment in path.segments() {
-            let next = match (segment, &node.value) {
-                (Segment::Field(key), NodeValue::Map(_)) => node.get(key),
-                (Segment::Index(i), NodeValue::Seq(items)) => items.get(*i),
+        for step in steps {
+            let next = match (step, &node.value) {
+                (Step::Key(key), NodeValue::Map(_)) => node.get(key),
+                (Step::Index(i), NodeValue::Seq(items)) => items.get(i),
                 _ => None,
             };
             match next {
@@ -246,5 +262,43 @@ impl<'de> Deserialize<'de> for Key {
             }
         };
         Ok(Key(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Node, Position, Step};
+    use crate::rules::FieldPath;
+
+    #[test]
+    fn a_walk_ends_at_the_deepest_node_on_the_way() {
+        let doc: Node = serde_saphyr::from_str("spec:\n  containers:\n  - name: a\n").unwrap();
+        let at = |line, column| Position { line, column };
+        let containers = [Step::Key("spec"), Step::Key("containers")];
+        let walk = |steps: &[Step]| doc.position_along(steps.iter().copied());
+        assert_eq!(
+            walk(&[&containers[..], &[Step::Index(0), Step::Key("name")]].concat()),
+            at(3, 11)
+        );
+        // A missing key, an index past the end, a key into a sequence: the
+        // node reached so far.
+        let spec = walk(&containers[..1]);
+        assert_eq!(spec, at(2, 3));
+        assert_eq!(walk(&[Step::Key("spec"), Step::Key("selector")]), spec);
+        let list = walk(&containers);
+        assert_ne!(list, spec);
+        assert_eq!(walk(&[&containers[..], &[Step::Index(1)]].concat()), list);
+        assert_eq!(
+            walk(&[&containers[..], &[Step::Key("name")]].concat()),
+            list
+        );
+        assert_eq!(
+            doc.position_of(
+                &FieldPath::of(&["spec", "containers"])
+                    .index(0)
+                    .field("name")
+            ),
+            at(3, 11)
+        );
     }
 }

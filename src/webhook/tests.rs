@@ -87,6 +87,19 @@ fn validate_with(review: &Value, services: &dyn Lookups) -> Decision {
     run(review, Endpoint::Validate, &Policy::default(), services)
 }
 
+/// Whether one of the decision's warnings says `text`.
+fn warns(d: &Decision, text: &str) -> bool {
+    d.warnings.iter().any(|w| w.contains(text))
+}
+
+/// Takes `field` (a probe, say) out of the container at `index`.
+fn remove_field(review: &mut Value, index: usize, field: &str) {
+    containers(review)[index]
+        .as_object_mut()
+        .unwrap()
+        .remove(field);
+}
+
 fn containers(review: &mut Value) -> &mut Vec<Value> {
     review["request"]["object"]["spec"]["template"]["spec"]["containers"]
         .as_array_mut()
@@ -157,10 +170,7 @@ fn each_container_needs_its_own_probe(
 ) {
     // A probe on another container does not count.
     let mut review = fixture();
-    containers(&mut review)[index]
-        .as_object_mut()
-        .unwrap()
-        .remove(field);
+    remove_field(&mut review, index, field);
     let d = validate_with(&review, &headless_web());
     assert_eq!(rules_of(&d), vec![(rule, "deny".into())]);
     assert!(d.denial.unwrap().contains(&format!("[{index}] {name:?}")));
@@ -271,10 +281,7 @@ fn dry_run_with_a_missing_service_warns_instead_of_denying() {
 fn dry_run_still_denies_missing_probes() {
     let mut review = fixture();
     review["request"]["dryRun"] = json!(true);
-    containers(&mut review)[0]
-        .as_object_mut()
-        .unwrap()
-        .remove("readinessProbe");
+    remove_field(&mut review, 0, "readinessProbe");
     let d = validate_with(&review, &no_service());
     assert_eq!(
         rules_of(&d),
@@ -294,10 +301,7 @@ fn as_update(review: &mut Value) {
 #[test]
 fn update_of_an_object_that_already_broke_a_rule_warns() {
     let mut review = fixture();
-    containers(&mut review)[1]
-        .as_object_mut()
-        .unwrap()
-        .remove("livenessProbe");
+    remove_field(&mut review, 1, "livenessProbe");
     as_update(&mut review);
     review["request"]["object"]["spec"]["replicas"] = json!(5);
     let d = validate_with(&review, &headless_web());
@@ -312,10 +316,7 @@ fn update_of_an_object_that_already_broke_a_rule_warns() {
 fn update_that_removes_a_probe_is_denied() {
     let mut review = fixture();
     as_update(&mut review);
-    containers(&mut review)[0]
-        .as_object_mut()
-        .unwrap()
-        .remove("livenessProbe");
+    remove_field(&mut review, 0, "livenessProbe");
     let d = validate_with(&review, &headless_web());
     assert_eq!(
         rules_of(&d),
@@ -327,10 +328,7 @@ fn update_that_removes_a_probe_is_denied() {
 fn ratcheting_follows_container_names_not_indexes() {
     // Old object: "metrics" lacks a liveness probe. New: containers swapped.
     let mut review = fixture();
-    containers(&mut review)[1]
-        .as_object_mut()
-        .unwrap()
-        .remove("livenessProbe");
+    remove_field(&mut review, 1, "livenessProbe");
     as_update(&mut review);
     containers(&mut review).reverse();
     let d = validate_with(&review, &headless_web());
@@ -358,10 +356,7 @@ fn a_failed_lookup_warns_and_the_other_rules_still_enforce() {
     assert!(d.allowed());
     assert!(d.warnings[0].contains("could not be checked (API server did not answer within 2s)"));
     let mut review = fixture();
-    containers(&mut review)[0]
-        .as_object_mut()
-        .unwrap()
-        .remove("livenessProbe");
+    remove_field(&mut review, 0, "livenessProbe");
     assert!(!validate_with(&review, &Down).allowed());
 }
 
@@ -419,11 +414,7 @@ fn owners_exempt_themselves_only_when_the_policy_allows(
     let d = run(&review, Endpoint::Validate, &policy, &no_service());
     assert_eq!(d.allowed(), allowed, "{d:?}");
     if !allowed {
-        assert!(
-            d.warnings
-                .iter()
-                .any(|w| w.contains("sts-guard.io/exempt is ignored"))
-        );
+        assert!(warns(&d, "sts-guard.io/exempt is ignored"), "{d:?}");
     }
 }
 
@@ -552,25 +543,17 @@ fn bad_annotation_values_warn_and_fall_back() {
     let d = mutate(&review, &Policy::default());
     assert!(d.patch.is_none());
     assert!(
-        d.warnings
-            .iter()
-            .any(|w| w.contains("\"yes please\" is not \"true\" or \"false\""))
+        warns(&d, "\"yes please\" is not \"true\" or \"false\""),
+        "{d:?}"
     );
-    assert!(
-        d.warnings
-            .iter()
-            .any(|w| w.contains("\"soon\" is not a duration"))
-    );
+    assert!(warns(&d, "\"soon\" is not a duration"), "{d:?}");
 }
 
 #[test]
 fn mutate_never_denies_and_validate_never_patches() {
     let mut review = fixture();
     annotate(&mut review, "sts-guard.io/parallel", "true");
-    containers(&mut review)[0]
-        .as_object_mut()
-        .unwrap()
-        .remove("livenessProbe");
+    remove_field(&mut review, 0, "livenessProbe");
     assert!(mutate(&review, &Policy::default()).allowed());
     assert!(validate_with(&review, &no_service()).patch.is_none());
 }

@@ -60,11 +60,7 @@ pub fn certified_key(
         path: key_path.into(),
         message: e.to_string(),
     })?;
-    // ring's provider, not the process-wide one: that one's keys do not
-    // report their public key (see `install_crypto_provider`), and this
-    // pair must be checked before it is served.
-    let ring = rustls::crypto::ring::default_provider();
-    let signing = ring
+    let signing = provider()
         .key_provider
         .load_private_key(key)
         .map_err(|e| TlsError::BadKey {
