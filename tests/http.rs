@@ -234,6 +234,23 @@ async fn health_and_metrics_reflect_decisions() {
     assert_eq!(ready, 503);
 }
 
+/// Not ready until the policy and exemption objects are first listed: a
+/// review before that would use the built-in default instead of the policy.
+#[tokio::test]
+async fn not_ready_until_the_policy_objects_are_listed() {
+    use std::sync::atomic::Ordering;
+    let app = app("");
+    app.policy_synced.store(false, Ordering::Release);
+    let (ready, body) = router_get(&app, "/readyz").await;
+    assert_eq!(
+        (ready, String::from_utf8_lossy(&body).as_ref()),
+        (503, "policy and exemption objects not synced")
+    );
+    app.policy_synced.store(true, Ordering::Release);
+    let (ready, _) = router_get(&app, "/readyz").await;
+    assert_eq!(ready, 200);
+}
+
 // ---- over real TLS ----
 
 #[tokio::test]

@@ -223,13 +223,12 @@ async fn cluster_policy(
         Some(policy) => policy,
         None => {
             let api = Api::<StatefulSetPolicy>::all(client.clone());
-            match api
-                .get_opt(POLICY_NAME)
-                .await
-                .map_err(list_error("the StatefulSetPolicy"))?
-            {
-                Some(object) => Policy::from_spec(object.spec, "StatefulSetPolicy/default")?,
-                None => Policy::default(),
+            // 404: no such object, or no such resource (the CRD is not
+            // installed; the API server then answers in plain text).
+            match api.get(POLICY_NAME).await {
+                Ok(object) => Policy::from_spec(object.spec, "StatefulSetPolicy/default")?,
+                Err(kube::Error::Api(status)) if status.code == 404 => Policy::default(),
+                Err(e) => return Err(list_error("the StatefulSetPolicy")(e)),
             }
         }
     };
