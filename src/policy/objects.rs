@@ -175,9 +175,61 @@ pub(super) fn duration_is_valid() -> Rule {
 /// Both CustomResourceDefinitions, as `deploy/` and the chart ship them.
 pub fn crds() -> [CustomResourceDefinition; 2] {
     [
-        strip_defaults(StatefulSetPolicy::crd()),
-        strip_defaults(StatefulSetExemption::crd()),
+        bound_sizes(strip_defaults(StatefulSetPolicy::crd())),
+        bound_sizes(strip_defaults(StatefulSetExemption::crd())),
     ]
+}
+
+/// Size limits where the schema has none: the API server refuses a CRD
+/// whose CEL rules' estimated cost, over unbounded strings, maps and lists,
+/// exceeds its budget ("estimated rule cost exceeds budget"). A `rules`
+/// map holds at most one key per rule; other maps and lists (namespaces,
+/// exemptions) 10,000 entries; a checked string 1,024 characters as a
+/// reason, 253 as a StatefulSet name, 64 otherwise (durations).
+fn bound_sizes(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn bound(name: &str, v: &mut serde_json::Value) {
+        let serde_json::Value::Object(map) = v else {
+            if let serde_json::Value::Array(items) = v {
+                items.iter_mut().for_each(|i| bound(name, i));
+            }
+            return;
+        };
+        let kind = map
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if kind == "object" && map.contains_key("additionalProperties") {
+            let max = if name == "rules" { RULES.len() } else { 10_000 };
+            map.entry("maxProperties").or_insert(max.into());
+        }
+        if kind == "array" {
+            map.entry("maxItems").or_insert(10_000.into());
+        }
+        if kind == "string" && map.contains_key("x-kubernetes-validations") {
+            let max = match name {
+                "reason" => 1024,
+                "statefulSet" => 253,
+                _ => 64,
+            };
+            map.entry("maxLength").or_insert(max.into());
+        }
+        for (key, child) in map.iter_mut() {
+            match (key.as_str(), child.as_object_mut()) {
+                // A property's schema is named by its key...
+                ("properties", Some(properties)) => {
+                    for (property, schema) in properties.iter_mut() {
+                        bound(property, schema);
+                    }
+                }
+                // ...items and additionalProperties by their parent's.
+                _ => bound(name, child),
+            }
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD encodes");
+    bound("", &mut value);
+    serde_json::from_value(value).expect("a CRD decodes")
 }
 
 /// `#[serde(default)]` makes schemars write the Rust default into the
