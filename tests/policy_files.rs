@@ -30,10 +30,9 @@ fn the_shipped_policy_object_parses_and_starts_in_audit() {
 /// policy as the StatefulSetPolicy, key for key.
 #[test]
 fn the_shipped_configmap_policy_parses_and_starts_in_audit() {
-    let configmap: serde_json::Value = serde_saphyr::from_str(&repo(
-        "deploy/components/policy-file/policy-configmap.yaml",
-    ))
-    .unwrap();
+    let configmap: serde_json::Value =
+        serde_saphyr::from_str(&repo("deploy/components/policy-file/policy-configmap.yaml"))
+            .unwrap();
     let text = configmap["data"]["policy.yaml"].as_str().unwrap();
     let policy = Policy::from_yaml(text, "policy-configmap.yaml").unwrap();
     for rule in [
