@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::Value;
-use sts_guard::policy::{Exempting, Exemption, Mode, NamespacePolicy, Policy, PolicySpec};
+use sts_guard::policy::{Exempting, Mode, Policy};
 use sts_guard::rules::RuleId;
 
 fn repo(path: &str) -> String {
