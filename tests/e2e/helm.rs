@@ -17,7 +17,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::deploy::{
-    deploy_copy, kustomize, overlay_with, policy_crds, sts_guard_namespace, without_cert_manager,
+    deploy_copy, kustomize, overlay_with, sts_guard_namespace, without_cert_manager,
+    without_policy_objects,
 };
 use crate::support::control_plane::{
     ControlPlane, Output, helm_bin, random_suffix, repo_root, run, wait_for,
@@ -395,7 +396,6 @@ auditReports:
 fn every_mode_with_default_and_optional_values_is_accepted_by_the_api_server() {
     let cp = &cluster().cp;
     sts_guard_namespace();
-    policy_crds();
     let dir = tempfile::tempdir().unwrap();
     let optional = dir.path().join("optional.yaml");
     std::fs::write(&optional, OPTIONAL_VALUES).unwrap();
@@ -422,8 +422,10 @@ fn every_mode_with_default_and_optional_values_is_accepted_by_the_api_server() {
             if mode == "certManager" {
                 assert_has(&rendered, "kind: Certificate");
             }
-            // cert-manager's kinds have no CRDs on this control plane.
-            let core = without_cert_manager(&rendered);
+            // cert-manager's kinds have no CRDs on this control plane, nor
+            // (see without_policy_objects) sts-guard's; a release installs
+            // its StatefulSetPolicy for real in the install tests.
+            let core = without_policy_objects(&without_cert_manager(&rendered));
             let out = cp.kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], &core);
             out.assert_exit(0);
             assert_has(
