@@ -13,9 +13,26 @@ fn repo(path: &str) -> String {
 }
 
 #[test]
+fn the_shipped_policy_object_parses_and_starts_in_audit() {
+    let path = "deploy/base/policy.yaml";
+    let policy = Policy::from_yaml(&repo(path), path).unwrap();
+    for rule in [
+        RuleId("liveness-probe"),
+        RuleId("readiness-probe"),
+        RuleId("headless-service"),
+    ] {
+        assert_eq!(policy.mode("any", rule), Mode::Audit, "safe start");
+    }
+    assert!(!policy.exemption_objects_allowed("any"));
+}
+
+/// The opt-in ConfigMap way (deploy/components/policy-file) ships the same
+/// policy as the StatefulSetPolicy, key for key.
+#[test]
 fn the_shipped_configmap_policy_parses_and_starts_in_audit() {
     let configmap: serde_json::Value =
-        serde_saphyr::from_str(&repo("deploy/base/policy-configmap.yaml")).unwrap();
+        serde_saphyr::from_str(&repo("deploy/components/policy-file/policy-configmap.yaml"))
+            .unwrap();
     let text = configmap["data"]["policy.yaml"].as_str().unwrap();
     let policy = Policy::from_yaml(text, "policy-configmap.yaml").unwrap();
     for rule in [
@@ -25,6 +42,12 @@ fn the_shipped_configmap_policy_parses_and_starts_in_audit() {
     ] {
         assert_eq!(policy.mode("any", rule), Mode::Audit, "safe start");
     }
+    let file: Value = serde_saphyr::from_str(text).unwrap();
+    let object: Value = serde_saphyr::from_str(&repo("deploy/base/policy.yaml")).unwrap();
+    assert_eq!(
+        file, object["spec"],
+        "the ConfigMap's policy and the object's differ"
+    );
 }
 
 #[test]

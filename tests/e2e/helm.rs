@@ -12,11 +12,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::deploy::{deploy_copy, kustomize, sts_guard_namespace, without_cert_manager};
-use crate::support::control_plane::{Output, helm_bin, random_suffix, repo_root, run};
+use crate::deploy::{
+    deploy_copy, kustomize, overlay_with, sts_guard_namespace, without_cert_manager,
+    without_policy_objects,
+};
+use crate::support::control_plane::{
+    ControlPlane, Output, helm_bin, random_suffix, repo_root, run, wait_for,
+};
 use crate::support::webhook::{Registration, WEBHOOK_LABEL, Webhook};
 use crate::{Ns, Sts, Svc, accepts, assert_has, assert_lacks, cluster, file, kubectl, rejects};
 
@@ -40,7 +46,11 @@ fn chart() -> String {
 /// `helm ARGS...` with `--kubeconfig` of the shared control plane, and
 /// Helm's cache, configuration and data in its work directory (not $HOME).
 fn helm(args: &[&str]) -> Output {
-    let cp = &cluster().cp;
+    helm_in(&cluster().cp, args)
+}
+
+/// [`helm`] against the control plane `cp`.
+fn helm_in(cp: &ControlPlane, args: &[&str]) -> Output {
     let bin = helm_bin().unwrap_or_else(|e| panic!("no helm binary: {e:#}"));
     let home = cp.work().join("helm-home");
     let mut cmd = cp.command(bin);
@@ -117,10 +127,27 @@ fn objects(yaml: &str) -> BTreeMap<String, Value> {
                 }
             }
         }
+        integral_floats_as_integers(&mut obj);
         let id = identity(&obj);
         assert!(by_id.insert(id.clone(), obj).is_none(), "{id} twice");
     }
     by_id
+}
+
+/// `0.0` as `0`, as the API server stores either: the CRDs' `minimum:
+/// 0.0` (as generated, in the chart's crds/) comes out of kustomize as `0`.
+fn integral_floats_as_integers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap();
+            if f.fract() == 0.0 && f.abs() < 1e15 {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn pretty(v: &Value) -> String {
@@ -138,6 +165,30 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
         "--set".to_string(),
         "prometheusRule.enabled=true".to_string(),
     ];
+    // The opt-ins deploy/ has as components, each in an overlay of the
+    // copy as README says to write one.
+    let policy_file = vec![
+        "--set".to_string(),
+        "policyConfigMap.enabled=true".to_string(),
+        "--set".to_string(),
+        "auditReports.enabled=true".to_string(),
+    ];
+    overlay_with(
+        deploy.path(),
+        "e2e-policy-file",
+        &["../audit-reports"],
+        &["../../components/policy-file"],
+    );
+    let editors = vec![
+        "--set".to_string(),
+        "roles.aggregateExemptionsToEdit=true".to_string(),
+    ];
+    overlay_with(
+        deploy.path(),
+        "e2e-editors",
+        &["../../base"],
+        &["../../components/exemptions-for-editors"],
+    );
     // (what differs from the defaults, its flags, the deploy/ it must equal)
     let pairs = [
         // managed is the default: no flag at all.
@@ -162,6 +213,10 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
             prometheus_rule,
             "overlays/prometheus-rules",
         ),
+        // The ConfigMap way, with the scheduled audit reading it too.
+        ("policyConfigMap", policy_file, "overlays/e2e-policy-file"),
+        // Exemption editing aggregated into admin and edit.
+        ("aggregateExemptionsToEdit", editors, "overlays/e2e-editors"),
     ];
     assert_eq!(
         pairs.iter().map(|p| p.0).take(3).collect::<Vec<_>>(),
@@ -172,6 +227,9 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
         let rendered = kustomize(&deploy.path().join(overlay));
         rendered.assert_exit(0);
         let mut from_deploy = objects(&rendered.stdout);
+        // With crds/: deploy/ lists the CRDs as resources.
+        let mut flags = flags;
+        flags.push("--include-crds".to_string());
         let from_chart = objects(&template("sts-guard", &flags));
         // Only deploy/ renders these, on purpose: the Namespace (Helm
         // installs into the release namespace, made by --create-namespace)
@@ -193,6 +251,18 @@ fn default_values_render_what_deploy_renders_and_each_mode_its_overlay() {
             ids(&from_chart),
             "{mode}: the chart renders other objects than deploy/{overlay}"
         );
+        // Helm installs crds/ as they are, untemplated, so without the
+        // part-of label kustomize gives everything in deploy/.
+        for (id, obj) in from_deploy.iter_mut() {
+            if id.starts_with("CustomResourceDefinition ") {
+                let meta = obj["metadata"].as_object_mut().unwrap();
+                assert_eq!(
+                    meta.remove("labels"),
+                    Some(serde_json::json!({"app.kubernetes.io/part-of": "sts-guard"})),
+                    "{id}"
+                );
+            }
+        }
         for (id, want) in &from_deploy {
             let got = &from_chart[id];
             assert!(
@@ -329,6 +399,19 @@ fn every_mode_with_default_and_optional_values_is_accepted_by_the_api_server() {
     let dir = tempfile::tempdir().unwrap();
     let optional = dir.path().join("optional.yaml");
     std::fs::write(&optional, OPTIONAL_VALUES).unwrap();
+    // The ConfigMap way takes the policy value as a map too: as the file.
+    let flags = [
+        "-f".to_string(),
+        optional.display().to_string(),
+        "--set".to_string(),
+        "policyConfigMap.enabled=true".to_string(),
+    ];
+    let objs = objects(&template("sts-guard", &flags));
+    assert_eq!(
+        objs["ConfigMap v1 sts-guard/sts-guard-policy"]["data"]["policy.yaml"], "mode: warn\n",
+        "policy as a map, in the ConfigMap"
+    );
+    assert!(!objs.contains_key("StatefulSetPolicy sts-guard.io/v1alpha1 /default"));
     for mode in MODES {
         for values in [None, Some(&optional)] {
             let mut flags = mode_flags(mode, &cluster().webhook.ca);
@@ -339,8 +422,10 @@ fn every_mode_with_default_and_optional_values_is_accepted_by_the_api_server() {
             if mode == "certManager" {
                 assert_has(&rendered, "kind: Certificate");
             }
-            // cert-manager's kinds have no CRDs on this control plane.
-            let core = without_cert_manager(&rendered);
+            // cert-manager's kinds have no CRDs on this control plane, nor
+            // (see without_policy_objects) sts-guard's; a release installs
+            // its StatefulSetPolicy for real in the install tests.
+            let core = without_policy_objects(&without_cert_manager(&rendered));
             let out = cp.kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], &core);
             out.assert_exit(0);
             assert_has(
@@ -410,8 +495,8 @@ fn assert_optional_values_rendered(objs: &BTreeMap<String, Value>) {
         ),
         (
             "policy as a map",
-            &objs["ConfigMap v1 sts-guard/sts-guard-policy"]["data"]["policy.yaml"],
-            "mode: warn\n".into(),
+            &objs["StatefulSetPolicy sts-guard.io/v1alpha1 /default"]["spec"],
+            serde_json::json!({"mode": "warn"}),
         ),
     ];
     for (what, got, want) in checks {
@@ -509,11 +594,11 @@ fn kubectl_ref(obj: &Value) -> (String, Vec<String>) {
 }
 
 /// The rendered object `obj` is stored, labelled as release `release`'s.
-fn assert_stored_with_release_label(obj: &Value, release: &str) {
+fn assert_stored_with_release_label(cp: &ControlPlane, obj: &Value, release: &str) {
     let (reference, namespace) = kubectl_ref(obj);
     let mut args = vec!["get", reference.as_str(), "-o", "json"];
     args.extend(namespace.iter().map(String::as_str));
-    let out = kubectl(&args);
+    let out = cp.kubectl(&args);
     out.assert_exit(0);
     let stored: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(
@@ -523,8 +608,8 @@ fn assert_stored_with_release_label(obj: &Value, release: &str) {
 }
 
 /// The caBundle of the first webhook of configuration `kind/name`.
-fn ca_bundle(reference: &str) -> String {
-    let out = kubectl(&[
+fn ca_bundle(cp: &ControlPlane, reference: &str) -> String {
+    let out = cp.kubectl(&[
         "get",
         reference,
         "-o",
@@ -534,13 +619,39 @@ fn ca_bundle(reference: &str) -> String {
     out.stdout
 }
 
-#[tokio::test]
+/// A namespace made in a control plane of a test's own.
+struct Namespaced {
+    name: String,
+}
+
+impl Namespaced {
+    /// A new namespace `<prefix>-<random>` in `cp`.
+    fn create(cp: &ControlPlane, prefix: &str) -> Namespaced {
+        let name = format!("{prefix}-{}", random_suffix(6));
+        cp.kubectl(&["create", "namespace", &name]).assert_exit(0);
+        Namespaced { name }
+    }
+}
+
+/// The base64 of the file at `path`, on one line (a caBundle).
+fn base64(path: &Path) -> String {
+    let out = run(
+        std::process::Command::new("base64").arg("-w0").arg(path),
+        None,
+    );
+    out.assert_exit(0);
+    out.stdout
+}
+
+#[test]
 #[ignore = "needs the e2e control plane and helm: tests/e2e/run.sh"]
-async fn install_upgrade_and_uninstall_leave_nothing_behind() {
-    let ns = Ns::fresh("helm").await;
+fn install_upgrade_and_uninstall_leave_nothing_behind() {
+    // A control plane of its own: the release installs the cluster-wide
+    // StatefulSetPolicy/default, which other tests' webhooks would read.
+    let cp = ControlPlane::start().unwrap();
+    let ns = Namespaced::create(&cp, "helm");
     // The release is named like its namespace: its objects are
-    // "<release>-sts-guard", cluster-scoped ones included, so it collides
-    // with nothing else in the shared cluster.
+    // "<release>-sts-guard", cluster-scoped ones included.
     let release = ns.name.clone();
     let fullname = format!("{release}-sts-guard");
     let chart = chart();
@@ -561,8 +672,8 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
 
     let mut args = vec!["install", &release, &chart];
     args.extend(base);
-    helm(&args).assert_exit(0);
-    let manifest = helm(&["get", "manifest", &release, "-n", &ns.name]);
+    helm_in(&cp, &args).assert_exit(0);
+    let manifest = helm_in(&cp, &["get", "manifest", &release, "-n", &ns.name]);
     manifest.assert_exit(0);
     let created = objects(&manifest.stdout);
     let kinds: std::collections::BTreeSet<&str> = created
@@ -574,7 +685,6 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
-            "ConfigMap",
             "Deployment",
             "MutatingWebhookConfiguration",
             "PodDisruptionBudget",
@@ -582,13 +692,14 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
             "RoleBinding",
             "Service",
             "ServiceAccount",
+            "StatefulSetPolicy",
             "ValidatingWebhookConfiguration",
         ],
         "kinds of the default release"
     );
-    assert_eq!(created.len(), 14, "{:#?}", created.keys());
+    assert_eq!(created.len(), 17, "{:#?}", created.keys());
     for obj in created.values() {
-        assert_stored_with_release_label(obj, &release);
+        assert_stored_with_release_label(&cp, obj, &release);
     }
 
     // Managed certificates: the running pod writes the CA into both
@@ -597,21 +708,24 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
         format!("validatingwebhookconfiguration/{fullname}"),
         format!("mutatingwebhookconfiguration/{fullname}"),
     ];
-    let injected = ca_bundle("validatingwebhookconfiguration/sts-guard");
-    assert!(
-        !injected.is_empty(),
-        "the shared registration has a caBundle"
-    );
+    // Any CA will do: the control plane's own.
+    let injected = base64(&cp.work().join("pki/ca.crt"));
+    assert!(!injected.is_empty(), "a caBundle to inject");
     for reference in &configurations {
-        assert_eq!(ca_bundle(reference), "", "{reference} rendered a caBundle");
+        assert_eq!(
+            ca_bundle(&cp, reference),
+            "",
+            "{reference} rendered a caBundle"
+        );
         let patch = format!(
             r#"[{{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "{injected}"}}]"#
         );
-        kubectl(&["patch", reference, "--type=json", "-p", &patch]).assert_exit(0);
+        cp.kubectl(&["patch", reference, "--type=json", "-p", &patch])
+            .assert_exit(0);
     }
 
     // An upgrade changing the policy and turning the scheduled audit on:
-    // the ConfigMap follows, the audit's four objects appear, the injected
+    // StatefulSetPolicy/default follows, the audit's four objects appear, the injected
     // caBundles stay (Helm's three-way merge leaves fields it never
     // rendered alone).
     let policy = dir.path().join("policy.yaml");
@@ -624,27 +738,23 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     let mut args = vec!["upgrade", &release, &chart];
     args.extend(base);
     args.extend(["-f", &policy]);
-    helm(&args).assert_exit(0);
-    let out = kubectl(&[
-        "get",
-        "configmap",
-        "-n",
-        &ns.name,
-        &format!("{fullname}-policy"),
-        "-o",
-        "jsonpath={.data.policy\\.yaml}",
-    ]);
+    helm_in(&cp, &args).assert_exit(0);
+    let out = cp.kubectl(&["get", "stspolicy", "default", "-o", "jsonpath={.spec}"]);
     out.assert_exit(0);
-    assert_eq!(out.stdout, "mode: warn\n");
+    assert_eq!(out.stdout, r#"{"mode":"warn"}"#);
     for reference in &configurations {
-        assert_eq!(ca_bundle(reference), injected, "{reference} after upgrade");
+        assert_eq!(
+            ca_bundle(&cp, reference),
+            injected,
+            "{reference} after upgrade"
+        );
     }
-    let status = helm(&["status", &release, "-n", &ns.name, "-o", "json"]);
+    let status = helm_in(&cp, &["status", &release, "-n", &ns.name, "-o", "json"]);
     status.assert_exit(0);
     let status: Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["version"], 2);
     assert_eq!(status["info"]["status"], "deployed");
-    let manifest = helm(&["get", "manifest", &release, "-n", &ns.name]);
+    let manifest = helm_in(&cp, &["get", "manifest", &release, "-n", &ns.name]);
     manifest.assert_exit(0);
     let upgraded = objects(&manifest.stdout);
     let added: Vec<&str> = upgraded
@@ -669,25 +779,27 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
         "an object of the install gone after the upgrade"
     );
     for id in &added {
-        assert_stored_with_release_label(&upgraded[*id], &release);
+        assert_stored_with_release_label(&cp, &upgraded[*id], &release);
     }
-    let out = kubectl(&[
+    let out = cp.kubectl(&[
         "get",
         "cronjob",
         "-n",
         &ns.name,
         &audit,
         "-o",
-        "jsonpath={.spec.jobTemplate.spec.template.spec.volumes[0].configMap.name}",
+        "jsonpath={.spec.jobTemplate.spec.template.spec.containers[0].env}",
     ]);
     out.assert_exit(0);
+    // The audit's policy: the release's StatefulSetPolicy and exemption
+    // objects, read from the cluster as the webhook reads them (no file).
     assert_eq!(
         out.stdout,
-        format!("{fullname}-policy"),
+        r#"[{"name":"STS_GUARD_PLATFORM_NAMESPACE","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.namespace"}}}]"#,
         "the audit's policy"
     );
 
-    helm(&["uninstall", &release, "-n", &ns.name, "--wait"]).assert_exit(0);
+    helm_in(&cp, &["uninstall", &release, "-n", &ns.name, "--wait"]).assert_exit(0);
     for obj in upgraded.values() {
         let (reference, namespace) = kubectl_ref(obj);
         let mut args = vec![
@@ -698,7 +810,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
             "name",
         ];
         args.extend(namespace.iter().map(String::as_str));
-        let out = kubectl(&args);
+        let out = cp.kubectl(&args);
         out.assert_exit(0);
         assert_eq!(out.stdout, "", "{reference} left behind");
     }
@@ -706,12 +818,13 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     // own release records.
     let every_kind = "clusterroles,clusterrolebindings,configmaps,cronjobs,deployments,\
         jobs,mutatingwebhookconfigurations,poddisruptionbudgets,roles,rolebindings,\
-        services,serviceaccounts,validatingwebhookconfigurations,secrets";
+        services,serviceaccounts,validatingwebhookconfigurations,secrets,\
+        statefulsetpolicies,statefulsetexemptions";
     let selector = format!("app.kubernetes.io/instance={release}");
-    let out = kubectl(&["get", every_kind, "-A", "-l", &selector, "-o", "name"]);
+    let out = cp.kubectl(&["get", every_kind, "-A", "-l", &selector, "-o", "name"]);
     out.assert_exit(0);
     assert_eq!(out.stdout, "", "objects labelled {selector} left behind");
-    let out = kubectl(&[
+    let out = cp.kubectl(&[
         "get",
         "secrets",
         "-n",
@@ -723,6 +836,150 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     ]);
     out.assert_exit(0);
     assert_eq!(out.stdout, "", "Helm release records left behind");
+    // Helm never deletes what crds/ installed: the CRDs, and so any
+    // exemption objects, outlive the release.
+    cp.kubectl(&["get", "crd", "statefulsetpolicies.sts-guard.io"])
+        .assert_exit(0);
+}
+
+/// A namespace owner's exemption, applied with kubectl (not by Helm).
+const USER_EXEMPTION: &str = "\
+apiVersion: sts-guard.io/v1alpha1
+kind: StatefulSetExemption
+metadata:
+  name: web-liveness
+  namespace: shop
+spec:
+  statefulSet: web
+  rules: [liveness-probe]
+  reason: the liveness probe restarted web under load; reworked in SHOP-42
+  ticket: SHOP-42
+";
+
+#[test]
+#[ignore = "needs the e2e control plane and helm: tests/e2e/run.sh"]
+fn helm_upgrade_keeps_user_made_exemptions_and_they_stay_honoured() {
+    // A control plane of its own: the release installs the cluster-wide
+    // StatefulSetPolicy/default.
+    let cp = ControlPlane::start().unwrap();
+    let chart = chart();
+    // The release in namespace sts-guard: the platform namespace of the
+    // webhook started below (its default), as of the release's pods.
+    for ns in ["sts-guard", "shop"] {
+        cp.kubectl(&["create", "namespace", ns]).assert_exit(0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let values = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    // The release's webhooks match no namespace: its pods never run here
+    // (no kubelet). The webhook this test starts serves in their place,
+    // from the cluster's policy objects as the pods would.
+    let isolated = values(
+        "isolated.yaml",
+        "webhooks:\n  namespaceSelectorExpressions:\n    - {key: e2e.sts-guard.io/release, operator: In, values: [guard]}\n",
+    );
+    let enforce = values(
+        "enforce.yaml",
+        "policy: |\n  mode: enforce\n  namespaces:\n    shop: {allowExemptionObjects: true}\n",
+    );
+    let warn = values(
+        "warn.yaml",
+        "policy: |\n  mode: warn\n  namespaces:\n    shop: {allowExemptionObjects: true}\n",
+    );
+    let release = |verb: &str, policy: &str| {
+        helm_in(
+            &cp,
+            &[
+                verb,
+                "guard",
+                &chart,
+                "-n",
+                "sts-guard",
+                "-f",
+                &isolated,
+                "-f",
+                policy,
+            ],
+        )
+        .assert_exit(0);
+    };
+    release("install", &enforce);
+    let webhook = Webhook::start(&cp, "sts-guard", None).unwrap();
+    webhook.register(&cp, &Registration::shipped()).unwrap();
+    let dry_run = |name: &str| {
+        cp.kubectl_with_input(
+            &["apply", "--dry-run=server", "-n", "shop", "-f", "-"],
+            &Sts::new(name).no_liveness().yaml(),
+        )
+    };
+    // Neither StatefulSet has a liveness probe: enforce denies both.
+    for name in ["web", "db"] {
+        let out = dry_run(name);
+        out.assert_exit(1);
+        assert_has(&out.stderr, "[liveness-probe]");
+    }
+
+    cp.kubectl_with_input(&["apply", "-f", "-"], USER_EXEMPTION)
+        .assert_exit(0);
+    wait_for(
+        "the exemption to be honoured",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || Ok(dry_run("web").code == 0),
+    )
+    .unwrap();
+    let honoured = || {
+        let out = dry_run("web");
+        out.assert_exit(0);
+        assert_lacks(&out.stderr, "liveness-probe");
+    };
+    honoured();
+    dry_run("db").assert_exit(1);
+    let exemption = || {
+        let out = cp.kubectl(&[
+            "get",
+            "stsexempt",
+            "-n",
+            "shop",
+            "web-liveness",
+            "-o",
+            "json",
+        ]);
+        out.assert_exit(0);
+        serde_json::from_str::<Value>(&out.stdout).unwrap()
+    };
+    let before = exemption();
+
+    // An upgrade with a changed value: warn instead of enforce.
+    release("upgrade", &warn);
+    wait_for(
+        "the upgraded policy",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || Ok(dry_run("db").code == 0),
+    )
+    .unwrap();
+    let out = dry_run("db");
+    assert_has(&out.stderr, "Warning: [liveness-probe]");
+    // The exemption is the same object, its spec untouched (its status is
+    // sts-guard's to write), and still honoured.
+    let after = exemption();
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(after["spec"], before["spec"]);
+    honoured();
+    // Not the release's: Helm neither owns it nor would delete it.
+    let manifest = helm_in(&cp, &["get", "manifest", "guard", "-n", "sts-guard"]);
+    manifest.assert_exit(0);
+    assert!(
+        !objects(&manifest.stdout)
+            .keys()
+            .any(|id| id.starts_with("StatefulSetExemption ")),
+        "an exemption in the release"
+    );
+    cp.stop_process(webhook.pid);
 }
 
 #[tokio::test]

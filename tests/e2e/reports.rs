@@ -431,9 +431,11 @@ fn the_audit_reports_overlay_schedules_audit_with_least_privilege() {
     let overlay = repo_root().join("deploy/overlays/audit-reports");
     let rendered = crate::deploy::kustomize(&overlay);
     rendered.assert_exit(0);
+    // kubectl maps every kind it reads: not the policy objects' here (the
+    // shared cluster has not their CRDs).
     let objects = cluster().cp.kubectl_with_input(
         &["create", "--dry-run=client", "-o", "json", "-f", "-"],
-        &rendered.stdout,
+        &crate::deploy::without_policy_objects(&rendered.stdout),
     );
     objects.assert_exit(0);
     let objects: Vec<Value> = serde_json::Deserializer::from_str(&objects.stdout)
@@ -468,6 +470,19 @@ fn the_audit_reports_overlay_schedules_audit_with_least_privilege() {
     let webhook = &find("Deployment")["spec"]["template"]["spec"];
     assert_eq!(container["image"], webhook["containers"][0]["image"]);
     assert_eq!(webhook["serviceAccountName"], "sts-guard");
+    // The webhook's policy: the cluster's policy objects, with the same
+    // platform namespace (its own), and no file.
+    assert_eq!(
+        container["env"],
+        webhook["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "STS_GUARD_PLATFORM_NAMESPACE")
+            .cloned()
+            .collect::<Value>()
+    );
+    assert!(pod["volumes"].is_null(), "{}", pod["volumes"]);
 
     // rbac.yaml stands alone: applied as it is, then asked what it allows.
     crate::deploy::sts_guard_namespace();
@@ -517,6 +532,17 @@ fn the_audit_reports_overlay_schedules_audit_with_least_privilege() {
             !can("sts-guard", verb, "reports.openreports.io"),
             "webhook {verb}"
         );
+    }
+    for resource in [
+        "statefulsetpolicies.sts-guard.io",
+        "statefulsetexemptions.sts-guard.io",
+    ] {
+        for verb in ["get", "list"] {
+            assert!(can("sts-guard-audit", verb, resource), "{verb} {resource}");
+        }
+        for verb in ["watch", "create", "update", "patch", "delete"] {
+            assert!(!can("sts-guard-audit", verb, resource), "{verb} {resource}");
+        }
     }
     assert!(!can("sts-guard-audit", "get", "secrets"));
     assert!(!can(
