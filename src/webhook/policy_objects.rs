@@ -62,6 +62,8 @@ struct Parts {
     /// The policy object's status as last delivered (`None`: no object,
     /// or `--config`).
     policy_status: Option<PolicyStatus>,
+    /// `metadata.generation` of the policy object in effect.
+    policy_generation: Option<i64>,
     policy_synced: bool,
     exemptions_synced: bool,
 }
@@ -87,6 +89,7 @@ impl PolicyObjects {
                 base,
                 exemptions: BTreeMap::new(),
                 policy_status: None,
+                policy_generation: None,
                 policy_synced: !watch_policy,
                 exemptions_synced: false,
             }),
@@ -208,7 +211,18 @@ impl PolicyObjects {
         let status = object
             .as_ref()
             .map(|o| o.status.clone().unwrap_or_default());
-        self.update(|parts| parts.policy_status = status);
+        // A status write (ours) comes back as a change of the same
+        // generation: nothing to rebuild or to log.
+        let generation = object.as_ref().and_then(|o| o.metadata.generation);
+        let mut same_spec = false;
+        self.update(|parts| {
+            same_spec = object.is_some() && parts.policy_generation == generation;
+            parts.policy_status = status;
+            parts.policy_generation = generation;
+        });
+        if same_spec {
+            return;
+        }
         let base = match object {
             Some(object) => {
                 let source = format!("StatefulSetPolicy/{POLICY_NAME}");

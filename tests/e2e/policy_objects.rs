@@ -343,17 +343,40 @@ async fn exemptions_are_honoured_only_where_the_policy_allows_them() {
 
     // What `kubectl get` shows (the status sts-guard keeps).
     for (ns, state) in [(&allowed, "Active"), (&other, "NotAllowed")] {
+        let mut shown = String::new();
         wait_for(
             "the exemption's state in its status",
             Duration::from_secs(10),
             Duration::from_millis(100),
             || {
                 let out = kubectl(&["get", "stsexempt", "-n", ns, "db"]);
+                shown = out.stdout.clone();
                 Ok(out.code == 0 && out.stdout.contains(state))
             },
         )
         .unwrap();
+        eprintln!("$ kubectl -n {ns} get stsexempt db\n{shown}");
     }
+    let mut shown = String::new();
+    wait_for(
+        "the policy's counts in its status",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let out = kubectl(&[
+                "get",
+                "stspolicy",
+                "default",
+                "-o",
+                "jsonpath={.status.exemptions}",
+            ]);
+            shown = kubectl(&["get", "stspolicy"]).stdout;
+            // Three objects here, maybe more of other tests.
+            Ok(out.stdout.parse::<u32>().is_ok_and(|n| n >= 3))
+        },
+    )
+    .unwrap();
+    eprintln!("$ kubectl get stspolicy\n{shown}");
 }
 
 /// An exemption with `expiresAt` a few seconds ahead: admitted before,
