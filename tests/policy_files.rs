@@ -147,6 +147,8 @@ fn schema_paths(schema: &Value, prefix: &str, paths: &mut BTreeSet<String>) {
     };
     if let Some(properties) = schema["properties"].as_object() {
         for (key, child) in properties {
+            // A `rules` map's schema names each rule id as a property.
+            let key = if prefix.ends_with("rules") { "*" } else { key };
             let path = join(key);
             paths.insert(path.clone());
             schema_paths(child, &path, paths);
