@@ -72,6 +72,11 @@ enum PolicyCommand {
     },
     /// Print the CustomResourceDefinitions of StatefulSetPolicy and StatefulSetExemption as YAML (deploy/ and the chart ship them).
     Crds,
+    /// Print the policy as ValidatingAdmissionPolicies (one per rule that reads only the StatefulSet, named sts-guard-RULE) and their bindings (one per mode), as YAML: the API server then judges those rules without the webhook. Exemptions are those in force now: generate again when one expires. Reads the policy file (--config), else the built-in default; not the cluster's StatefulSetPolicy or StatefulSetExemption objects.
+    Vap {
+        #[command(flatten)]
+        policy: sts_guard::policy::Source,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +246,11 @@ fn main() -> ExitCode {
             let printed = match command {
                 PolicyCommand::Convert { file } => cli::policy::convert(&file),
                 PolicyCommand::Crds => cli::policy::crds_yaml(),
+                PolicyCommand::Vap { policy } => cli::policy::vap(
+                    policy.config.as_deref(),
+                    &policy.platform_namespace,
+                    jiff::Timestamp::now(),
+                ),
             };
             match printed {
                 Ok(yaml) => {
