@@ -232,11 +232,10 @@ fn rule_policy(
     let spec = ValidatingAdmissionPolicySpec {
         // Ignore, not Fail: a CEL error (the runtime cost budget exceeded
         // on a huge object, an expression this generator gets wrong) would
-        // otherwise deny every StatefulSet write in the cluster with a
-        // message about CEL, not about the StatefulSet. The webhook is
-        // the fail-closed path; an error here is counted by the API server
-        // (apiserver_validating_admission_policy_check_total, error) and
-        // admits.
+        // otherwise deny StatefulSet writes with a message about CEL, not
+        // about the StatefulSet. An error admits; the webhook, where it
+        // runs, is the fail-closed path. tests/e2e/vap.rs applies these
+        // with Fail, so an error there shows as a difference.
         failure_policy: Some("Ignore".into()),
         match_constraints: Some(MatchResources {
             match_policy: Some("Equivalent".into()),
