@@ -10,6 +10,7 @@
 //!   `manifest` (reading YAML and JSON as kubectl does);
 //! - `reports` (the policy report objects `audit --report` writes);
 //! - `review` (the pure core: modes, exemptions, ratcheting, mutations);
+//! - `vap` (the policy compiled to ValidatingAdmissionPolicies);
 //! - `rules` (one file per rule) and `policy`;
 //! - `tasks` (supervised background tasks and the one retry backoff), used
 //!   by `webhook` and `lookup`;
@@ -29,6 +30,7 @@ pub mod reports;
 pub mod review;
 pub mod rules;
 pub mod tasks;
+pub mod vap;
 pub mod view;
 pub mod webhook;
 

@@ -44,7 +44,7 @@ enum Command {
     Check(CheckArgs),
     /// Review the StatefulSets of a live cluster, as the webhooks would on create. Exit codes as for check.
     Audit(AuditArgs),
-    /// The policy as API objects: `policy convert -f FILE` prints the StatefulSetPolicy (and StatefulSetExemptions) a policy file means.
+    /// The policy as API objects: `policy convert -f FILE` prints the StatefulSetPolicy (and StatefulSetExemptions) a policy file means; `policy vap` the ValidatingAdmissionPolicies that judge its rules in the API server itself.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -72,6 +72,11 @@ enum PolicyCommand {
     },
     /// Print the CustomResourceDefinitions of StatefulSetPolicy and StatefulSetExemption as YAML (deploy/ and the chart ship them).
     Crds,
+    /// Print the policy as ValidatingAdmissionPolicies (one per rule that reads only the StatefulSet, named sts-guard-RULE) and their bindings (one per mode), as YAML: the API server then judges those rules without the webhook. Exemptions are those in force now: generate again when one expires. Reads the policy file (--config), else the built-in default; not the cluster's StatefulSetPolicy or StatefulSetExemption objects. Never matched, as for the webhook: kube-system, kube-public, kube-node-lease, the platform namespace and namespaces labelled sts-guard.io/ignore.
+    Vap {
+        #[command(flatten)]
+        policy: sts_guard::policy::Source,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +246,11 @@ fn main() -> ExitCode {
             let printed = match command {
                 PolicyCommand::Convert { file } => cli::policy::convert(&file),
                 PolicyCommand::Crds => cli::policy::crds_yaml(),
+                PolicyCommand::Vap { policy } => cli::policy::vap(
+                    policy.config.as_deref(),
+                    &policy.platform_namespace,
+                    jiff::Timestamp::now(),
+                ),
             };
             match printed {
                 Ok(yaml) => {

@@ -1,6 +1,8 @@
 //! `sts-guard policy convert -f FILE`: a policy file as the API objects
 //! that say the same; `sts-guard policy crds`: the CustomResourceDefinitions
-//! of those objects, as `deploy/` and the chart ship them.
+//! of those objects, as `deploy/` and the chart ship them; `sts-guard
+//! policy vap`: the policy as ValidatingAdmissionPolicies and their
+//! bindings (`crate::vap`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,6 +21,31 @@ pub enum ConvertError {
     Policy(#[from] PolicyError),
     #[error("cannot write YAML: {0}")]
     Yaml(#[from] serde_saphyr::ser::Error),
+}
+
+/// The ValidatingAdmissionPolicies and bindings for the policy file at
+/// `config` (else the built-in default) at `now`, as one YAML stream: per
+/// rule, its policy then its bindings. The cluster's `StatefulSetPolicy`
+/// and `StatefulSetExemption` objects are not read (yet): pass the policy
+/// as a file.
+pub fn vap(
+    config: Option<&Path>,
+    platform_namespace: &str,
+    now: jiff::Timestamp,
+) -> Result<String, ConvertError> {
+    let policy = Policy::load_or_default(config)?;
+    let mut out = String::new();
+    for rule in crate::vap::generate(&policy, platform_namespace, now) {
+        if !out.is_empty() {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(&rule.policy)?);
+        for binding in &rule.bindings {
+            out.push_str("---\n");
+            out.push_str(&serde_saphyr::to_string(binding)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Both CRDs as one YAML stream.

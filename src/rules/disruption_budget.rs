@@ -13,6 +13,8 @@ pub const RULE: Rule = Rule {
     needs,
     check,
     denies_only_when_named: true,
+    // Reads another object: a ValidatingAdmissionPolicy cannot.
+    cel: None,
 };
 
 fn replicas(sts: &StatefulSet) -> i32 {

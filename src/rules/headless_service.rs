@@ -15,6 +15,8 @@ pub const RULE: Rule = Rule {
     needs,
     check,
     denies_only_when_named: false,
+    // Reads another object: a ValidatingAdmissionPolicy cannot.
+    cel: None,
 };
 
 /// The Service `spec.serviceName` names (immutable, so the old object of

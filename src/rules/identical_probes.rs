@@ -5,7 +5,10 @@
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Finding, FindingKind, Rule, RuleId, Subject, needs_nothing, probed_containers};
+use super::{
+    CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
+    probed_containers,
+};
 use crate::view::Container;
 
 pub const RULE: Rule = Rule {
@@ -15,6 +18,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: true,
+    cel: Some(cel),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<Finding> {
@@ -100,6 +104,95 @@ fn port_number(port: &IntOrString, container: &Container) -> String {
             .map(|p| p.container_port)
             .map_or_else(|| name.clone(), |n| n.to_string()),
     }
+}
+
+/// The same in CEL: [`handler`]'s defaults and named ports, the first
+/// handler set (httpGet, tcpSocket, exec, grpc) of each probe compared.
+fn cel(settings: &CelSettings) -> RuleCel {
+    let (live, ready) = ("c.livenessProbe", "c.readinessProbe");
+    let http = |p: &str| format!("{p}.httpGet");
+    let tcp = |p: &str| format!("{p}.tcpSocket");
+    // Headers compare as a multiset of (lower-cased name, value): the Rust
+    // sorts them, CEL has no sort.
+    let headers = |p: &str| {
+        format!("{p}.httpGet.?httpHeaders.orValue([]).map(h, [h.name.lowerAscii(), string(h.value)])")
+    };
+    let same_headers = format!(
+        "size({l}) == size({r}) && {l}.all(h, size({l}.filter(x, x == h)) == size({r}.filter(x, x == h)))",
+        l = headers(live),
+        r = headers(ready)
+    );
+    let same_http = format!(
+        "{l}.?scheme.orValue('HTTP').upperAscii() == {r}.?scheme.orValue('HTTP').upperAscii() \
+         && {l}.?host.orValue('') == {r}.?host.orValue('') && {lp} == {rp} && {lpath} == {rpath} && {same_headers}",
+        l = http(live),
+        r = http(ready),
+        lp = cel_port(&format!("{}.port", http(live))),
+        rp = cel_port(&format!("{}.port", http(ready))),
+        lpath = cel_path(&http(live)),
+        rpath = cel_path(&http(ready)),
+    );
+    let same_tcp = format!(
+        "{l}.?host.orValue('') == {r}.?host.orValue('') && {lp} == {rp}",
+        l = tcp(live),
+        r = tcp(ready),
+        lp = cel_port(&format!("{}.port", tcp(live))),
+        rp = cel_port(&format!("{}.port", tcp(ready))),
+    );
+    // Which handler a probe has: the first set, in the Rust's order.
+    let is = |p: &str, handler: &str| {
+        let before: Vec<String> = ["httpGet", "tcpSocket", "exec", "grpc"]
+            .iter()
+            .take_while(|h| **h != handler)
+            .map(|h| format!("!has({p}.{h})"))
+            .collect();
+        before
+            .into_iter()
+            .chain([format!("has({p}.{handler})")])
+            .collect::<Vec<_>>()
+            .join(" && ")
+    };
+    let same = format!(
+        "has({live}) && has({ready}) && ({lh} ? ({rh} && {same_http}) : {lt} ? ({rt} && {same_tcp}) \
+         : {le} ? ({re} && {live}.exec.?command.orValue([]) == {ready}.exec.?command.orValue([])) \
+         : {lg} && {rg} && {live}.grpc.port == {ready}.grpc.port && {live}.grpc.?service.orValue('') == {ready}.grpc.?service.orValue(''))",
+        lh = is(live, "httpGet"),
+        rh = is(ready, "httpGet"),
+        lt = is(live, "tcpSocket"),
+        rt = is(ready, "tcpSocket"),
+        le = is(live, "exec"),
+        re = is(ready, "exec"),
+        lg = is(live, "grpc"),
+        rg = is(ready, "grpc"),
+    );
+    // Handler's Display, of the liveness probe's handler.
+    let shown = format!(
+        "(has({live}.httpGet) ? 'httpGet ' + {path} + ' port ' + string({hp}) \
+         : has({live}.tcpSocket) ? 'tcpSocket port ' + string({tp}) \
+         : has({live}.exec) ? 'exec ' + ({live}.exec.?command.orValue([]).size() > 0 ? {live}.exec.command[0] : '') \
+         : 'grpc port ' + string({live}.grpc.port))",
+        path = cel_path(&http(live)),
+        hp = cel_port(&format!("{}.port", http(live))),
+        tp = cel_port(&format!("{}.port", tcp(live))),
+    );
+    RuleCel::of(Vec::new(), 1, |root| {
+        cel_probed(root, settings, &same, |location| {
+            format!("[string(c.name), {location} + ' runs one check for liveness and readiness ' + '(' + {shown} + ')']")
+        })
+    })
+}
+
+/// CEL of [`port_number`] for `port` (an int-or-string) of container `c`.
+fn cel_port(port: &str) -> String {
+    let named = format!("c.?ports.orValue([]).filter(x, x.?name.orValue('') == {port} && x.containerPort != 0)");
+    format!(
+        "(type({port}) == int ? string({port}) : size({named}) > 0 ? string({named}[0].containerPort) : string({port}))"
+    )
+}
+
+/// CEL of an httpGet's path as [`handler`] reads it: `/` when unset or empty.
+fn cel_path(http: &str) -> String {
+    format!("({http}.?path.orValue('') == '' ? '/' : {http}.path)")
 }
 
 #[cfg(test)]

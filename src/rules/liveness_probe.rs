@@ -1,7 +1,7 @@
 //! `liveness-probe`: every container (and restartable sidecar) has a
 //! `livenessProbe`, so a hung process is restarted.
 
-use super::{Rule, RuleId, Subject, needs_nothing, require_probe};
+use super::{CelSettings, Rule, RuleCel, RuleId, Subject, cel_require_probe, needs_nothing, require_probe};
 
 pub const RULE: Rule = Rule {
     id: RuleId("liveness-probe"),
@@ -10,6 +10,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: false,
+    cel: Some(cel),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<super::Finding> {
@@ -20,4 +21,9 @@ fn check(subject: &Subject<'_>) -> Vec<super::Finding> {
         |c| c.liveness_probe.is_some(),
         "add a livenessProbe (httpGet, tcpSocket, exec or grpc) so a hung process is restarted",
     )
+}
+
+/// The same in CEL: a probed container without a livenessProbe.
+fn cel(settings: &CelSettings) -> RuleCel {
+    cel_require_probe(settings, "livenessProbe")
 }

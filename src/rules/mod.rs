@@ -22,6 +22,22 @@
 //! `every_lookup_a_rule_makes_was_declared` holds it to its `needs`. A rule
 //! that reads another kind of object than the ones looked up today needs
 //! that kind first: see "Adding a looked-up kind" in `crate::lookup`.
+//!
+//! # A rule's CEL
+//!
+//! A rule that reads only the StatefulSet also says the same thing in CEL,
+//! next to its Rust: `cel: Some(cel)`, a function from [`CelSettings`] to a
+//! [`RuleCel`]. `sts-guard policy vap` (`crate::vap`) compiles it into one
+//! ValidatingAdmissionPolicy per rule, so the API server can judge
+//! StatefulSets without the webhook. The CEL lists the rule's findings over
+//! a root object (`object`, or `oldObject` for ratcheting), one entry per
+//! offending container: its name (the finding's key) and the message the
+//! webhook writes (`[rule] spec.template.spec.containers[0] "app" has no
+//! livenessProbe`, without the `[rule]`), defaults filled in exactly as the
+//! Rust fills them. Rules that look other objects up (a Service, a budget)
+//! have `cel: None`: a ValidatingAdmissionPolicy cannot read them without
+//! `paramKind`. `tests/e2e/vap.rs` proves each rule's CEL gives the Rust's
+//! decision on a real API server, over the corpus of real charts.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -111,6 +127,9 @@ pub struct Rule {
     /// it warn. Every rule added after the first release says `true`, so
     /// upgrading never starts denying what the same policy allowed before.
     pub denies_only_when_named: bool,
+    /// The rule in CEL, for rules that read only the StatefulSet (see "A
+    /// rule's CEL" above).
+    pub cel: Option<fn(&CelSettings) -> RuleCel>,
 }
 
 /// For rules that read only the StatefulSet.
@@ -368,6 +387,121 @@ fn require_probe(
             fix: fix.to_string(),
         })
         .collect()
+}
+
+/// The rule settings as a ValidatingAdmissionPolicy sees them: what
+/// differs per namespace is a CEL expression (over `namespaceObject`).
+#[derive(Debug, Clone)]
+pub struct CelSettings {
+    /// The same in every namespace.
+    pub sidecars_require_probes: bool,
+    /// A CEL `int`: `startupBudget.minSeconds` in the request's namespace.
+    pub startup_budget_min_seconds: String,
+}
+
+/// One rule in CEL: what [`Rule::check`] finds, as a list the generated
+/// policy reads (see "A rule's CEL" above).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCel {
+    /// Variables the findings read, `(name, expression)`, in order; their
+    /// names are unique across rules' and the generator's own.
+    pub variables: Vec<(String, String)>,
+    /// A CEL `list(list(string))` over `object`: one entry per container
+    /// with a finding, `[name, message_1, ..., message_n]` where message
+    /// `j` is the finding on that container's `j`-th key (`""`: none).
+    pub findings: String,
+    /// The same over `oldObject`.
+    pub old_findings: String,
+    /// `n`: how many findings one container can have (probe-port: one per
+    /// probe; the others: one).
+    pub keys: usize,
+}
+
+impl RuleCel {
+    /// A rule of one finding per container: `findings(root)` is the CEL
+    /// over `root`.
+    fn of(
+        variables: Vec<(String, String)>,
+        keys: usize,
+        findings: impl Fn(&str) -> String,
+    ) -> RuleCel {
+        RuleCel {
+            variables,
+            findings: findings("object"),
+            old_findings: findings("oldObject"),
+            keys,
+        }
+    }
+
+    /// `entry[j]` is a finding the old object did not have (`old`: a CEL
+    /// list of the old object's entries).
+    fn new_at(j: usize, old: &str) -> String {
+        format!("(e[{j}] != '' && !{old}.exists(o, o[0] == e[0] && o[{j}] != ''))")
+    }
+
+    /// True when `entry e` holds a finding the old object did not have.
+    pub fn has_new(&self, old: &str) -> String {
+        (1..=self.keys)
+            .map(|j| Self::new_at(j, old))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    }
+
+    /// The validation (true: nothing to report) over `findings` (a CEL
+    /// list of this rule's entries) and `old` (the old object's, `[]` when
+    /// nothing ratchets), and its message: the rule id and the first new
+    /// finding in the order the Rust reports them.
+    pub fn validation(&self, rule: RuleId, findings: &str, old: &str) -> (String, String) {
+        let has_new = self.has_new(old);
+        let expression = format!("!{findings}.exists(e, {has_new})");
+        // The first entry with a new finding, then its first new message.
+        let mut pick = format!("e[{}]", self.keys);
+        for j in (1..self.keys).rev() {
+            pick = format!("{} ? e[{j}] : ({pick})", Self::new_at(j, old));
+        }
+        let message = format!("'[{rule}] ' + {findings}.filter(e, {has_new}).map(e, {pick})[0]");
+        (expression, message)
+    }
+}
+
+/// CEL: where a container is, as [`Finding::location`] writes it, given
+/// the list it is in, its index `i` and itself `c`:
+/// `spec.template.spec.containers[0] "app"`.
+fn cel_location(list: &str) -> String {
+    format!(r#"'spec.template.spec.{list}[' + string(i) + '] "' + c.name + '"'"#)
+}
+
+/// CEL: [`probed_containers`] of `root` with a finding, each as
+/// `entry(location)` (a CEL list over `c`, see [`RuleCel::findings`]),
+/// kept when `found` (CEL over `c`) holds; regular containers first.
+fn cel_probed(
+    root: &str,
+    settings: &CelSettings,
+    found: &str,
+    entry: impl Fn(&str) -> String,
+) -> String {
+    let pod = format!("{root}.spec.template.spec");
+    let regular = format!(
+        "{pod}.containers.transformList(i, c, {found}, {})",
+        entry(&cel_location("containers"))
+    );
+    if !settings.sidecars_require_probes {
+        return regular;
+    }
+    // Plain init containers cannot have probes; restartable sidecars must.
+    format!(
+        "{regular} + {pod}.?initContainers.orValue([]).transformList(i, c, c.?restartPolicy.orValue('') == 'Always' && ({found}), {})",
+        entry(&cel_location("initContainers"))
+    )
+}
+
+/// The CEL of [`require_probe`]: a container without `field` is a finding.
+fn cel_require_probe(settings: &CelSettings, field: &str) -> RuleCel {
+    RuleCel::of(Vec::new(), 1, |root| {
+        cel_probed(root, settings, &format!("!has(c.{field})"), |location| {
+            format!("[string(c.name), {location} + ' has no {field}']")
+        })
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Finding, FindingKind, Rule, RuleId, Subject, needs_nothing, probed_containers};
+use super::{
+    CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
+    probed_containers,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId("probe-port"),
@@ -16,6 +19,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: true,
+    cel: Some(cel),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<Finding> {
@@ -54,6 +58,41 @@ fn named_port(probe: &Probe) -> Option<(&'static str, IntOrString)> {
         return Some(("httpGet", http.port.clone()));
     }
     probe.tcp_socket.as_ref().map(|t| ("tcpSocket", t.port.clone()))
+}
+
+/// The probes [`check`] reads, in its order: one finding key each.
+const PROBES: [&str; 3] = ["livenessProbe", "readinessProbe", "startupProbe"];
+
+/// The same in CEL: per container `[name, liveness, readiness, startup]`,
+/// each the message of that probe's finding or `''`.
+fn cel(settings: &CelSettings) -> RuleCel {
+    // [`named_port`]: httpGet's port, else tcpSocket's.
+    let port = |field: &str| {
+        format!("(has(c.{field}.httpGet) ? c.{field}.httpGet.port : c.{field}.tcpSocket.port)")
+    };
+    let broken = |field: &str| {
+        format!(
+            "(has(c.{field}) && (has(c.{field}.httpGet) || has(c.{field}.tcpSocket)) && type({p}) == string \
+             && !c.?ports.orValue([]).exists(x, x.?name.orValue('') == {p}))",
+            p = port(field)
+        )
+    };
+    let found = PROBES.map(broken).join(" || ");
+    RuleCel::of(Vec::new(), PROBES.len(), |root| {
+        cel_probed(root, settings, &found, |location| {
+            let messages: Vec<String> = PROBES
+                .iter()
+                .map(|field| {
+                    format!(
+                        r#"{b} ? {location} + ' {field} names port "' + string({p}) + '", which the container does not declare' : ''"#,
+                        b = broken(field),
+                        p = port(field)
+                    )
+                })
+                .collect();
+            format!("[string(c.name), {}]", messages.join(", "))
+        })
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! `readiness-probe`: every container (and restartable sidecar) has a
 //! `readinessProbe`, so traffic only reaches replicas that can serve it.
 
-use super::{Finding, Rule, RuleId, Subject, needs_nothing, require_probe};
+use super::{
+    CelSettings, Finding, Rule, RuleCel, RuleId, Subject, cel_require_probe, needs_nothing,
+    require_probe,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId("readiness-probe"),
@@ -10,6 +13,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: false,
+    cel: Some(cel),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<Finding> {
@@ -20,4 +24,9 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
         |c| c.readiness_probe.is_some(),
         "add a readinessProbe so traffic only reaches a replica that is ready",
     )
+}
+
+/// The same in CEL: a probed container without a readinessProbe.
+fn cel(settings: &CelSettings) -> RuleCel {
+    cel_require_probe(settings, "readinessProbe")
 }

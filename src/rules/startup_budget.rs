@@ -5,7 +5,10 @@
 //! replaying its log, a JVM) is otherwise killed before it ever serves:
 //! CrashLoopBackOff.
 
-use super::{Finding, FindingKind, Rule, RuleId, Subject, needs_nothing, probed_containers};
+use super::{
+    CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
+    probed_containers,
+};
 use crate::view::Container;
 
 pub const RULE: Rule = Rule {
@@ -15,6 +18,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: true,
+    cel: Some(cel),
 };
 
 /// The API's defaults for a probe's timing.
@@ -55,6 +59,37 @@ fn budget(container: &Container) -> Option<i64> {
         probe.initial_delay_seconds.map_or(DEFAULT_INITIAL_DELAY, |d| i64::from(d.max(0)))
             + get(probe.failure_threshold, DEFAULT_FAILURE_THRESHOLD)
                 * get(probe.period_seconds, DEFAULT_PERIOD),
+    )
+}
+
+/// The CEL variable holding `startupBudget.minSeconds` of the request's
+/// namespace.
+const MIN_SECONDS: &str = "startupBudgetMinSeconds";
+
+/// The same in CEL: [`budget`] with the same defaults.
+fn cel(settings: &CelSettings) -> RuleCel {
+    let field = |name: &str, default: i64| {
+        let v = format!("c.livenessProbe.?{name}.orValue({default})");
+        format!("({v} >= 1 ? {v} : {default})")
+    };
+    let delay = "c.livenessProbe.?initialDelaySeconds.orValue(0)";
+    let allows = format!(
+        "(({delay} < 0 ? 0 : {delay}) + {} * {})",
+        field("failureThreshold", DEFAULT_FAILURE_THRESHOLD),
+        field("periodSeconds", DEFAULT_PERIOD)
+    );
+    let min = format!("variables.{MIN_SECONDS}");
+    let found = format!("has(c.livenessProbe) && !has(c.startupProbe) && {allows} < {min}");
+    RuleCel::of(
+        vec![(MIN_SECONDS.to_string(), settings.startup_budget_min_seconds.clone())],
+        1,
+        |root| {
+            cel_probed(root, settings, &found, |location| {
+                format!(
+                    "[string(c.name), {location} + ' livenessProbe allows ' + string({allows}) + ' s before the first restart; the policy asks ' + string({min}) + ' s']"
+                )
+            })
+        },
     )
 }
 

@@ -36,6 +36,7 @@ mod policy_objects;
 mod probe_quality;
 mod reports;
 mod updates;
+mod vap;
 mod watch_cache;
 
 use std::sync::{Once, OnceLock};
