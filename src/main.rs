@@ -72,7 +72,7 @@ enum PolicyCommand {
     },
     /// Print the CustomResourceDefinitions of StatefulSetPolicy and StatefulSetExemption as YAML (deploy/ and the chart ship them).
     Crds,
-    /// Print the policy as ValidatingAdmissionPolicies (one per rule that reads only the StatefulSet, named sts-guard-RULE) and their bindings (one per mode), as YAML: the API server then judges those rules without the webhook. Exemptions are those in force now: generate again when one expires. Reads the policy file (--config), else the built-in default; not the cluster's StatefulSetPolicy or StatefulSetExemption objects. Never matched, as for the webhook: kube-system, kube-public, kube-node-lease, the platform namespace and namespaces labelled sts-guard.io/ignore.
+    /// Print the policy as ValidatingAdmissionPolicies (one per rule that reads only the StatefulSet, named sts-guard-RULE) and their bindings (one per mode), as YAML: the API server then judges those rules without the webhook. Exemptions are those in force now: generate again when one expires. Reads the policy file (--config), else the cluster's StatefulSetPolicy named default (or the built-in default) and StatefulSetExemption objects, as audit does. Never matched, as for the webhook: kube-system, kube-public, kube-node-lease, the platform namespace and namespaces labelled sts-guard.io/ignore.
     Vap {
         #[command(flatten)]
         policy: sts_guard::policy::Source,

@@ -16,11 +16,11 @@
 //!   `Audit`), each selecting the namespaces of that mode by name (the
 //!   default mode's: every namespace the others do not name).
 //!
-//! What this does not do (yet): read the cluster's `StatefulSetPolicy` and
-//! `StatefulSetExemption` objects (the policy is a file, or the built-in
-//! default, plus the exemption objects a caller attaches to it), and
-//! regenerate when an exemption expires (CEL has no clock: an exemption is
-//! compiled in while it is in force at `now`).
+//! The caller gives the policy (`policy vap`: a file, else the cluster's
+//! `StatefulSetPolicy` and `StatefulSetExemption` objects) and the time.
+//! What this does not do (yet): regenerate when an exemption expires (CEL
+//! has no clock: an exemption is compiled in while it is in force at
+//! `now`).
 //!
 //! Where the policies and the webhook differ:
 //! - UPDATE ratcheting: where a rule is enforced, a finding the old object

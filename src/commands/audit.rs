@@ -152,7 +152,13 @@ pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
     };
     lookup::list_every_kind(&mut looked_up).await?;
     let looked_up = looked_up.objects;
-    let policy = cluster_policy(&client, file_policy, options).await?;
+    let policy = cluster_policy(
+        &client,
+        file_policy,
+        options.namespace.as_deref(),
+        &options.platform_namespace,
+    )
+    .await?;
 
     let mut objects = Vec::new();
     // (namespace, name) → uid, for the reports' owner references.
@@ -213,10 +219,11 @@ pub async fn audit(options: &AuditOptions) -> Result<RunReport, AuditError> {
 /// `StatefulSetPolicy/default` (else the built-in default), with the
 /// cluster's exemption objects. A cluster without sts-guard's CRDs has
 /// neither (404), which is no error.
-async fn cluster_policy(
+pub(super) async fn cluster_policy(
     client: &kube::Client,
     file: Option<Policy>,
-    options: &AuditOptions,
+    namespace: Option<&str>,
+    platform_namespace: &str,
 ) -> Result<Policy, AuditError> {
     let list_error = |what: &'static str| move |error| AuditError::List { what, error };
     let base = match file {
@@ -238,12 +245,9 @@ async fn cluster_policy(
         Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
         // Allowed to read one namespace only: its own exemptions and the
         // platform team's are the ones that can apply there.
-        Err(kube::Error::Api(status)) if status.code == 403 && options.namespace.is_some() => {
+        Err(kube::Error::Api(status)) if status.code == 403 && namespace.is_some() => {
             let mut items = Vec::new();
-            for ns in [
-                options.namespace.as_deref().unwrap_or_default(),
-                &options.platform_namespace,
-            ] {
+            for ns in [namespace.unwrap_or_default(), platform_namespace] {
                 let api = Api::<StatefulSetExemption>::namespaced(client.clone(), ns);
                 match api.list(&ListParams::default()).await {
                     Ok(list) => items.extend(list.items),
@@ -255,7 +259,7 @@ async fn cluster_policy(
         }
         Err(e) => return Err(list_error("StatefulSetExemptions")(e)),
     };
-    Ok(base.with_exemption_objects(exemptions, &options.platform_namespace))
+    Ok(base.with_exemption_objects(exemptions, platform_namespace))
 }
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>

@@ -19,21 +19,25 @@ use crate::rules::RULES;
 pub enum ConvertError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("{0} (or pass the policy with --config FILE)")]
+    Cluster(super::audit::AuditError),
     #[error("cannot write YAML: {0}")]
     Yaml(#[from] serde_saphyr::ser::Error),
 }
 
 /// The ValidatingAdmissionPolicies and bindings for the policy file at
-/// `config` (else the built-in default) at `now`, as one YAML stream: per
-/// rule, its policy then its bindings. The cluster's `StatefulSetPolicy`
-/// and `StatefulSetExemption` objects are not read (yet): pass the policy
-/// as a file.
+/// `config` (else the cluster's policy and exemption objects, as `audit`
+/// reads them) at `now`, as one YAML stream: per rule, its policy then its
+/// bindings.
 pub fn vap(
     config: Option<&Path>,
     platform_namespace: &str,
     now: jiff::Timestamp,
 ) -> Result<String, ConvertError> {
-    let policy = Policy::load_or_default(config)?;
+    let policy = match config {
+        Some(path) => Policy::load(path)?,
+        None => cluster_policy(platform_namespace)?,
+    };
     let mut out = String::new();
     for rule in crate::vap::generate(&policy, platform_namespace, now) {
         if !out.is_empty() {
@@ -46,6 +50,23 @@ pub fn vap(
         }
     }
     Ok(out)
+}
+
+/// The cluster's policy and exemption objects, as `audit` reads them (no
+/// `StatefulSetPolicy/default`: the built-in default).
+fn cluster_policy(platform_namespace: &str) -> Result<Policy, ConvertError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ConvertError::Cluster(super::audit::AuditError::Runtime(e)))?;
+    runtime
+        .block_on(async {
+            let client = crate::lookup::connect()
+                .await
+                .map_err(super::audit::AuditError::Config)?;
+            super::audit::cluster_policy(&client, None, None, platform_namespace).await
+        })
+        .map_err(ConvertError::Cluster)
 }
 
 /// Both CRDs as one YAML stream.

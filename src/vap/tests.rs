@@ -326,9 +326,11 @@ fn exemptions_in_force_become_the_match_condition() {
 #[test]
 fn the_printed_stream_reads_back_as_the_objects() {
     let p = policy("mode: warn\nnamespaces: {prod: {mode: enforce}}\n");
-    let yaml = crate::commands::policy::vap(None, "sts-guard", now()).unwrap();
-    assert!(yaml.contains("name: sts-guard-liveness-probe-deny\n"));
     let path = std::env::temp_dir().join(format!("sts-guard-vap-{}.yaml", std::process::id()));
+    // An empty policy file: the built-in default, which enforces liveness-probe.
+    std::fs::write(&path, "").unwrap();
+    let yaml = crate::commands::policy::vap(Some(&path), "sts-guard", now()).unwrap();
+    assert!(yaml.contains("name: sts-guard-liveness-probe-deny\n"));
     std::fs::write(&path, "mode: warn\nnamespaces: {prod: {mode: enforce}}\n").unwrap();
     let yaml = crate::commands::policy::vap(Some(&path), "sts-guard", now()).unwrap();
     std::fs::remove_file(&path).unwrap();

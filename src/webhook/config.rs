@@ -26,6 +26,9 @@ pub struct ServeConfig {
     pub metrics_listen: std::option::Option<SocketAddr>,
     #[command(flatten)]
     pub policy: crate::policy::Source,
+    /// Keep the field rules also enforced in the API server itself: apply the ValidatingAdmissionPolicies `sts-guard policy vap` prints for the policy in effect, and keep them in sync (needs admissionregistration.k8s.io/v1 and RBAC to write them).
+    #[arg(long, env = "STS_GUARD_ADMISSION_POLICIES")]
+    pub admission_policies: bool,
     /// Only serve clients presenting a certificate signed by this CA (the API server's).
     #[arg(long, env = "STS_GUARD_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,

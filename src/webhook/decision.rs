@@ -34,6 +34,29 @@ impl Decision {
         }
     }
 
+    /// [`Decision::validated`], with the findings `shown` refuses left out
+    /// of the answer but kept for logs and metrics: they are the API
+    /// server's to report (`serve --admission-policies`), and a user sees
+    /// each finding once.
+    pub fn validated_showing(
+        object: ObjectRef<'_>,
+        validation: Validation,
+        shown: impl Fn(&Outcome) -> bool,
+    ) -> Decision {
+        let visible: Vec<Outcome> = validation
+            .outcomes
+            .iter()
+            .filter(|o| shown(o))
+            .cloned()
+            .collect();
+        Decision {
+            denial: denial_message(object, &visible),
+            warnings: warning_list(&visible, &validation.notes),
+            outcomes: validation.outcomes,
+            ..Decision::default()
+        }
+    }
+
     pub fn mutated(mutation: Mutation) -> Decision {
         Decision {
             warnings: fit_warnings(mutation.notes),

@@ -1,6 +1,7 @@
 //! `sts-guard serve`: the TLS listener, health, metrics, reloads and
 //! graceful shutdown around the pure review.
 
+mod admission_policies;
 mod config;
 pub mod decision;
 pub mod managed_certs;
@@ -109,6 +110,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 config.policy.platform_namespace.clone(),
             );
             objects.watch(client.clone(), watch_policy, &tasks);
+            if config.admission_policies {
+                tasks.spawn(
+                    "sync: admission policies",
+                    admission_policies::run(
+                        client.clone(),
+                        app.clone(),
+                        config.policy.platform_namespace.clone(),
+                    ),
+                );
+            }
             Some(objects)
         }
         _ => None,

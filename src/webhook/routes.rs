@@ -55,6 +55,10 @@ pub struct App {
     /// False until the policy and exemption objects are first listed
     /// (always true without a cluster).
     pub policy_synced: Arc<AtomicBool>,
+    /// True once `serve --admission-policies` has applied the generated
+    /// ValidatingAdmissionPolicies: the API server then reports the field
+    /// rules' findings, and the webhook leaves them out of its answers.
+    pub field_rules_in_api_server: AtomicBool,
 }
 
 impl App {
@@ -66,6 +70,7 @@ impl App {
             accepting: AtomicBool::new(true),
             tls_trusted: Arc::new(AtomicBool::new(true)),
             policy_synced: Arc::new(AtomicBool::new(true)),
+            field_rules_in_api_server: AtomicBool::new(false),
         })
     }
 
@@ -294,7 +299,14 @@ async fn review_decoded(
         _ => Fetched::default(),
     };
     let policy = app.policy.load();
-    let mut decision = decide(&admission, endpoint, &policy, &fetched, now);
+    let mut decision = decide_showing(
+        &admission,
+        endpoint,
+        &policy,
+        &fetched,
+        now,
+        app.field_rules_in_api_server.load(Ordering::Acquire),
+    );
     let missing = denied_for_want_of(&decision);
     if !missing.is_empty() {
         // The watch may not have delivered an object created a moment ago:
@@ -304,7 +316,14 @@ async fn review_decoded(
                 app.metrics.lookup(kind, path)
             })
             .await;
-        decision = decide(&admission, endpoint, &policy, &fetched, now);
+        decision = decide_showing(
+            &admission,
+            endpoint,
+            &policy,
+            &fetched,
+            now,
+            app.field_rules_in_api_server.load(Ordering::Acquire),
+        );
     }
     let namespace = admission.namespace.as_deref().unwrap_or("");
     log_decision(&admission, &decision);
@@ -332,10 +351,32 @@ pub fn decide(
     lookups: &dyn crate::lookup::Lookups,
     now: jiff::Timestamp,
 ) -> Decision {
+    decide_showing(admission, endpoint, policy, lookups, now, false)
+}
+
+/// [`decide`]; with `field_rules_elsewhere` (the API server enforces the
+/// rules that carry CEL, `serve --admission-policies`), their findings are
+/// left out of the answer, kept in logs and metrics.
+pub fn decide_showing(
+    admission: &Admission,
+    endpoint: Endpoint,
+    policy: &Policy,
+    lookups: &dyn crate::lookup::Lookups,
+    now: jiff::Timestamp,
+    field_rules_elsewhere: bool,
+) -> Decision {
     let Some(request) = admission.review_request(now) else {
         return Decision::default();
     };
     match endpoint {
+        Endpoint::Validate if field_rules_elsewhere => {
+            let validation = review::validate(&request, policy, lookups);
+            Decision::validated_showing(request.object, validation, |o| {
+                crate::rules::RULES
+                    .iter()
+                    .any(|r| r.id == o.finding.rule && r.cel.is_none())
+            })
+        }
         Endpoint::Validate => {
             Decision::validated(request.object, review::validate(&request, policy, lookups))
         }

@@ -37,6 +37,7 @@ mod probe_quality;
 mod reports;
 mod updates;
 mod vap;
+mod vap_sync;
 mod watch_cache;
 
 use std::sync::{Once, OnceLock};
