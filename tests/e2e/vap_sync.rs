@@ -190,8 +190,16 @@ async fn the_generated_policies_follow_the_policy_and_enforce_while_the_webhook_
         },
     )
     .unwrap();
+    for kind in [
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+    ] {
+        let out = cp.kubectl(&["get", kind, "-l", MANAGED]);
+        eprintln!("$ kubectl get {kind} -l {MANAGED}\n{}", out.stdout);
+    }
     cp.stop_process(webhook.pid);
     let out = apply(&cp, &ns, &missing_readiness);
+    eprintln!("$ kubectl apply (webhook down)\n{}", out.stderr);
     assert_eq!(out.code, 1, "{out}");
     assert_has(
         &out.stderr,
