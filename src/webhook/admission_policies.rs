@@ -70,6 +70,7 @@ pub async fn run(client: kube::Client, app: Arc<App>, platform_namespace: String
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced: Option<(Arc<Policy>, tokio::time::Instant)> = None;
     let mut next_expiry: Option<jiff::Timestamp> = None;
+    let mut failures: u32 = 0;
     loop {
         let event = tokio::select! {
             _ = ticker.tick() => false,
@@ -100,6 +101,10 @@ pub async fn run(client: kube::Client, app: Arc<App>, platform_namespace: String
         .await
         {
             Ok(()) => {
+                failures = 0;
+                // The API server takes new policies up within about a
+                // second of their write; the webhook stops reporting those
+                // findings now, so that window reports them nowhere.
                 if !app.field_rules_in_api_server.swap(true, Ordering::AcqRel) {
                     tracing::info!(
                         "ValidatingAdmissionPolicies applied; the API server reports the field rules' findings from now on"
@@ -114,10 +119,13 @@ pub async fn run(client: kube::Client, app: Arc<App>, platform_namespace: String
                     .min();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot sync the ValidatingAdmissionPolicies; trying again");
-                // Try again on the next tick or event.
+                // 1 s, 2 s, 4 s ... at most a minute between tries (a
+                // missing RBAC grant fails every time).
+                let wait = Duration::from_secs(1 << failures.min(6)).min(RESYNC);
+                failures += 1;
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot sync the ValidatingAdmissionPolicies");
                 synced = None;
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(wait).await;
             }
         }
     }

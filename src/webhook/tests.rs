@@ -571,3 +571,39 @@ fn arc_services_are_shared_not_copied() {
     };
     assert!(Arc::ptr_eq(&a, &b));
 }
+
+/// With the field rules enforced by the API server (`serve
+/// --admission-policies`), the webhook's answer leaves their findings out
+/// (a user sees each once) and keeps them for logs and metrics; a lookup
+/// rule's finding is still its own to report.
+#[test]
+fn field_rule_findings_are_left_to_the_api_server_once_it_enforces_them() {
+    let mut review = fixture();
+    remove_field(&mut review, 0, "livenessProbe");
+    let decide = |elsewhere: bool| {
+        super::routes::decide_showing(
+            &request(&review),
+            Endpoint::Validate,
+            &Policy::default(),
+            &no_service(),
+            jiff::Timestamp::now(),
+            elsewhere,
+        )
+    };
+    let here = decide(false);
+    let denial = here.denial.clone().unwrap();
+    assert!(
+        denial.contains("[liveness-probe]") && denial.contains("[headless-service]"),
+        "{denial}"
+    );
+
+    let elsewhere = decide(true);
+    let denial = elsewhere.denial.clone().unwrap();
+    assert!(!denial.contains("[liveness-probe]"), "{denial}");
+    assert!(denial.contains("[headless-service]"), "{denial}");
+    assert_eq!(
+        rules_of(&elsewhere),
+        rules_of(&here),
+        "outcomes kept for logs and metrics"
+    );
+}
