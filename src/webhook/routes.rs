@@ -299,14 +299,10 @@ async fn review_decoded(
         _ => Fetched::default(),
     };
     let policy = app.policy.load();
-    let mut decision = decide_showing(
-        &admission,
-        endpoint,
-        &policy,
-        &fetched,
-        now,
-        app.field_rules_in_api_server.load(Ordering::Acquire),
-    );
+    let elsewhere = app.field_rules_in_api_server.load(Ordering::Acquire);
+    let decide =
+        |fetched: &Fetched| decide_showing(&admission, endpoint, &policy, fetched, now, elsewhere);
+    let mut decision = decide(&fetched);
     let missing = denied_for_want_of(&decision);
     if !missing.is_empty() {
         // The watch may not have delivered an object created a moment ago:
@@ -316,14 +312,7 @@ async fn review_decoded(
                 app.metrics.lookup(kind, path)
             })
             .await;
-        decision = decide_showing(
-            &admission,
-            endpoint,
-            &policy,
-            &fetched,
-            now,
-            app.field_rules_in_api_server.load(Ordering::Acquire),
-        );
+        decision = decide(&fetched);
     }
     let namespace = admission.namespace.as_deref().unwrap_or("");
     log_decision(&admission, &decision);
