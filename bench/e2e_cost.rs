@@ -4,10 +4,12 @@
 //! mutating and validating configurations): the latency the client sees,
 //! in the shapes users have.
 //!
-//! Three arms take turns write by write (the order rotating): a
-//! StatefulSet labelled for no webhook, one for the null webhook and one
-//! for sts-guard (both registered at once, each for its own label), so
-//! what the API server and etcd themselves vary falls on all three alike.
+//! Five arms take turns write by write (the order rotating): a
+//! StatefulSet labelled for no webhook, one for the null webhook, one for
+//! sts-guard, one for the ValidatingAdmissionPolicies `sts-guard policy
+//! vap` generates (no webhook) and one for sts-guard and those policies
+//! together (all registered at once, each for its own label), so what the
+//! API server and etcd themselves vary falls on all of them alike.
 //! Each round sends COUNT writes of every shape per arm over one
 //! keep-alive connection (a kube client); the p50, p90 and p99 of each arm
 //! and shape are pooled over the rounds. The added latency is an arm's p50
@@ -126,6 +128,11 @@ enum Phase {
     None,
     Null,
     StsGuard,
+    /// The ValidatingAdmissionPolicies `sts-guard policy vap` generates, no
+    /// webhook.
+    Vap,
+    /// sts-guard's webhook and the generated policies together.
+    Both,
 }
 
 fn main() -> ExitCode {
@@ -186,9 +193,10 @@ fn bench() -> anyhow::Result<()> {
     // for it: writes to no webhook, the null webhook and sts-guard take
     // turns, one by one, so the API server's and etcd's own noise falls on
     // all three alike.
-    for phase in [Phase::Null, Phase::StsGuard] {
+    for phase in [Phase::Null, Phase::StsGuard, Phase::Both] {
         register(&cp, phase, &guard, &null)?;
     }
+    apply_generated_policies(&cp, &policy)?;
     // The objects the UPDATE shapes update, one per arm.
     for (shape, ns) in SHAPES.iter().zip(&namespaces).filter(|(s, _)| s.update) {
         for phase in PHASES {
@@ -264,8 +272,14 @@ fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The three arms of every write, in the order they take turns.
-const PHASES: [Phase; 3] = [Phase::None, Phase::Null, Phase::StsGuard];
+/// The arms of every write, in the order they take turns.
+const PHASES: [Phase; 5] = [
+    Phase::None,
+    Phase::Null,
+    Phase::StsGuard,
+    Phase::Vap,
+    Phase::Both,
+];
 
 impl Phase {
     /// The value of [`ARM_LABEL`] that sends a StatefulSet to this arm.
@@ -274,8 +288,84 @@ impl Phase {
             Phase::None => "none",
             Phase::Null => "null",
             Phase::StsGuard => "sts-guard",
+            Phase::Vap => "vap",
+            Phase::Both => "both",
         }
     }
+}
+
+/// Applies the ValidatingAdmissionPolicies `policy` generates, their
+/// bindings matching only the StatefulSets of the `vap` and `both` arms,
+/// and waits until the API server enforces them: a probe binding (Deny,
+/// for a probe label) denies a StatefulSet without a livenessProbe, then
+/// goes.
+fn apply_generated_policies(cp: &ControlPlane, policy: &std::path::Path) -> anyhow::Result<()> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+    let text = std::fs::read_to_string(policy)?;
+    let policy = sts_guard::policy::Policy::from_yaml(&text, "bench policy")?;
+    let arms = LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: ARM_LABEL.into(),
+            operator: "In".into(),
+            values: Some(vec![Phase::Vap.label().into(), Phase::Both.label().into()]),
+        }]),
+        ..LabelSelector::default()
+    };
+    let mut docs = Vec::new();
+    for rule in sts_guard::vap::generate(&policy, "sts-guard", jiff::Timestamp::now()) {
+        docs.push(serde_json::to_value(&rule.policy)?);
+        for mut binding in rule.bindings {
+            if let Some(resources) = binding
+                .spec
+                .as_mut()
+                .and_then(|s| s.match_resources.as_mut())
+            {
+                resources.object_selector = Some(arms.clone());
+            }
+            docs.push(serde_json::to_value(&binding)?);
+        }
+    }
+    docs.push(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "bench-probe"},
+        "spec": {
+            "policyName": "sts-guard-liveness-probe",
+            "validationActions": ["Deny"],
+            "matchResources": {"objectSelector": {"matchLabels": {ARM_LABEL: "vap-probe"}}},
+        },
+    }));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    let out = cp.kubectl_with_input(&["apply", "-f", "-"], &list.to_string());
+    if out.code != 0 {
+        bail!("applying the generated policies\n{out}");
+    }
+    let ns = format!("probe-{}", random_suffix(6));
+    cp.kubectl(&["create", "namespace", &ns]).assert_exit(0);
+    let probe = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "probe", "labels": {ARM_LABEL: "vap-probe"}},
+        "spec": {
+            "serviceName": "probe", "selector": {"matchLabels": {"app": "probe"}},
+            "template": {"metadata": {"labels": {"app": "probe"}},
+                         "spec": {"containers": [{"name": "app", "image": "a"}]}},
+        },
+    });
+    wait_for(
+        "the generated policies enforced",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let out = cp.kubectl_with_input(
+                &["create", "--dry-run=server", "-n", &ns, "-f", "-"],
+                &probe.to_string(),
+            );
+            Ok(out.code != 0 && out.stderr.contains("sts-guard-liveness-probe"))
+        },
+    )?;
+    cp.kubectl(&["delete", "validatingadmissionpolicybinding", "bench-probe"])
+        .assert_exit(0);
+    Ok(())
 }
 
 /// Which webhook a StatefulSet goes to: its configurations' objectSelector.
@@ -301,7 +391,7 @@ async fn writes_of(
     let tag = random_suffix(4);
     for i in 0..count + 10 {
         let mut order = PHASES;
-        order.rotate_left(i % 3);
+        order.rotate_left(i % PHASES.len());
         for phase in order {
             let started = Instant::now();
             if shape.update {
@@ -346,7 +436,8 @@ fn register(
 ) -> anyhow::Result<()> {
     let (url, ca) = match phase {
         Phase::Null => (null.url.clone(), null.ca.clone()),
-        _ => (guard.url.clone(), guard.ca.clone()),
+        Phase::StsGuard | Phase::Both => (guard.url.clone(), guard.ca.clone()),
+        Phase::None | Phase::Vap => bail!("no webhook for {phase:?}"),
     };
     let registration = Registration::only_labelled(phase.label());
     let mut list = registration.configurations(cp, &url, &std::fs::read(ca)?)?;
@@ -401,23 +492,25 @@ fn report(count: usize, rounds: usize, latencies: &BTreeMap<(Phase, usize), Vec<
     );
     println!();
     println!(
-        "| shape | no webhook p50 ms | null webhook adds p50 ms | sts-guard adds p50 ms | ratio | sts-guard p90 / p99 ms |"
+        "| shape | no webhook p50 ms | null webhook adds p50 ms | sts-guard adds p50 ms | ratio | sts-guard p90 / p99 ms | generated VAPs add p50 ms | sts-guard + VAPs add p50 ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, shape) in SHAPES.iter().enumerate() {
         let pct = |phase, q| percentile(&latencies[&(phase, i)], q);
         let base = pct(Phase::None, 0.5);
         let null = pct(Phase::Null, 0.5) - base;
         let guard = pct(Phase::StsGuard, 0.5) - base;
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2}× | {:.2} / {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2}× | {:.2} / {:.2} | {:.2} | {:.2} |",
             shape.name,
             base,
             null,
             guard,
             guard / null,
             pct(Phase::StsGuard, 0.9),
-            pct(Phase::StsGuard, 0.99)
+            pct(Phase::StsGuard, 0.99),
+            pct(Phase::Vap, 0.5) - base,
+            pct(Phase::Both, 0.5) - base,
         );
     }
 }
