@@ -22,8 +22,6 @@ use serde::{Deserialize, Serialize};
 pub use super::StatefulSetPolicy;
 use crate::rules::{RULES, RuleId};
 
-pub const GROUP: &str = "sts-guard.io";
-pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "sts-guard.io/v1alpha1";
 /// The only `StatefulSetPolicy` sts-guard reads (the CRD refuses others).
 pub const POLICY_NAME: &str = "default";

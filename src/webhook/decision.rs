@@ -3,6 +3,8 @@
 //! 4 KiB in all), the patch, and 403 `Forbidden` so kubectl reports a
 //! denial as it reports an RBAC or policy one.
 
+use std::borrow::Cow;
+
 use json_patch::Patch;
 use kube::core::Status;
 use kube::core::admission::AdmissionResponse;
@@ -26,12 +28,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn validated(object: ObjectRef<'_>, validation: Validation) -> Decision {
-        Decision {
-            denial: denial_message(object, &validation.outcomes),
-            warnings: warning_list(&validation.outcomes, &validation.notes),
-            outcomes: validation.outcomes,
-            ..Decision::default()
-        }
+        Decision::validated_showing(object, validation, |_| true)
     }
 
     /// [`Decision::validated`], with the findings `shown` refuses left out
@@ -43,15 +40,26 @@ impl Decision {
         validation: Validation,
         shown: impl Fn(&Outcome) -> bool,
     ) -> Decision {
-        let visible: Vec<Outcome> = validation
-            .outcomes
-            .iter()
-            .filter(|o| shown(o))
-            .cloned()
-            .collect();
+        // Borrowed unless something is left out: the usual answer copies
+        // nothing.
+        let visible: Cow<'_, [Outcome]> = if validation.outcomes.iter().all(&shown) {
+            Cow::Borrowed(&validation.outcomes)
+        } else {
+            Cow::Owned(
+                validation
+                    .outcomes
+                    .iter()
+                    .filter(|o| shown(o))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        let denial = denial_message(object, &visible);
+        let warnings = warning_list(&visible, &validation.notes);
+        drop(visible);
         Decision {
-            denial: denial_message(object, &visible),
-            warnings: warning_list(&visible, &validation.notes),
+            denial,
+            warnings,
             outcomes: validation.outcomes,
             ..Decision::default()
         }

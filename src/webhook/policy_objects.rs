@@ -281,8 +281,12 @@ impl PolicyObjects {
             .base
             .clone()
             .with_exemption_objects(parts.exemptions.values().cloned(), &self.platform_namespace);
-        self.app.policy.store(Arc::new(policy));
-        self.metrics.policy_loaded();
+        // A status write coming back, a relist of the same objects: the
+        // policy in force is unchanged, and so is when it was loaded.
+        if **self.app.policy.load() != policy {
+            self.app.policy.store(Arc::new(policy));
+            self.metrics.policy_loaded();
+        }
         self.changed.notify_one();
         if parts.policy_synced
             && parts.exemptions_synced
@@ -399,18 +403,16 @@ async fn watch_kind<K>(
 }
 
 /// `object` as `K`, or `None` (logged) when it does not decode.
-fn decode<K: DeserializeOwned>(kind: &str, object: DynamicObject) -> Option<K> {
+fn decode<K: Resource + DeserializeOwned>(kind: &str, object: DynamicObject) -> Option<K> {
     let name = format!(
         "{}/{}",
         object.metadata.namespace.as_deref().unwrap_or(""),
         object.metadata.name.as_deref().unwrap_or("")
     );
-    let value = serde_json::to_value(&object).ok()?;
-    match serde_json::from_value(value) {
-        Ok(decoded) => Some(decoded),
-        Err(e) => {
+    object
+        .try_parse()
+        .map_err(|e| {
             tracing::error!(kind, object = %name, error = %e, "object does not decode; ignoring it");
-            None
-        }
-    }
+        })
+        .ok()
 }
