@@ -188,6 +188,16 @@ impl ExemptionObjects {
         })
     }
 
+    /// When the first object in force at `now` expires: what is decided
+    /// changes then without any object changing.
+    pub fn next_expiry(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.0
+            .iter()
+            .filter(|e| e.state(now) == ExemptionState::Active)
+            .filter_map(|e| e.spec.expires_at.map(|at| at.0))
+            .min()
+    }
+
     /// Objects in force now that expire before `until`, soonest first.
     pub fn expiring(&self, now: jiff::Timestamp, until: jiff::Timestamp) -> Vec<&ExemptionObject> {
         let mut soon: Vec<&ExemptionObject> = self

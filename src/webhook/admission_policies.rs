@@ -31,7 +31,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::routes::App;
-use crate::policy::{ExemptionState, Policy};
+use crate::policy::Policy;
 
 /// The field manager of the generated objects.
 const FIELD_MANAGER: &str = "sts-guard";
@@ -111,12 +111,7 @@ pub async fn run(client: kube::Client, app: Arc<App>, platform_namespace: String
                     );
                 }
                 synced = Some((policy.clone(), tokio::time::Instant::now()));
-                next_expiry = policy
-                    .exemption_objects()
-                    .iter()
-                    .filter(|e| e.state(now) == ExemptionState::Active)
-                    .filter_map(|e| e.spec.expires_at.map(|at| at.0))
-                    .min();
+                next_expiry = policy.exemption_objects().next_expiry(now);
             }
             Err(e) => {
                 // 1 s, 2 s, 4 s ... at most a minute between tries (a

@@ -38,7 +38,7 @@ use super::routes::App;
 use crate::policy::objects::{
     ExemptionStatus, POLICY_NAME, PolicyStatus, StatefulSetExemption, StatefulSetPolicy,
 };
-use crate::policy::{ExemptionState, Policy};
+use crate::policy::Policy;
 use crate::tasks::Spawner;
 
 /// The policy in effect, rebuilt from its parts on every change.
@@ -174,7 +174,6 @@ impl PolicyObjects {
                 writes.push(StatusWrite::Policy(want));
             }
         }
-        let mut next_expiry: Option<jiff::Timestamp> = None;
         for object in policy.exemption_objects().iter() {
             let state = object.state(now);
             let message =
@@ -188,18 +187,13 @@ impl PolicyObjects {
                 state: Some(state.word().to_string()),
                 message: Some(message),
             };
-            if state == ExemptionState::Active
-                && let Some(at) = object.spec.expires_at
-            {
-                next_expiry = Some(next_expiry.map_or(at.0, |n| n.min(at.0)));
-            }
             let key = (object.namespace.clone(), object.name.clone());
             let current = parts.exemptions.get(&key).and_then(|e| e.status.clone());
             if current.as_ref() != Some(&want) {
                 writes.push(StatusWrite::Exemption(key, want));
             }
         }
-        (writes, next_expiry)
+        (writes, policy.exemption_objects().next_expiry(now))
     }
 
     fn policy_changed(&self, change: Change<StatefulSetPolicy>) {
