@@ -35,10 +35,10 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
 use super::routes::App;
+use crate::policy::Policy;
 use crate::policy::objects::{
     ExemptionStatus, POLICY_NAME, PolicyStatus, StatefulSetExemption, StatefulSetPolicy,
 };
-use crate::policy::Policy;
 use crate::tasks::Spawner;
 
 /// The policy in effect, rebuilt from its parts on every change.
