@@ -103,7 +103,7 @@ pub fn generate(
     RULES
         .iter()
         .filter_map(|rule| {
-            let cel = (rule.cel?)(&settings);
+            let cel = (rule.cel?.compile)(&settings);
             Some(rule_policy(policy, rule, &cel, platform_namespace, now))
         })
         .collect()

@@ -6,9 +6,11 @@ use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
+    Case, Cel, CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
     probed_containers,
 };
+use serde_json::{Value, json};
+
 use crate::view::Container;
 
 pub const RULE: Rule = Rule {
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: true,
-    cel: Some(cel),
+    cel: Some(Cel { compile: cel, cases }),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<Finding> {
@@ -195,67 +197,107 @@ fn cel_path(http: &str) -> String {
     format!("({http}.?path.orValue('') == '' ? '/' : {http}.path)")
 }
 
-#[cfg(test)]
-mod tests {
-    use rstest::rstest;
-    use serde_json::{Value, json};
-
-    use super::RULE;
-    use crate::lookup::NoLookups;
-    use crate::rules::tests::{pod, run};
-
-    const HTTP: &str = r#"{"httpGet": {"path": "/healthz", "port": 8080}}"#;
-
-    #[rstest]
-    #[case::same_http(HTTP, HTTP, Some("httpGet /healthz port 8080"))]
-    #[case::scheme_and_path_defaults(
-        r#"{"httpGet": {"port": 8080}}"#,
-        r#"{"httpGet": {"path": "/", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 3}"#,
-        Some("httpGet / port 8080")
-    )]
-    #[case::named_port_resolves(HTTP, r#"{"httpGet": {"path": "/healthz", "port": "http"}}"#, Some("httpGet /healthz port 8080"))]
-    #[case::other_path(HTTP, r#"{"httpGet": {"path": "/ready", "port": 8080}}"#, None)]
-    #[case::other_header(HTTP, r#"{"httpGet": {"path": "/healthz", "port": 8080, "httpHeaders": [{"name": "X", "value": "1"}]}}"#, None)]
-    #[case::same_tcp(r#"{"tcpSocket": {"port": 5432}}"#, r#"{"tcpSocket": {"port": 5432}}"#, Some("tcpSocket port 5432"))]
-    #[case::same_exec(r#"{"exec": {"command": ["pg_isready"]}}"#, r#"{"exec": {"command": ["pg_isready"]}}"#, Some("exec pg_isready"))]
-    #[case::other_exec(r#"{"exec": {"command": ["pg_isready"]}}"#, r#"{"exec": {"command": ["psql", "-c", "select 1"]}}"#, None)]
-    #[case::same_grpc(r#"{"grpc": {"port": 9000}}"#, r#"{"grpc": {"port": 9000, "service": ""}}"#, Some("grpc port 9000"))]
-    #[case::other_grpc_service(r#"{"grpc": {"port": 9000}}"#, r#"{"grpc": {"port": 9000, "service": "ready"}}"#, None)]
-    #[case::other_handler(r#"{"tcpSocket": {"port": 8080}}"#, HTTP, None)]
-    fn liveness_and_readiness(#[case] live: &str, #[case] ready: &str, #[case] same: Option<&str>) {
-        let live: Value = serde_json::from_str(live).unwrap();
-        let ready: Value = serde_json::from_str(ready).unwrap();
-        let sts = pod(
-            json!([{"name": "app", "ports": [{"name": "http", "containerPort": 8080}],
-                    "livenessProbe": live, "readinessProbe": ready}]),
-            json!(null),
-        );
-        let found = run(&RULE, &sts, &NoLookups);
-        match same {
-            Some(check) => assert_eq!(
-                found,
-                vec![("app".into(), format!("runs one check for liveness and readiness ({check})"))]
-            ),
-            None => assert!(found.is_empty(), "{found:?}"),
-        }
-    }
-
-    #[test]
-    fn restartable_sidecars_count_and_plain_init_containers_and_half_probed_ones_do_not() {
-        let probed = json!({"livenessProbe": {"tcpSocket": {"port": 1}}, "readinessProbe": {"tcpSocket": {"port": 1}}});
-        let with = |name: &str, extra: Value| {
-            let mut c = probed.clone();
-            c["name"] = json!(name);
-            for (k, v) in extra.as_object().unwrap() {
-                c[k] = v.clone();
-            }
-            c
-        };
-        let sts = pod(
-            json!([{"name": "only-live", "livenessProbe": {"tcpSocket": {"port": 1}}}]),
-            json!([with("sidecar", json!({"restartPolicy": "Always"})), with("init", json!({}))]),
-        );
-        let found: Vec<String> = run(&RULE, &sts, &NoLookups).into_iter().map(|(c, _)| c).collect();
-        assert_eq!(found, vec!["sidecar"]);
-    }
+/// The table: the API server's defaults and named ports make two
+/// spellings of one check the same; any other difference makes them two.
+fn cases() -> Vec<Case> {
+    let http = json!({"httpGet": {"path": "/healthz", "port": 8080}});
+    let tcp = |port: Value| json!({"tcpSocket": {"port": port}});
+    let case = |name, live: Value, ready: Value, same: Option<&str>| {
+        let app = json!({"name": "app",
+            "ports": [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 9000}],
+            "livenessProbe": live, "readinessProbe": ready});
+        let found = same.map(|check| ("app", format!("runs one check for liveness and readiness ({check})")));
+        Case::new(name, json!([app]), found.into_iter().collect())
+    };
+    vec![
+        case("same-http", http.clone(), http.clone(), Some("httpGet /healthz port 8080")),
+        case(
+            "scheme-and-path-defaults",
+            json!({"httpGet": {"port": 8080}}),
+            json!({"httpGet": {"path": "/", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 3}),
+            Some("httpGet / port 8080"),
+        ),
+        case(
+            "empty-path-is-root",
+            json!({"httpGet": {"path": "", "port": 8080}}),
+            json!({"httpGet": {"port": 8080}}),
+            Some("httpGet / port 8080"),
+        ),
+        case(
+            "named-port-resolves",
+            http.clone(),
+            json!({"httpGet": {"path": "/healthz", "port": "http"}}),
+            Some("httpGet /healthz port 8080"),
+        ),
+        case("other-path", http.clone(), json!({"httpGet": {"path": "/ready", "port": 8080}}), None),
+        case(
+            "other-header",
+            http.clone(),
+            json!({"httpGet": {"path": "/healthz", "port": 8080, "httpHeaders": [{"name": "X", "value": "1"}]}}),
+            None,
+        ),
+        case(
+            "headers-in-another-order-and-case",
+            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "X-A", "value": "1"}, {"name": "x-b", "value": "2"}]}}),
+            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "X-B", "value": "2"}, {"name": "x-a", "value": "1"}]}}),
+            Some("httpGet / port 8080"),
+        ),
+        case(
+            "headers-repeated-differently",
+            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "a", "value": "1"}, {"name": "a", "value": "1"}, {"name": "b", "value": "2"}]}}),
+            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}, {"name": "b", "value": "2"}]}}),
+            None,
+        ),
+        case(
+            "scheme-case-and-empty-host",
+            json!({"httpGet": {"port": 8080, "scheme": "HTTPS"}}),
+            json!({"httpGet": {"port": 8080, "scheme": "HTTPS", "host": ""}}),
+            Some("httpGet / port 8080"),
+        ),
+        case("other-host", json!({"httpGet": {"port": 8080, "host": "a"}}), json!({"httpGet": {"port": 8080}}), None),
+        case("same-tcp", tcp(json!(5432)), tcp(json!(5432)), Some("tcpSocket port 5432")),
+        case("tcp-named-port-resolves", tcp(json!("http")), tcp(json!(8080)), Some("tcpSocket port 8080")),
+        case(
+            "tcp-undeclared-name-as-written",
+            tcp(json!("db")),
+            tcp(json!("db")),
+            Some("tcpSocket port db"),
+        ),
+        case(
+            "same-exec",
+            json!({"exec": {"command": ["pg_isready"]}}),
+            json!({"exec": {"command": ["pg_isready"]}}),
+            Some("exec pg_isready"),
+        ),
+        case(
+            "other-exec",
+            json!({"exec": {"command": ["pg_isready"]}}),
+            json!({"exec": {"command": ["psql", "-c", "select 1"]}}),
+            None,
+        ),
+        case(
+            "same-grpc",
+            json!({"grpc": {"port": 9000}}),
+            json!({"grpc": {"port": 9000, "service": ""}}),
+            Some("grpc port 9000"),
+        ),
+        case(
+            "other-grpc-service",
+            json!({"grpc": {"port": 9000}}),
+            json!({"grpc": {"port": 9000, "service": "ready"}}),
+            None,
+        ),
+        case("other-handler", tcp(json!(8080)), http.clone(), None),
+        // Restartable sidecars count; plain init containers and containers
+        // with one of the two probes do not.
+        Case::new(
+            "sidecars-count",
+            json!([{"name": "only-live", "livenessProbe": tcp(json!(1))}]),
+            vec![("proxy", "runs one check for liveness and readiness (tcpSocket port 1)".into())],
+        )
+        .with_init(json!([
+            {"name": "proxy", "restartPolicy": "Always", "livenessProbe": tcp(json!(1)), "readinessProbe": tcp(json!(1))},
+            {"name": "migrate"},
+        ])),
+    ]
 }

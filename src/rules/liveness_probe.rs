@@ -1,7 +1,7 @@
 //! `liveness-probe`: every container (and restartable sidecar) has a
 //! `livenessProbe`, so a hung process is restarted.
 
-use super::{CelSettings, Rule, RuleCel, RuleId, Subject, cel_require_probe, needs_nothing, require_probe};
+use super::{Case, Cel, CelSettings, Rule, RuleCel, RuleId, Subject, cel_require_probe, needs_nothing, probe_cases, require_probe};
 
 pub const RULE: Rule = Rule {
     id: RuleId("liveness-probe"),
@@ -10,7 +10,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: false,
-    cel: Some(cel),
+    cel: Some(Cel { compile: cel, cases }),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<super::Finding> {
@@ -26,4 +26,10 @@ fn check(subject: &Subject<'_>) -> Vec<super::Finding> {
 /// The same in CEL: a probed container without a livenessProbe.
 fn cel(settings: &CelSettings) -> RuleCel {
     cel_require_probe(settings, "livenessProbe")
+}
+
+/// The table: each container and restartable sidecar needs its own probe;
+/// plain init containers are never asked (the API forbids probes there).
+fn cases() -> Vec<Case> {
+    probe_cases("livenessProbe")
 }

@@ -26,8 +26,8 @@
 //! # A rule's CEL
 //!
 //! A rule that reads only the StatefulSet also says the same thing in CEL,
-//! next to its Rust: `cel: Some(cel)`, a function from [`CelSettings`] to a
-//! [`RuleCel`]. `sts-guard policy vap` (`crate::vap`) compiles it into one
+//! next to its Rust: `cel: Some(Cel { compile: cel, cases })`, a function
+//! from [`CelSettings`] to a [`RuleCel`] and the rule's case table. `sts-guard policy vap` (`crate::vap`) compiles it into one
 //! ValidatingAdmissionPolicy per rule, so the API server can judge
 //! StatefulSets without the webhook. The CEL lists the rule's findings over
 //! a root object (`object`, or `oldObject` for ratcheting), one entry per
@@ -36,8 +36,13 @@
 //! livenessProbe`, without the `[rule]`), defaults filled in exactly as the
 //! Rust fills them. Rules that look other objects up (a Service, a budget)
 //! have `cel: None`: a ValidatingAdmissionPolicy cannot read them without
-//! `paramKind`. `tests/e2e/vap.rs` proves each rule's CEL gives the Rust's
-//! decision on a real API server, over the corpus of real charts.
+//! `paramKind`.
+//!
+//! The case table ([`Case`]s) is the proof of both engines: the unit test
+//! `every_rule_finds_what_its_case_table_says` holds the Rust to it, and
+//! `tests/e2e/vap.rs` holds the CEL to the Rust on a real API server, on
+//! every case, the corpus of real charts and hostile objects. A case added
+//! to the table is proven on both engines from then on.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -129,7 +134,49 @@ pub struct Rule {
     pub denies_only_when_named: bool,
     /// The rule in CEL, for rules that read only the StatefulSet (see "A
     /// rule's CEL" above).
-    pub cel: Option<fn(&CelSettings) -> RuleCel>,
+    pub cel: Option<Cel>,
+}
+
+/// A rule in CEL, and the cases that prove it says what the Rust says.
+#[derive(Clone, Copy)]
+pub struct Cel {
+    pub compile: fn(&CelSettings) -> RuleCel,
+    pub cases: fn() -> Vec<Case>,
+}
+
+/// One case of a rule's case table: a pod template's `containers` and
+/// `initContainers` (JSON as the API server stores them, less the `image`
+/// every container needs there), and what the rule finds on it under the
+/// default [`RuleSettings`]: `(container, problem)` in report order.
+pub struct Case {
+    /// kebab-case, unique in the table.
+    pub name: &'static str,
+    pub containers: serde_json::Value,
+    /// `null` when the pod has none.
+    pub init_containers: serde_json::Value,
+    pub findings: Vec<(&'static str, String)>,
+}
+
+impl Case {
+    /// A case of a pod without init containers.
+    pub fn new(
+        name: &'static str,
+        containers: serde_json::Value,
+        findings: Vec<(&'static str, String)>,
+    ) -> Case {
+        Case {
+            name,
+            containers,
+            init_containers: serde_json::Value::Null,
+            findings,
+        }
+    }
+
+    /// The same pod with `init` containers.
+    pub fn with_init(mut self, init: serde_json::Value) -> Case {
+        self.init_containers = init;
+        self
+    }
 }
 
 /// For rules that read only the StatefulSet.
@@ -387,6 +434,38 @@ fn require_probe(
             fix: fix.to_string(),
         })
         .collect()
+}
+
+/// The case table of the two probe rules, for `field` (`livenessProbe`).
+fn probe_cases(field: &'static str) -> Vec<Case> {
+    let other = if field == "livenessProbe" {
+        "readinessProbe"
+    } else {
+        "livenessProbe"
+    };
+    let probe = serde_json::json!({"tcpSocket": {"port": 8080}});
+    let probed = |name: &str| serde_json::json!({"name": name, field: probe});
+    let has_none = |container: &'static str| (container, format!("has no {field}"));
+    vec![
+        Case::new("probed", serde_json::json!([probed("app")]), vec![]),
+        Case::new("unprobed", serde_json::json!([{"name": "app"}]), vec![has_none("app")]),
+        Case::new(
+            "each-container-its-own",
+            serde_json::json!([probed("app"), {"name": "metrics"}, {"name": "logs"}]),
+            vec![has_none("metrics"), has_none("logs")],
+        ),
+        Case::new(
+            "the-other-probe-does-not-count",
+            serde_json::json!([{"name": "app", other: probe, "startupProbe": probe}]),
+            vec![has_none("app")],
+        ),
+        // Restartable sidecars are asked, after the regular containers;
+        // plain init containers never are.
+        Case::new("unprobed-sidecar", serde_json::json!([{"name": "app"}]), vec![has_none("app"), has_none("proxy")])
+            .with_init(serde_json::json!([{"name": "migrate"}, {"name": "proxy", "restartPolicy": "Always"}])),
+        Case::new("probed-sidecar", serde_json::json!([probed("app")]), vec![])
+            .with_init(serde_json::json!([{"name": "migrate"}, {"name": "proxy", "restartPolicy": "Always", field: probe}])),
+    ]
 }
 
 /// The rule settings as a ValidatingAdmissionPolicy sees them: what

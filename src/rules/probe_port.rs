@@ -5,10 +5,11 @@
 //! informational).
 
 use k8s_openapi::api::core::v1::Probe;
+use serde_json::{Value, json};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
+    Case, Cel, CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
     probed_containers,
 };
 
@@ -19,7 +20,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: true,
-    cel: Some(cel),
+    cel: Some(Cel { compile: cel, cases }),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<Finding> {
@@ -95,40 +96,34 @@ fn cel(settings: &CelSettings) -> RuleCel {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use rstest::rstest;
-    use serde_json::{Value, json};
-
-    use super::RULE;
-    use crate::lookup::NoLookups;
-    use crate::rules::tests::{pod, run};
-
-    #[rstest]
-    #[case::declared_name(json!({"httpGet": {"port": "http"}}), json!([{"name": "http", "containerPort": 80}]), None)]
-    #[case::undeclared_http_name(json!({"httpGet": {"port": "web"}}), json!([{"name": "http", "containerPort": 80}]), Some("livenessProbe names port \"web\", which the container does not declare"))]
-    #[case::undeclared_tcp_name(json!({"tcpSocket": {"port": "db"}}), json!(null), Some("livenessProbe names port \"db\", which the container does not declare"))]
-    #[case::numeric_port_never(json!({"httpGet": {"port": 8080}}), json!(null), None)]
-    #[case::exec_has_no_port(json!({"exec": {"command": ["true"]}}), json!(null), None)]
-    fn a_liveness_probe_naming(#[case] probe: Value, #[case] ports: Value, #[case] problem: Option<&str>) {
-        let sts = pod(json!([{"name": "app", "ports": ports, "livenessProbe": probe}]), json!(null));
-        let found = run(&RULE, &sts, &NoLookups);
-        assert_eq!(found, problem.map(|p| ("app".to_string(), p.to_string())).into_iter().collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn every_probe_of_regular_and_sidecar_containers_is_checked() {
-        let probe = json!({"tcpSocket": {"port": "missing"}});
-        let sts = pod(
-            json!([{"name": "app", "readinessProbe": probe, "startupProbe": probe}]),
-            json!([{"name": "proxy", "restartPolicy": "Always", "livenessProbe": probe},
-                   {"name": "migrate", "livenessProbe": probe}]),
-        );
-        let found: Vec<(String, String)> = run(&RULE, &sts, &NoLookups);
-        let fields: Vec<(&str, &str)> = found
-            .iter()
-            .map(|(c, p)| (c.as_str(), p.split(' ').next().unwrap()))
-            .collect();
-        assert_eq!(fields, vec![("app", "readinessProbe"), ("app", "startupProbe"), ("proxy", "livenessProbe")]);
-    }
+/// The table: a name the container does not declare, in any probe of a
+/// container or a restartable sidecar; never a number, never exec.
+fn cases() -> Vec<Case> {
+    let http = json!([{"name": "http", "containerPort": 80}]);
+    let live = |name, probe: Value, ports: &Value, port: Option<&str>| {
+        let found = port.map(|p| ("app", format!("livenessProbe names port \"{p}\", which the container does not declare")));
+        Case::new(name, json!([{"name": "app", "ports": ports, "livenessProbe": probe}]), found.into_iter().collect())
+    };
+    let missing = json!({"tcpSocket": {"port": "missing"}});
+    let not_declared = |field: &str| format!("{field} names port \"missing\", which the container does not declare");
+    vec![
+        live("declared-name", json!({"httpGet": {"port": "http"}}), &http, None),
+        live("undeclared-http-name", json!({"httpGet": {"port": "web"}}), &http, Some("web")),
+        live("undeclared-tcp-name", json!({"tcpSocket": {"port": "db"}}), &Value::Null, Some("db")),
+        live("numeric-port-never", json!({"httpGet": {"port": 8080}}), &Value::Null, None),
+        live("exec-has-no-port", json!({"exec": {"command": ["true"]}}), &Value::Null, None),
+        live("grpc-has-a-number", json!({"grpc": {"port": 9000}}), &Value::Null, None),
+        Case::new(
+            "every-probe-of-containers-and-sidecars",
+            json!([{"name": "app", "readinessProbe": missing, "startupProbe": missing},
+                   {"name": "second", "livenessProbe": missing, "readinessProbe": {"httpGet": {"port": "http"}}, "ports": http}]),
+            vec![
+                ("app", not_declared("readinessProbe")),
+                ("app", not_declared("startupProbe")),
+                ("second", not_declared("livenessProbe")),
+                ("proxy", not_declared("livenessProbe")),
+            ],
+        )
+        .with_init(json!([{"name": "proxy", "restartPolicy": "Always", "livenessProbe": missing}, {"name": "migrate"}])),
+    ]
 }

@@ -2,7 +2,7 @@
 //! `readinessProbe`, so traffic only reaches replicas that can serve it.
 
 use super::{
-    CelSettings, Finding, Rule, RuleCel, RuleId, Subject, cel_require_probe, needs_nothing,
+    Case, Cel, CelSettings, Finding, Rule, RuleCel, RuleId, Subject, cel_require_probe, needs_nothing, probe_cases,
     require_probe,
 };
 
@@ -13,7 +13,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: false,
-    cel: Some(cel),
+    cel: Some(Cel { compile: cel, cases }),
 };
 
 fn check(subject: &Subject<'_>) -> Vec<Finding> {
@@ -29,4 +29,10 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
 /// The same in CEL: a probed container without a readinessProbe.
 fn cel(settings: &CelSettings) -> RuleCel {
     cel_require_probe(settings, "readinessProbe")
+}
+
+/// The table: each container and restartable sidecar needs its own probe;
+/// plain init containers are never asked (the API forbids probes there).
+fn cases() -> Vec<Case> {
+    probe_cases("readinessProbe")
 }

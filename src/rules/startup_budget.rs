@@ -5,8 +5,10 @@
 //! replaying its log, a JVM) is otherwise killed before it ever serves:
 //! CrashLoopBackOff.
 
+use serde_json::{Value, json};
+
 use super::{
-    CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
+    Case, Cel, CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
     probed_containers,
 };
 use crate::view::Container;
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     needs: needs_nothing,
     check,
     denies_only_when_named: true,
-    cel: Some(cel),
+    cel: Some(Cel { compile: cel, cases }),
 };
 
 /// The API's defaults for a probe's timing.
@@ -93,37 +95,41 @@ fn cel(settings: &CelSettings) -> RuleCel {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use rstest::rstest;
-    use serde_json::{Value, json};
-
-    use super::RULE;
-    use crate::lookup::NoLookups;
-    use crate::rules::tests::{pod, run};
-
-    #[rstest]
-    #[case::api_defaults(json!({"tcpSocket": {"port": 1}}), Some(30))]
-    #[case::defaulted_by_the_api_server(json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 0, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 1, "successThreshold": 1}), Some(30))]
-    #[case::long_delay(json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 60}), None)]
-    #[case::exactly_the_minimum(json!({"tcpSocket": {"port": 1}, "failureThreshold": 6}), None)]
-    #[case::fast_period(json!({"tcpSocket": {"port": 1}, "periodSeconds": 2, "failureThreshold": 5}), Some(10))]
-    fn liveness_without_startup_probe(#[case] live: Value, #[case] allows: Option<i64>) {
-        let sts = pod(json!([{"name": "db", "livenessProbe": live}]), json!(null));
-        let expected: Vec<(String, String)> = allows
-            .map(|s| ("db".to_string(), format!("livenessProbe allows {s} s before the first restart; the policy asks 60 s")))
-            .into_iter()
-            .collect();
-        assert_eq!(run(&RULE, &sts, &NoLookups), expected);
-    }
-
-    #[test]
-    fn a_startup_probe_or_no_liveness_probe_is_never_a_finding() {
-        let sts = pod(
-            json!([{"name": "a", "livenessProbe": {"tcpSocket": {"port": 1}}, "startupProbe": {"tcpSocket": {"port": 1}}},
-                   {"name": "b", "readinessProbe": {"tcpSocket": {"port": 1}}}]),
-            json!([{"name": "init", "livenessProbe": {"tcpSocket": {"port": 1}}}]),
-        );
-        assert!(run(&RULE, &sts, &NoLookups).is_empty());
-    }
+/// The table, under the default 60 s: the kubelet's probe defaults, a
+/// long delay, exactly the minimum, a fast period; a startup probe or no
+/// liveness probe never.
+fn cases() -> Vec<Case> {
+    let live = |name, probe: Value, allows: Option<i64>| {
+        let found = allows.map(|s| ("db", format!("livenessProbe allows {s} s before the first restart; the policy asks 60 s")));
+        Case::new(name, json!([{"name": "db", "livenessProbe": probe}]), found.into_iter().collect())
+    };
+    let tcp = json!({"tcpSocket": {"port": 1}});
+    vec![
+        live("api-defaults", tcp.clone(), Some(30)),
+        live(
+            "defaulted-by-the-api-server",
+            json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 0, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 1, "successThreshold": 1}),
+            Some(30),
+        ),
+        live("long-delay", json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 60}), None),
+        live("exactly-the-minimum", json!({"tcpSocket": {"port": 1}, "failureThreshold": 6}), None),
+        live("one-second-short", json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 29, "failureThreshold": 3}), Some(59)),
+        live("fast-period", json!({"tcpSocket": {"port": 1}, "periodSeconds": 2, "failureThreshold": 5}), Some(10)),
+        live(
+            "largest-values",
+            json!({"tcpSocket": {"port": 1}, "initialDelaySeconds": 2147483647, "periodSeconds": 2147483647, "failureThreshold": 2147483647}),
+            None,
+        ),
+        Case::new(
+            "startup-probe-or-no-liveness-probe-never",
+            json!([{"name": "a", "livenessProbe": tcp, "startupProbe": tcp}, {"name": "b", "readinessProbe": tcp}]),
+            vec![],
+        ),
+        Case::new(
+            "sidecars-count",
+            json!([{"name": "db", "livenessProbe": tcp, "startupProbe": tcp}]),
+            vec![("proxy", "livenessProbe allows 30 s before the first restart; the policy asks 60 s".into())],
+        )
+        .with_init(json!([{"name": "proxy", "restartPolicy": "Always", "livenessProbe": tcp}, {"name": "migrate"}])),
+    ]
 }

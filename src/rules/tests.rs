@@ -57,6 +57,39 @@ fn every_lookup_a_rule_makes_was_declared() {
     }
 }
 
+/// Every rule with CEL finds on each case of its table what the table says
+/// (tests/e2e/vap.rs holds the CEL to the Rust on the same cases).
+#[test]
+fn every_rule_finds_what_its_case_table_says() {
+    for rule in RULES {
+        let Some(cel) = rule.cel else { continue };
+        let cases = (cel.cases)();
+        assert!(cases.len() >= 5, "{}: {} cases", rule.id, cases.len());
+        let mut names = std::collections::HashSet::new();
+        for case in cases {
+            assert!(names.insert(case.name), "{} / {} twice", rule.id, case.name);
+            assert!(
+                case.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            );
+            let sts = pod(case.containers, case.init_containers);
+            let expected: Vec<(String, String)> = case
+                .findings
+                .into_iter()
+                .map(|(c, p)| (c.to_string(), p))
+                .collect();
+            assert_eq!(
+                run(rule, &sts, &NoLookups),
+                expected,
+                "{} / {}",
+                rule.id,
+                case.name
+            );
+        }
+    }
+}
+
 #[test]
 fn ids_are_unique_kebab_case_and_parse_back() {
     let mut seen = std::collections::HashSet::new();

@@ -252,179 +252,38 @@ fn sts(name: &str, containers: Value, init: Value, annotations: Value) -> Value 
     })
 }
 
-/// One container named `app` with ports `http: 8080`, `grpc: 9000` and
-/// the fields of `probes`.
-fn app(probes: Value) -> Value {
-    let mut c = json!({"name": "app", "image": "app",
-        "ports": [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 9000}]});
-    for (k, v) in probes.as_object().unwrap() {
-        c[k] = v.clone();
+/// `containers` with the `image` the API server asks of each.
+fn with_images(containers: Value) -> Value {
+    let mut containers = containers;
+    for c in containers.as_array_mut().into_iter().flatten() {
+        if c.get("image").is_none() {
+            c["image"] = json!("app");
+        }
     }
-    c
+    containers
 }
 
-/// The rules' case tables (src/rules/*.rs), as objects the API accepts.
+/// Every case of every rule's case table (src/rules/*.rs, the table the
+/// unit tests hold the Rust to), then the policy's own cases.
 fn cases() -> Vec<Value> {
-    let http = json!({"httpGet": {"path": "/healthz", "port": 8080}});
-    let tcp = |port: Value| json!({"tcpSocket": {"port": port}});
-    let startup = json!({"tcpSocket": {"port": 8080}, "failureThreshold": 30});
     let mut out = Vec::new();
-    // identical-probes: live, ready (a startup probe keeps startup-budget out).
-    let pairs: &[(&str, Value, Value)] = &[
-        ("same-http", http.clone(), http.clone()),
-        (
-            "defaults",
-            json!({"httpGet": {"port": 8080}}),
-            json!({"httpGet": {"path": "/", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 3}),
-        ),
-        (
-            "empty-path",
-            json!({"httpGet": {"path": "", "port": 8080}}),
-            json!({"httpGet": {"port": 8080}}),
-        ),
-        (
-            "named-port",
-            http.clone(),
-            json!({"httpGet": {"path": "/healthz", "port": "http"}}),
-        ),
-        (
-            "other-path",
-            http.clone(),
-            json!({"httpGet": {"path": "/ready", "port": 8080}}),
-        ),
-        (
-            "other-header",
-            http.clone(),
-            json!({"httpGet": {"path": "/healthz", "port": 8080, "httpHeaders": [{"name": "X", "value": "1"}]}}),
-        ),
-        (
-            "headers-reordered",
-            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "X-A", "value": "1"}, {"name": "x-b", "value": "2"}]}}),
-            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "X-B", "value": "2"}, {"name": "x-a", "value": "1"}]}}),
-        ),
-        (
-            "headers-repeated",
-            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "a", "value": "1"}, {"name": "a", "value": "1"}, {"name": "b", "value": "2"}]}}),
-            json!({"httpGet": {"port": 8080, "httpHeaders": [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}, {"name": "b", "value": "2"}]}}),
-        ),
-        (
-            "scheme-case",
-            json!({"httpGet": {"port": 8080, "scheme": "HTTPS"}}),
-            json!({"httpGet": {"port": 8080, "scheme": "HTTPS", "host": ""}}),
-        ),
-        (
-            "other-host",
-            json!({"httpGet": {"port": 8080, "host": "a"}}),
-            json!({"httpGet": {"port": 8080}}),
-        ),
-        ("same-tcp", tcp(json!(5432)), tcp(json!(5432))),
-        ("tcp-named", tcp(json!("http")), tcp(json!(8080))),
-        (
-            "same-exec",
-            json!({"exec": {"command": ["pg_isready"]}}),
-            json!({"exec": {"command": ["pg_isready"]}}),
-        ),
-        (
-            "other-exec",
-            json!({"exec": {"command": ["pg_isready"]}}),
-            json!({"exec": {"command": ["psql", "-c", "select 1"]}}),
-        ),
-        (
-            "same-grpc",
-            json!({"grpc": {"port": 9000}}),
-            json!({"grpc": {"port": 9000, "service": ""}}),
-        ),
-        (
-            "other-grpc-service",
-            json!({"grpc": {"port": 9000}}),
-            json!({"grpc": {"port": 9000, "service": "ready"}}),
-        ),
-        ("other-handler", tcp(json!(8080)), http.clone()),
-    ];
-    for (name, live, ready) in pairs {
-        out.push(sts(
-            &format!("same-{name}"),
-            json!([app(
-                json!({"livenessProbe": live, "readinessProbe": ready, "startupProbe": startup})
-            )]),
-            Value::Null,
-            Value::Null,
-        ));
+    for rule in sts_guard::rules::RULES {
+        let Some(cel) = rule.cel else { continue };
+        for case in (cel.cases)() {
+            out.push(sts(
+                &format!("{}-{}", rule.id, case.name),
+                with_images(case.containers),
+                with_images(case.init_containers),
+                Value::Null,
+            ));
+        }
     }
-    // probe-port: a liveness probe naming a port.
-    let named: &[(&str, Value)] = &[
-        ("declared", json!({"httpGet": {"port": "http"}})),
-        ("undeclared-http", json!({"httpGet": {"port": "web"}})),
-        ("undeclared-tcp", tcp(json!("db"))),
-        ("numeric", json!({"httpGet": {"port": 8080}})),
-        ("exec", json!({"exec": {"command": ["true"]}})),
-    ];
-    for (name, live) in named {
-        out.push(sts(
-            &format!("port-{name}"),
-            json!([app(json!({"livenessProbe": live, "readinessProbe": tcp(json!(9000)), "startupProbe": startup}))]),
-            Value::Null,
-            Value::Null,
-        ));
-    }
-    let missing = tcp(json!("missing"));
-    out.push(sts(
-        "port-every-probe",
-        json!([{"name": "app", "image": "app", "readinessProbe": missing, "startupProbe": missing, "livenessProbe": http},
-               {"name": "second", "image": "app", "livenessProbe": missing}]),
-        json!([{"name": "proxy", "image": "p", "restartPolicy": "Always", "livenessProbe": missing},
-               {"name": "migrate", "image": "m"}]),
-        Value::Null,
-    ));
-    // startup-budget: a liveness probe's timing.
-    let timings: &[(&str, Value)] = &[
-        ("defaults", tcp(json!(8080))),
-        (
-            "long-delay",
-            json!({"tcpSocket": {"port": 8080}, "initialDelaySeconds": 60}),
-        ),
-        (
-            "exactly-60",
-            json!({"tcpSocket": {"port": 8080}, "failureThreshold": 6}),
-        ),
-        (
-            "exactly-90",
-            json!({"tcpSocket": {"port": 8080}, "failureThreshold": 9}),
-        ),
-        (
-            "fast-period",
-            json!({"tcpSocket": {"port": 8080}, "periodSeconds": 2, "failureThreshold": 5}),
-        ),
-        (
-            "between",
-            json!({"tcpSocket": {"port": 8080}, "initialDelaySeconds": 20, "periodSeconds": 5}),
-        ),
-    ];
-    for (name, live) in timings {
-        out.push(sts(
-            &format!("budget-{name}"),
-            json!([app(json!({"livenessProbe": live, "readinessProbe": http}))]),
-            Value::Null,
-            Value::Null,
-        ));
-    }
-    // The probe rules: none, sidecars, plain init containers.
+    let tcp = |port: Value| json!({"tcpSocket": {"port": port}});
+    // Every rule at once: no probes at all.
     out.push(sts(
         "no-probes",
         json!([{"name": "app", "image": "app"}, {"name": "b", "image": "b"}]),
         Value::Null,
-        Value::Null,
-    ));
-    out.push(sts(
-        "sidecar-unprobed",
-        json!([app(json!({"livenessProbe": http, "readinessProbe": tcp(json!(9000)), "startupProbe": startup}))]),
-        json!([{"name": "init", "image": "i"}, {"name": "proxy", "image": "p", "restartPolicy": "Always"}]),
-        Value::Null,
-    ));
-    out.push(sts(
-        "sidecar-identical",
-        json!([{"name": "app", "image": "app", "livenessProbe": tcp(json!(1)), "readinessProbe": tcp(json!(2))}]),
-        json!([{"name": "proxy", "image": "p", "restartPolicy": "Always", "livenessProbe": tcp(json!(1)), "readinessProbe": tcp(json!(1))}]),
         Value::Null,
     ));
     // Exemptions: by name (vap-strict's), by the owner's annotation.
@@ -446,6 +305,78 @@ fn cases() -> Vec<Value> {
         Value::Null,
         json!({"sts-guard.io/exempt": "all"}),
     ));
+    out.extend(hostile());
+    out
+}
+
+/// The hostile inputs of tests/hostile.rs that reach the rules: objects no
+/// chart holds but the API server stores, at its size limits, at the
+/// types' ends, with text a message carries. (The others never reach a
+/// rule on a real API server: see
+/// `hostile_objects_the_api_server_refuses_reach_no_policy`.)
+fn hostile() -> Vec<Value> {
+    let tcp = |port: Value| json!({"tcpSocket": {"port": port}});
+    let bare = |n: usize| -> Value {
+        (0..n)
+            .map(|i| json!({"name": format!("c{i:04}"), "image": "busybox"}))
+            .collect()
+    };
+    let mut out = vec![
+        // 5,000 containers without probes: 10,000 findings.
+        sts(
+            "hostile-5000-containers",
+            bare(5000),
+            Value::Null,
+            Value::Null,
+        ),
+        // A 104 KB owner's exemption naming no rule (twice that with
+        // kubectl's last-applied-configuration).
+        sts(
+            "hostile-huge-exempt",
+            bare(1),
+            Value::Null,
+            json!({"sts-guard.io/exempt": vec!["no-such-rule"; 8_000].join(",")}),
+        ),
+        // int32's ends and the longest names the API takes.
+        sts(
+            "hostile-ends",
+            json!([{"name": "c".repeat(60), "image": "app",
+                    "ports": [{"name": "abcdefghijklmno", "containerPort": 65535}],
+                    "livenessProbe": {"httpGet": {"port": "abcdefghijklmnp"}, "initialDelaySeconds": 2147483647,
+                                      "periodSeconds": 2147483647, "failureThreshold": 2147483647},
+                    "readinessProbe": {"httpGet": {"port": 65535}}},
+                   {"name": "d", "image": "app", "livenessProbe": tcp(json!(65534)), "readinessProbe": tcp(json!("abcdefghijklmnq")),
+                    "ports": [{"name": "abcdefghijklmnq", "containerPort": 65534}]}]),
+            Value::Null,
+            Value::Null,
+        ),
+        // Text the identical-probes message quotes: not ASCII, quotes,
+        // backslashes, a long word.
+        sts(
+            "hostile-exec-text",
+            json!([{"name": "a", "image": "app",
+                    "livenessProbe": {"exec": {"command": ["données \"vérifiées\" \\ ✓"]}},
+                    "readinessProbe": {"exec": {"command": ["données \"vérifiées\" \\ ✓"]}}},
+                   {"name": "b", "image": "app",
+                    "livenessProbe": {"exec": {"command": ["x".repeat(2000)]}},
+                    "readinessProbe": {"exec": {"command": ["x".repeat(2000)]}}}]),
+            Value::Null,
+            Value::Null,
+        ),
+    ];
+    // 100 annotations of 1 KB (the API server takes 256 KB in all, and
+    // kubectl apply doubles them in last-applied-configuration).
+    let mut annotated = sts(
+        "hostile-many-annotations",
+        bare(1),
+        Value::Null,
+        Value::Null,
+    );
+    annotated["metadata"]["annotations"] = (0..100)
+        .map(|i| (format!("example.com/k{i}"), json!("v".repeat(1000))))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    out.push(annotated);
     out
 }
 
@@ -615,6 +546,7 @@ fn check_decisions(file: &Path, policy_file: &Path, rule: &str) -> BTreeMap<Stri
 #[test]
 #[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
 fn generated_policies_decide_as_the_webhook_rules_on_the_corpus_and_the_cases() {
+    let _applying = applying();
     let started = std::time::Instant::now();
     let c = cluster();
     let work = c.cp.work().join(format!("vap-{}", random_suffix(4)));
@@ -751,6 +683,86 @@ fn on_update_only_new_findings_deny() {
         let mut fresh = object.clone();
         fresh["metadata"]["name"] = json!(format!("case-{rule}-new"));
         apply(&fresh, &["--dry-run=server"]).assert_exit(1);
+        delete_rule(rule);
+    }
+}
+
+/// The other hostile inputs of tests/hostile.rs never reach a rule on a
+/// real API server: it refuses them while decoding or validating, before
+/// any admission policy runs, here with every generated policy denying.
+#[test]
+#[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
+fn hostile_objects_the_api_server_refuses_reach_no_policy() {
+    let _applying = applying();
+    let ns = "vap-refused";
+    namespaces([ns, PROBE_NS]);
+    let work = cluster()
+        .cp
+        .work()
+        .join(format!("refused-{}", random_suffix(4)));
+    std::fs::create_dir_all(&work).unwrap();
+    let policy_file = work.join("policy.yaml");
+    std::fs::write(&policy_file, CASES[0].policy).unwrap();
+    let probed = |extra: Value| {
+        let mut c = json!({"name": "app", "image": "app",
+            "livenessProbe": {"tcpSocket": {"port": 1}}, "readinessProbe": {"tcpSocket": {"port": 2}}});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        json!([c])
+    };
+    // (case, containers, init containers, what the API server says)
+    let refused: [(&str, Value, Value, &str); 6] = [
+        (
+            "control-characters-in-a-name",
+            json!([{"name": "a\u{1}b", "image": "app"}]),
+            Value::Null,
+            "is invalid",
+        ),
+        (
+            "slash-and-tilde-in-a-name",
+            json!([{"name": "a/~b", "image": "app"}]),
+            Value::Null,
+            "is invalid",
+        ),
+        ("no-containers", json!([]), Value::Null, "is invalid"),
+        (
+            "negative-probe-period",
+            probed(json!({"livenessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": -1}})),
+            Value::Null,
+            "is invalid",
+        ),
+        (
+            "probe-period-past-int32",
+            probed(
+                json!({"livenessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": 2147483648u64}}),
+            ),
+            Value::Null,
+            "2147483648",
+        ),
+        (
+            "probe-on-a-plain-init-container",
+            probed(json!({})),
+            json!([{"name": "migrate", "image": "m", "livenessProbe": {"tcpSocket": {"port": 1}}}]),
+            "is invalid",
+        ),
+    ];
+    for rule in rules_with_cel() {
+        apply_rule(&policy_file, rule);
+        // apply_rule waited until the rule's policy denies (the probe).
+        for (case, containers, init, says) in &refused {
+            let object = sts(case, containers.clone(), init.clone(), Value::Null);
+            let out = cluster().cp.kubectl_with_input(
+                &["apply", "--dry-run=server", "-f", "-"],
+                &stream(std::slice::from_ref(&object), ns),
+            );
+            assert_eq!(out.code, 1, "{rule} / {case}: {out}");
+            assert!(out.stderr.contains(says), "{rule} / {case}: {out}");
+            assert!(
+                !out.stderr.contains("ValidatingAdmissionPolicy"),
+                "{rule} / {case}: {out}"
+            );
+        }
         delete_rule(rule);
     }
 }
