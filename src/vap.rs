@@ -25,8 +25,9 @@
 //! Where the policies and the webhook differ:
 //! - UPDATE ratcheting: where a rule is enforced, a finding the old object
 //!   also had (same container, same key) does not deny, as in the webhook;
-//!   but the webhook then warns about it ("already so before this
-//!   update"), and the policy says nothing: a binding has one action.
+//!   the policy says nothing about it (a binding has one action), so the
+//!   webhook beside it still warns "already so before this update", and
+//!   nobody does while the webhook is down.
 //! - a namespace's mode is per namespace name; the webhook's precedence is
 //!   computed here, once, so a namespace added to the policy file needs the
 //!   policies generated again.

@@ -20,7 +20,7 @@ use super::metrics::Metrics;
 use super::wire::{Admission, Rejection, decode};
 use crate::lookup::{Fetched, KindInfo, LookupSource};
 use crate::policy::Policy;
-use crate::review::{self, Action};
+use crate::review::{self, Action, WarnReason};
 use crate::rules::FindingKind;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -345,7 +345,10 @@ pub fn decide(
 
 /// [`decide`]; with `field_rules_elsewhere` (the API server enforces the
 /// rules that carry CEL, `serve --admission-policies`), their findings are
-/// left out of the answer, kept in logs and metrics.
+/// left out of the answer, kept in logs and metrics. All but one kind: an
+/// enforced finding the old object of an UPDATE already had. The generated
+/// policy lets it pass in silence (a `Deny` binding cannot also warn), so
+/// the webhook says "already so before this update", as it does alone.
 pub fn decide_showing(
     admission: &Admission,
     endpoint: Endpoint,
@@ -361,9 +364,10 @@ pub fn decide_showing(
         Endpoint::Validate if field_rules_elsewhere => {
             let validation = review::validate(&request, policy, lookups);
             Decision::validated_showing(request.object, validation, |o| {
-                crate::rules::RULES
-                    .iter()
-                    .any(|r| r.id == o.finding.rule && r.cel.is_none())
+                o.action == Action::Warn(WarnReason::AlreadyBroken)
+                    || crate::rules::RULES
+                        .iter()
+                        .any(|r| r.id == o.finding.rule && r.cel.is_none())
             })
         }
         Endpoint::Validate => {

@@ -607,3 +607,32 @@ fn field_rule_findings_are_left_to_the_api_server_once_it_enforces_them() {
         "outcomes kept for logs and metrics"
     );
 }
+
+/// On UPDATE, the generated policy lets a finding the old object already
+/// had pass in silence: the webhook still says so, once, as it does alone.
+#[test]
+fn an_update_keeping_a_field_rule_finding_is_still_warned_about_beside_the_api_server() {
+    let mut review = fixture();
+    remove_field(&mut review, 1, "livenessProbe");
+    as_update(&mut review);
+    review["request"]["object"]["spec"]["replicas"] = json!(5);
+    let decide = |elsewhere: bool| {
+        super::routes::decide_showing(
+            &request(&review),
+            Endpoint::Validate,
+            &Policy::default(),
+            &headless_web(),
+            jiff::Timestamp::now(),
+            elsewhere,
+        )
+    };
+    let (here, elsewhere) = (decide(false), decide(true));
+    assert!(here.allowed() && elsewhere.allowed());
+    assert_eq!(elsewhere.warnings, here.warnings);
+    assert!(
+        elsewhere.warnings[0]
+            .contains("\"metrics\" has no livenessProbe (allowed: already so before this update)"),
+        "{:?}",
+        elsewhere.warnings
+    );
+}
