@@ -16,29 +16,30 @@
 //! - a StatefulSet request whose object does not decode → denied with the
 //!   reason and code 400, uid echoed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use k8s_openapi::api::authentication::v1::UserInfo;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::core::admission::{AdmissionResponse, Operation};
-use kube::core::{GroupVersionKind, GroupVersionResource};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+
+mod unread;
 
 use super::decision::{self, DecisionLabel};
 use crate::review::{self, ObjectRef};
 use crate::view::StatefulSet;
 
 /// `AdmissionReview<StatefulSet>` without `#[serde(flatten)]` on its type
-/// fields.
+/// fields; its strings borrowed from the body where they have no escapes.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewBody {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    pub request: Option<Request>,
+struct ReviewBody<'a> {
+    #[serde(default, borrow)]
+    pub api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow)]
+    pub request: Option<Request<'a>>,
     /// Never sent to a webhook; decoded only so a body carrying a malformed
     /// one is refused as kube's type refuses it.
     #[serde(default)]
@@ -55,35 +56,49 @@ struct ReviewBody {
 }
 
 /// Field for field `kube::core::admission::AdmissionRequest<StatefulSet>`.
-/// The fields sts-guard does not read are decoded all the same, so a body
-/// kube's type refuses (a `userInfo` that is not one) is refused here too.
+/// The fields sts-guard does not read are checked all the same, so a body
+/// kube's type refuses (a `userInfo` that is not one) is refused here too,
+/// but built into nothing ([`unread`]).
 #[derive(Deserialize)]
 #[allow(dead_code)]
 #[serde(rename_all = "camelCase")]
-struct Request {
+struct Request<'a> {
     uid: String,
-    kind: GroupVersionKind,
-    resource: GroupVersionResource,
+    #[serde(borrow)]
+    kind: GroupVersionKind<'a>,
+    resource: unread::GroupVersionResource,
     #[serde(default)]
-    sub_resource: Option<String>,
+    sub_resource: Option<unread::Str>,
     #[serde(default)]
-    request_kind: Option<GroupVersionKind>,
+    request_kind: Option<unread::GroupVersionKind>,
     #[serde(default)]
-    request_resource: Option<GroupVersionResource>,
+    request_resource: Option<unread::GroupVersionResource>,
     #[serde(default)]
-    request_sub_resource: Option<String>,
+    request_sub_resource: Option<unread::Str>,
     #[serde(default)]
     name: String,
     #[serde(default)]
     namespace: Option<String>,
     operation: Operation,
-    user_info: UserInfo,
+    user_info: unread::UserInfo,
     object: Option<StatefulSet>,
     old_object: Option<StatefulSet>,
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
-    options: Option<RawExtension>,
+    options: Option<unread::RawExtension>,
+}
+
+/// kube's `GroupVersionKind`, the one part of the request's type fields
+/// read (is it a StatefulSet?).
+#[derive(Deserialize)]
+struct GroupVersionKind<'a> {
+    #[serde(borrow)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
 }
 
 /// One admission request, as far as sts-guard reads it.
@@ -134,8 +149,8 @@ impl Admission {
     }
 }
 
-impl From<Request> for Admission {
-    fn from(r: Request) -> Admission {
+impl From<Request<'_>> for Admission {
+    fn from(r: Request<'_>) -> Admission {
         Admission {
             uid: r.uid,
             name: r.name,
@@ -178,7 +193,7 @@ pub fn decode(body: &[u8]) -> Result<Admission, Rejection> {
 }
 
 /// The typed decode of a whole body.
-fn parse(body: &[u8]) -> Result<ReviewBody, serde_json::Error> {
+fn parse(body: &[u8]) -> Result<ReviewBody<'_>, serde_json::Error> {
     // A body that is valid UTF-8 as a whole (every real one) is parsed as a
     // str: same result, without checking each string of it again.
     match std::str::from_utf8(body) {
