@@ -1,6 +1,8 @@
 //! `tests/e2e/run.sh --keep`: the end-to-end cluster (a real kube-apiserver
-//! and etcd on loopback, sts-guard registered as deploy/ registers it) kept
-//! running for you to try: examples/ applied, the KUBECONFIG printed,
+//! and etcd on loopback, the controllers, a scheduler and kwok's fake
+//! nodes, sts-guard registered as deploy/ registers it) kept running for
+//! you to try: examples/ applied, their pods shown Running and Ready with
+//! the per-pod names of their headless Services, the KUBECONFIG printed,
 //! Ctrl-C tears everything down.
 //!
 //! Built as the example `e2e-demo` (Cargo.toml), so it shares the tests'
@@ -12,7 +14,7 @@ mod support;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::control_plane::{repo_root, run, sts_guard_bin};
+use support::control_plane::{repo_root, run, sts_guard_bin, wait_for};
 use support::webhook::Cluster;
 
 fn main() -> ExitCode {
@@ -26,6 +28,25 @@ fn main() -> ExitCode {
     let cp = &cluster.cp;
     for ns in ["demo", "demo-warn"] {
         cp.kubectl(&["create", "namespace", ns]).assert_exit(0);
+        // Pods are refused until the controllers made the namespace's
+        // default ServiceAccount (a second or so).
+        let made = wait_for(
+            &format!("the default ServiceAccount of {ns}"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || Ok(cp.kubectl(&["get", "sa", "-n", ns, "default"]).code == 0),
+        );
+        if let Err(e) = made {
+            eprintln!("e2e-demo: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // No storage provisioner here: volumes reserved for the examples' claims.
+    for example in ["examples/compliant.yaml", "examples/mutated.yaml"] {
+        if let Err(e) = cp.provide_volumes("demo", &repo_root().join(example)) {
+            eprintln!("e2e-demo: {e:#}");
+            return ExitCode::FAILURE;
+        }
     }
     // What a user types, from the repository root, and what kubectl says.
     let show = |args: &[&str]| {
@@ -54,6 +75,7 @@ fn main() -> ExitCode {
         "examples/missing-probes.yaml",
     ]);
     show(&["apply", "-n", "demo", "-f", "examples/mutated.yaml"]);
+    show(&["apply", "-n", "demo", "-f", "examples/probe-quality.yaml"]);
     show(&[
         "get",
         "sts",
@@ -71,6 +93,28 @@ fn main() -> ExitCode {
         "queue",
         "-o",
         r#"jsonpath={.spec.template.spec.containers[0].startupProbe}{"\n"}"#,
+    ]);
+    // What the cluster made of them: pods scheduled on kwok's fake nodes,
+    // Running and Ready (no container runs: kwok plays the kubelet), and
+    // the headless Services' per-pod names.
+    for sts in ["web", "queue", "search"] {
+        show(&[
+            "rollout",
+            "status",
+            "-n",
+            "demo",
+            &format!("statefulset/{sts}"),
+            "--timeout=120s",
+        ]);
+    }
+    show(&["get", "pods", "-n", "demo", "-o", "wide"]);
+    show(&[
+        "get",
+        "endpointslices",
+        "-n",
+        "demo",
+        "-o",
+        r"custom-columns=SERVICE:.metadata.labels.kubernetes\.io/service-name,HOSTNAMES:.endpoints[*].hostname,ADDRESSES:.endpoints[*].addresses[0]",
     ]);
     println!(
         "
