@@ -14,7 +14,7 @@ mod support;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::control_plane::{repo_root, run, sts_guard_bin, wait_for};
+use support::control_plane::sts_guard_bin;
 use support::webhook::Cluster;
 
 fn main() -> ExitCode {
@@ -26,96 +26,10 @@ fn main() -> ExitCode {
         }
     };
     let cp = &cluster.cp;
-    for ns in ["demo", "demo-warn"] {
-        cp.kubectl(&["create", "namespace", ns]).assert_exit(0);
-        // Pods are refused until the controllers made the namespace's
-        // default ServiceAccount (a second or so).
-        let made = wait_for(
-            &format!("the default ServiceAccount of {ns}"),
-            Duration::from_secs(30),
-            Duration::from_millis(100),
-            || Ok(cp.kubectl(&["get", "sa", "-n", ns, "default"]).code == 0),
-        );
-        if let Err(e) = made {
-            eprintln!("e2e-demo: {e:#}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = support::demo::walkthrough(cp, &mut std::io::stdout()) {
+        eprintln!("e2e-demo: {e:#}\n{}", cp.logs(30));
+        return ExitCode::FAILURE;
     }
-    // No storage provisioner here: volumes reserved for the examples' claims.
-    for example in ["examples/compliant.yaml", "examples/mutated.yaml"] {
-        if let Err(e) = cp.provide_volumes("demo", &repo_root().join(example)) {
-            eprintln!("e2e-demo: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    }
-    // What a user types, from the repository root, and what kubectl says.
-    let show = |args: &[&str]| {
-        println!("\n$ kubectl {}", args.join(" "));
-        let out = run(
-            cp.command("kubectl").current_dir(repo_root()).args(args),
-            None,
-        );
-        print!("{}", out.stdout);
-        eprint!("{}", out.stderr);
-    };
-    show(&["apply", "-n", "demo", "-f", "examples/compliant.yaml"]);
-    show(&["apply", "-n", "demo", "-f", "examples/missing-probes.yaml"]);
-    show(&[
-        "apply",
-        "-n",
-        "demo",
-        "-f",
-        "examples/no-headless-service.yaml",
-    ]);
-    show(&[
-        "apply",
-        "-n",
-        "demo-warn",
-        "-f",
-        "examples/missing-probes.yaml",
-    ]);
-    show(&["apply", "-n", "demo", "-f", "examples/mutated.yaml"]);
-    show(&["apply", "-n", "demo", "-f", "examples/probe-quality.yaml"]);
-    show(&[
-        "get",
-        "sts",
-        "-n",
-        "demo",
-        "queue",
-        "-o",
-        r#"jsonpath={.spec.podManagementPolicy}{"\n"}"#,
-    ]);
-    show(&[
-        "get",
-        "sts",
-        "-n",
-        "demo",
-        "queue",
-        "-o",
-        r#"jsonpath={.spec.template.spec.containers[0].startupProbe}{"\n"}"#,
-    ]);
-    // What the cluster made of them: pods scheduled on kwok's fake nodes,
-    // Running and Ready (no container runs: kwok plays the kubelet), and
-    // the headless Services' per-pod names.
-    for sts in ["web", "queue", "search"] {
-        show(&[
-            "rollout",
-            "status",
-            "-n",
-            "demo",
-            &format!("statefulset/{sts}"),
-            "--timeout=120s",
-        ]);
-    }
-    show(&["get", "pods", "-n", "demo", "-o", "wide"]);
-    show(&[
-        "get",
-        "endpointslices",
-        "-n",
-        "demo",
-        "-o",
-        r"custom-columns=SERVICE:.metadata.labels.kubernetes\.io/service-name,HOSTNAMES:.endpoints[*].hostname,ADDRESSES:.endpoints[*].addresses[0]",
-    ]);
     println!(
         "
 sts-guard is running with a real kube-apiserver. In another shell:

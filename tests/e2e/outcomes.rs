@@ -21,6 +21,7 @@ use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostP
 use serde_json::json;
 
 use crate::support::control_plane::{NOT_READY, READY_AFTER, repo_root};
+use crate::support::demo::{ADMITTED, walkthrough};
 use crate::{Ns, Sts, Svc, accepts, assert_has, assert_lacks, budget, cluster, file, warns};
 
 const PARALLEL: &str = "sts-guard.io/parallel";
@@ -478,4 +479,47 @@ fn run_kubectl(args: &[&str]) -> crate::support::control_plane::Output {
             .args(args),
         None,
     )
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
+async fn the_demo_shows_the_examples_pods_running_and_ready() {
+    // What `tests/e2e/run.sh --keep` prints, on the shared cluster.
+    let mut transcript = Vec::new();
+    walkthrough(&cluster().cp, &mut transcript).unwrap();
+    let text = String::from_utf8(transcript).unwrap();
+    assert_has(&text, crate::DENIED);
+
+    // `kubectl get pods -o wide`: every pod of each admitted example is
+    // Running with all its containers ready (READY n/n), on a kwok node.
+    let pods = text
+        .split("$ kubectl get pods -n demo -o wide\n")
+        .nth(1)
+        .expect("the pods are shown");
+    for (_, sts) in ADMITTED {
+        let lines: Vec<&str> = pods
+            .lines()
+            .filter(|l| l.starts_with(&format!("{sts}-")))
+            .collect();
+        assert!(!lines.is_empty(), "no pod of {sts} shown:\n{pods}");
+        for line in lines {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (ready, of) = fields[1].split_once('/').unwrap();
+            assert_eq!(ready, of, "{line}");
+            assert_eq!(fields[2], "Running", "{line}");
+            assert!(line.contains("kwok-node-"), "{line}");
+        }
+    }
+    // The EndpointSlices: each headless Service names its pods.
+    let slices = text
+        .split("$ kubectl get endpointslices")
+        .nth(1)
+        .expect("the EndpointSlices are shown");
+    let web = slices
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("no slice of web:\n{slices}"));
+    assert_has(web, "web-0");
+    assert_has(web, "web-1");
+    println!("{text}");
 }

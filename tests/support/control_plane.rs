@@ -562,18 +562,24 @@ impl ControlPlane {
         //  --endpoint-reconciler-type=none: the "kubernetes" Service
         //    endpoints would point at 127.0.0.1, which Endpoints validation
         //    rejects (an error logged every few seconds); nothing needs them.
-        //  --egress-selector-config-file: connections to the cluster
-        //    network (pod/node/Service proxy, logs, exec, port-forward,
-        //    webhooks called through a Service) go to a socket nobody
-        //    listens on, so they fail here instead of leaving the machine.
-        //    Webhooks called by URL (sts-guard's, on 127.0.0.1) and etcd
-        //    are "controlplane"/"etcd" traffic, direct as before.
+        //  --egress-selector-config-file (with nodes, whose pods have
+        //    addresses): connections to the cluster network (pod/node/
+        //    Service proxy, logs, exec, port-forward, webhooks called
+        //    through a Service) go to a socket nobody listens on, so they
+        //    fail here instead of leaving the machine. Webhooks called by
+        //    URL (sts-guard's, on 127.0.0.1) and etcd are "controlplane"/
+        //    "etcd" traffic, direct as before. Not without nodes: there is
+        //    nothing to reach then, and with it vap.rs's generated
+        //    ValidatingAdmissionPolicies were not seen enforced within 30 s
+        //    (not understood yet).
         let p = |name: &str| pki.join(name).display().to_string();
-        let egress = w.join("egress-selector.yaml");
-        fs::write(
-            &egress,
-            format!(
-                "apiVersion: apiserver.k8s.io/v1beta1
+        let mut egress_flag = Vec::new();
+        if options.nodes.is_some() {
+            let egress = w.join("egress-selector.yaml");
+            fs::write(
+                &egress,
+                format!(
+                    "apiVersion: apiserver.k8s.io/v1beta1
 kind: EgressSelectorConfiguration
 egressSelections:
   - name: cluster
@@ -583,10 +589,15 @@ egressSelections:
         uds:
           udsName: {}
 ",
-                serde_json::to_string(&w.join(EGRESS_SOCKET)).unwrap()
-            ),
-        )
-        .map_err(anyhow::Error::from)?;
+                    serde_json::to_string(&w.join(EGRESS_SOCKET)).unwrap()
+                ),
+            )
+            .map_err(anyhow::Error::from)?;
+            egress_flag.push(format!(
+                "--egress-selector-config-file={}",
+                egress.display()
+            ));
+        }
         // The API server's own record of who asked for what, for the
         // objects sts-guard looks up only (cheap: nothing else is logged),
         // so a test can count the requests made in its namespace.
@@ -617,8 +628,8 @@ egressSelections:
                 "--allow-privileged=true".to_string(),
                 "--endpoint-reconciler-type=none".to_string(),
                 "--profiling=false".to_string(),
-                format!("--egress-selector-config-file={}", egress.display()),
             ])
+            .args(egress_flag)
             .args(audit)
             .args(&options.apiserver_flags),
         )?;
@@ -688,6 +699,11 @@ egressSelections:
                 format!("--cluster-signing-cert-file={}", p("ca.crt")),
                 format!("--cluster-signing-key-file={}", p("ca.key")),
                 "--cluster-name=sts-guard-e2e".to_string(),
+                // The default 20 requests/s per controller queues a suite's
+                // hundreds of pods for minutes; nothing else shares this
+                // API server.
+                "--kube-api-qps=500".to_string(),
+                "--kube-api-burst=1000".to_string(),
                 "--profiling=false".to_string(),
             ]),
         )?;
@@ -698,6 +714,8 @@ egressSelections:
                 "--bind-address=127.0.0.1".to_string(),
                 "--secure-port=0".to_string(),
                 "--leader-elect=false".to_string(),
+                "--kube-api-qps=500".to_string(),
+                "--kube-api-burst=1000".to_string(),
                 "--profiling=false".to_string(),
             ]),
         )?;
