@@ -75,11 +75,14 @@ fn names(pods: &[Pod]) -> Vec<&str> {
         .collect()
 }
 
-/// Scheduled and started on a node: phase Running, with an address.
+/// Scheduled on a node and started there: phase Running, with an address.
 fn running(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase.as_deref() == Some("Running") && s.pod_ip.is_some() && pod.spec.is_some()
-    })
+    let scheduled = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+    scheduled
+        && pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
 }
 
 /// Its Ready condition is True.

@@ -569,9 +569,8 @@ impl ControlPlane {
         //    fail here instead of leaving the machine. Webhooks called by
         //    URL (sts-guard's, on 127.0.0.1) and etcd are "controlplane"/
         //    "etcd" traffic, direct as before. Not without nodes: there is
-        //    nothing to reach then, and with it vap.rs's generated
-        //    ValidatingAdmissionPolicies were not seen enforced within 30 s
-        //    (not understood yet).
+        //    no pod or node to reach then, and those control planes stay
+        //    as they were.
         let p = |name: &str| pki.join(name).display().to_string();
         let mut egress_flag = Vec::new();
         if options.nodes.is_some() {
