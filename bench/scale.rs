@@ -190,6 +190,8 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         apiserver_flags: vec!["--service-cluster-ip-range=10.0.0.0/16".to_string()],
         // Every create would be a line: 50,000 Services are 50 MB of log.
         audit_log: false,
+        // No controllers: the objects are only read.
+        nodes: None,
     })?;
     let result = steps(&cp, &s, &builds, &sizes);
     // The logs (etcd, kube-apiserver, each serve) beside the results.

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd for the e2e tests from the Go module proxy,
-# using the wrapper modules in tests/e2e/apiserver and tests/e2e/etcd
-# (versions are whatever their go.mod pins; change them with gen-gomod.sh).
+# Builds the control plane for the e2e tests from the Go module proxy:
+# kube-apiserver, kube-controller-manager and kube-scheduler (the wrapper
+# module tests/e2e/kubernetes) and etcd (tests/e2e/etcd); versions are
+# whatever their go.mod pins (change them with gen-gomod.sh). kwok, the
+# simulated nodes, is build-kwok.sh's.
 #
 # Output: ${STS_GUARD_E2E_CACHE:-$HOME/.cache/sts-guard-e2e}/<k8s>-<etcd>/
-#         holding `kube-apiserver` and `etcd`. Its path is the LAST line on
-#         stdout; progress and compiler output go to stderr.
-# When both binaries are already there, nothing is built (warm run). The
+#         holding the four binaries. Its path is the LAST line on stdout;
+#         progress and compiler output go to stderr.
+# When all four are already there, nothing is built (warm run); a cache
+# made before the controller-manager and scheduler joined gets only those. The
 # cached, locked, interrupt-safe `go build` is go-tool.sh's, shared with
 # build-helm.sh and tests/prometheus/build-promtool.sh.
 # A cold build takes many minutes on 2 cores (kube-apiserver is large); the
@@ -20,15 +23,20 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { echo "build-control-plane: $*" >&2; }
 
-k8s_version="$(require_version "$here/apiserver/go.mod" k8s.io/kubernetes)"
+k8s_version="$(require_version "$here/kubernetes/go.mod" k8s.io/kubernetes)"
 etcd_version="$(require_version "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 [[ -n "$k8s_version" && -n "$etcd_version" ]] || { log "cannot read pinned versions from go.mod"; exit 1; }
 
 cache_root="${STS_GUARD_E2E_CACHE:-$HOME/.cache/sts-guard-e2e}"
 bin_dir="$cache_root/$k8s_version-$etcd_version"
 
-# Both there: one line, the directory (the usual, instant case).
-if [[ -x "$bin_dir/kube-apiserver" && -x "$bin_dir/etcd" ]]; then
+# All there: one line, the directory (the usual, instant case).
+tools=(kube-apiserver kube-controller-manager kube-scheduler)
+all_built() {
+  local t
+  for t in etcd "${tools[@]}"; do [[ -x "$bin_dir/$t" ]] || return 1; done
+}
+if all_built; then
   log "using cached $bin_dir"
   echo "$bin_dir"
   exit 0
@@ -44,5 +52,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 # Each builds only what is missing; the last line on stdout is the directory.
-build_go_tool kube-apiserver "$here/apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$bin_dir" "$ldflags" >/dev/null
+for t in "${tools[@]}"; do
+  build_go_tool "$t" "$here/kubernetes" "k8s.io/kubernetes/cmd/$t" "$bin_dir" "$ldflags" >/dev/null
+done
 build_go_tool etcd "$here/etcd" go.etcd.io/etcd/server/v3 "$bin_dir" "-s -w"

@@ -1,6 +1,8 @@
 //! `tests/e2e/run.sh --keep`: the end-to-end cluster (a real kube-apiserver
-//! and etcd on loopback, sts-guard registered as deploy/ registers it) kept
-//! running for you to try: examples/ applied, the KUBECONFIG printed,
+//! and etcd on loopback, the controllers, a scheduler and kwok's fake
+//! nodes, sts-guard registered as deploy/ registers it) kept running for
+//! you to try: examples/ applied, their pods shown Running and Ready with
+//! the per-pod names of their headless Services, the KUBECONFIG printed,
 //! Ctrl-C tears everything down.
 //!
 //! Built as the example `e2e-demo` (Cargo.toml), so it shares the tests'
@@ -12,7 +14,7 @@ mod support;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::control_plane::{repo_root, run, sts_guard_bin};
+use support::control_plane::sts_guard_bin;
 use support::webhook::Cluster;
 
 fn main() -> ExitCode {
@@ -24,54 +26,10 @@ fn main() -> ExitCode {
         }
     };
     let cp = &cluster.cp;
-    for ns in ["demo", "demo-warn"] {
-        cp.kubectl(&["create", "namespace", ns]).assert_exit(0);
+    if let Err(e) = support::demo::walkthrough(cp, &mut std::io::stdout()) {
+        eprintln!("e2e-demo: {e:#}\n{}", cp.logs(30));
+        return ExitCode::FAILURE;
     }
-    // What a user types, from the repository root, and what kubectl says.
-    let show = |args: &[&str]| {
-        println!("\n$ kubectl {}", args.join(" "));
-        let out = run(
-            cp.command("kubectl").current_dir(repo_root()).args(args),
-            None,
-        );
-        print!("{}", out.stdout);
-        eprint!("{}", out.stderr);
-    };
-    show(&["apply", "-n", "demo", "-f", "examples/compliant.yaml"]);
-    show(&["apply", "-n", "demo", "-f", "examples/missing-probes.yaml"]);
-    show(&[
-        "apply",
-        "-n",
-        "demo",
-        "-f",
-        "examples/no-headless-service.yaml",
-    ]);
-    show(&[
-        "apply",
-        "-n",
-        "demo-warn",
-        "-f",
-        "examples/missing-probes.yaml",
-    ]);
-    show(&["apply", "-n", "demo", "-f", "examples/mutated.yaml"]);
-    show(&[
-        "get",
-        "sts",
-        "-n",
-        "demo",
-        "queue",
-        "-o",
-        r#"jsonpath={.spec.podManagementPolicy}{"\n"}"#,
-    ]);
-    show(&[
-        "get",
-        "sts",
-        "-n",
-        "demo",
-        "queue",
-        "-o",
-        r#"jsonpath={.spec.template.spec.containers[0].startupProbe}{"\n"}"#,
-    ]);
     println!(
         "
 sts-guard is running with a real kube-apiserver. In another shell:

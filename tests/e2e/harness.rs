@@ -1,7 +1,8 @@
 //! The harness itself (tests/support/control_plane.rs): the API server
-//! stores, defaults and dry-runs StatefulSets like a real cluster's, with
+//! stores, defaults and dry-runs StatefulSets like a real cluster's, and
+//! the controllers, the scheduler and kwok's fake nodes act on them, with
 //! no sts-guard involved (the namespace is one deploy/'s namespaceSelector
-//! excludes), and runs no controllers.
+//! excludes); nothing is sent off the machine.
 //!
 //! The webhook wiring (a loopback webhook called by URL + caBundle, its
 //! denial shown by kubectl, `dryRun: true` sent on `--dry-run=server`,
@@ -10,11 +11,12 @@
 //! and `dry_run::dry_run_missing_service_warns` (whose note is written only
 //! when the request says `dryRun: true`).
 
+use crate::support::control_plane::POD_CIDR;
 use crate::{Ns, Sts, Svc, accepts, apply, assert_has, file, kubectl};
 
 #[tokio::test]
 #[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
-async fn harness_stores_defaults_and_dry_runs_like_a_real_cluster() {
+async fn harness_stores_defaults_and_dry_runs_and_runs_pods_like_a_real_cluster() {
     let out = kubectl(&["get", "--raw", "/version"]);
     out.assert_exit(0);
     let version: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -58,8 +60,45 @@ async fn harness_stores_defaults_and_dry_runs_like_a_real_cluster() {
         "after the dry-run, stored objects differ"
     );
 
-    // No controller-manager: no Pods for the StatefulSet.
-    let pods = kubectl(&["get", "pods", "-n", &ns.name, "-o", "name"]);
-    pods.assert_exit(0);
-    assert_eq!(pods.stdout.trim(), "", "unexpected pods");
+    // The StatefulSet controller makes its pod, the scheduler puts it on a
+    // fake node, kwok starts it and reports it ready, with an address of
+    // the simulated pod network.
+    kubectl(&[
+        "wait",
+        "-n",
+        &ns.name,
+        "--for=condition=Ready",
+        "pod/web-0",
+        "--timeout=90s",
+    ])
+    .assert_exit(0);
+    let out = kubectl(&[
+        "get",
+        "pod",
+        "-n",
+        &ns.name,
+        "web-0",
+        "-o",
+        "jsonpath={.spec.nodeName} {.status.podIP} {.spec.serviceAccountName}",
+    ]);
+    out.assert_exit(0);
+    let fields: Vec<&str> = out.stdout.split(' ').collect();
+    assert!(fields[0].starts_with("kwok-node-"), "{out}");
+    let prefix = POD_CIDR.split('.').take(2).collect::<Vec<_>>().join(".");
+    assert!(fields[1].starts_with(&format!("{prefix}.")), "{out}");
+    assert_eq!(fields[2], "default", "{out}");
+
+    // Nothing leaves the machine: the API server's way to a pod (its proxy,
+    // as `kubectl port-forward` and logs use) ends at a socket nobody
+    // listens on.
+    let out = kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/{}/pods/web-0:8000/proxy/", ns.name),
+    ]);
+    assert_ne!(out.code, 0, "{out}");
+    assert_has(&out.stderr, "no-cluster-egress.sock");
+
+    // The namespace controller empties and removes a deleted namespace.
+    kubectl(&["delete", "namespace", &ns.name, "--wait", "--timeout=90s"]).assert_exit(0);
 }

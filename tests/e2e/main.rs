@@ -31,6 +31,7 @@ mod lookups;
 mod managed_certs;
 mod mutation;
 mod operable;
+mod outcomes;
 mod policy_modes;
 mod policy_objects;
 mod probe_quality;
@@ -44,7 +45,7 @@ use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -226,6 +227,27 @@ impl Ns {
         .unwrap();
     }
 
+    /// Waits (up to 30 s) until the controllers have made this namespace's
+    /// `default` ServiceAccount: until then the API server refuses its
+    /// pods, and the StatefulSet controller retries with a back-off that
+    /// would blur what a test measures.
+    pub async fn wait_for_service_account(&self) {
+        let accounts = Api::<ServiceAccount>::namespaced(self.client.clone(), &self.name);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !accounts
+            .get_opt("default")
+            .await
+            .is_ok_and(|sa| sa.is_some())
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no ServiceAccount default in {} after 30 s",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The StatefulSet `name` as stored, if it is.
     pub async fn statefulset(&self, name: &str) -> Option<StatefulSet> {
         Api::<StatefulSet>::namespaced(self.client.clone(), &self.name)
@@ -256,6 +278,7 @@ pub struct Sts {
     replicas: u32,
     labels: Vec<(String, String)>,
     annotations: Vec<(String, String)>,
+    pod_annotations: Vec<(String, String)>,
 }
 
 impl Sts {
@@ -269,6 +292,7 @@ impl Sts {
             replicas: 1,
             labels: Vec::new(),
             annotations: Vec::new(),
+            pod_annotations: Vec::new(),
         }
     }
 
@@ -311,6 +335,13 @@ impl Sts {
         self
     }
 
+    /// An annotation on its pod template, so on every pod.
+    pub fn pod_annotate(mut self, key: &str, value: &str) -> Sts {
+        self.pod_annotations
+            .push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub fn yaml(&self) -> String {
         // Keys and values as JSON strings, which YAML reads as strings.
         let q = |s: &str| serde_json::to_string(s).unwrap();
@@ -327,6 +358,14 @@ impl Sts {
             format!("  labels:\n{}", map(&self.labels, "    "))
         };
         let annotations = map(&self.annotations, "    ");
+        let pod_annotations = if self.pod_annotations.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "      annotations:\n{}",
+                map(&self.pod_annotations, "        ")
+            )
+        };
         let liveness = if self.liveness {
             "          livenessProbe:\n            httpGet: {path: /healthz, port: http}\n            periodSeconds: 10\n            initialDelaySeconds: 30\n"
         } else {
@@ -352,7 +391,7 @@ metadata:
   template:
     metadata:
       labels: {{app: {app}}}
-    spec:
+{pod_annotations}    spec:
       containers:
         - name: app
           image: python:3.12-slim

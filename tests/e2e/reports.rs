@@ -3,8 +3,8 @@
 //!
 //! The StatefulSets are stored in namespaces the webhook ignores, so any
 //! mix can be stored; `audit` reads them under a policy file of the test's
-//! own. The control plane runs no garbage collector: a report is only ever
-//! deleted by `audit` itself.
+//! own. The garbage collector may delete the report of a deleted
+//! StatefulSet (its owner) before `audit` does: either way it is gone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,10 +4,25 @@
 //! loopback, built from source once by
 //! `tests/e2e/build-control-plane.sh` (or taken from `CP_BIN_DIR`).
 //!
-//! There is no controller-manager, scheduler or kubelet: objects are stored
-//! and admitted for real (defaulting, validation, admission webhooks, dry-run,
-//! warnings), but namespaces never finish deleting, no `default`
-//! ServiceAccount is created and StatefulSets never get Pods.
+//! With [`Options::nodes`] (the shared e2e cluster's), it also runs
+//! kube-controller-manager, kube-scheduler and kwok, which registers that
+//! many fake nodes and plays their kubelet (tests/support/kwok-stages.yaml):
+//! StatefulSets get Pods, which are scheduled, run and become ready without
+//! any container; ServiceAccounts, tokens, EndpointSlices, disruption
+//! budgets, garbage collection and namespace deletion work as in a real
+//! cluster. Without it, objects are stored and admitted for real
+//! (defaulting, validation, admission webhooks, dry-run, warnings) and
+//! nothing acts on them.
+//!
+//! Nothing here sends a packet off the machine: every server listens on
+//! 127.0.0.1, the nodes' addresses are 127.0.0.1 and the pods' are in
+//! 127.1.0.0/16, so whatever dials them can only reach this machine; there
+//! is no kubelet, kube-proxy, CNI or DNS, and the API server's own way to
+//! the cluster network (pod, node and Service proxying, logs, exec) goes
+//! through an egress selector pointed at a socket nobody listens on. The
+//! price: the API server refuses loopback addresses in EndpointSlices, so
+//! the EndpointSlice controller cannot publish these pods (a Service's
+//! slice lists no pod).
 //!
 //! Every process started here (etcd, kube-apiserver, webhooks through
 //! [`ControlPlane::spawn`]) runs in its own process group, logs to
@@ -17,9 +32,10 @@
 //! (Ctrl-C, a panic outside a test, SIGKILL): it waits for end-of-file on a
 //! pipe only this process holds, so it needs no polling of its own.
 //!
-//! Environment: `CP_BIN_DIR` (prebuilt kube-apiserver + etcd),
-//! `CP_START_TIMEOUT` (seconds, default 120), `STS_GUARD_E2E_KEEP=1` (keep
-//! the work directory, printed at start, for inspection).
+//! Environment: `CP_BIN_DIR` (prebuilt kube-apiserver, etcd,
+//! kube-controller-manager and kube-scheduler), `KWOK_BIN_DIR` (a prebuilt
+//! kwok), `CP_START_TIMEOUT` (seconds, default 120), `STS_GUARD_E2E_KEEP=1`
+//! (keep the work directory, printed at start, for inspection).
 
 use std::fs;
 use std::future::Future;
@@ -54,6 +70,30 @@ rules:
         resources: ["poddisruptionbudgets"]
   - level: None
 "#;
+
+/// The kwok pod lifecycle: see the file's comments.
+const KWOK_STAGES: &str = include_str!("kwok-stages.yaml");
+
+/// A pod annotated so (its template, or the pod itself) runs but never
+/// becomes ready, as if its readiness probe kept failing; a ready pod
+/// annotated so turns not ready. kwok-stages.yaml acts on it.
+pub const NOT_READY: &str = "e2e.sts-guard.io/not-ready";
+
+/// A pod annotated so (a duration such as `2s`) becomes ready that long
+/// after it started: a slow start. kwok-stages.yaml acts on it.
+pub const READY_AFTER: &str = "e2e.sts-guard.io/ready-after";
+
+/// The pods' addresses (kwok's --cidr): loopback, so that nothing that
+/// dials a pod can leave this machine.
+pub const POD_CIDR: &str = "127.1.0.0/16";
+
+/// The fake nodes' address (kwok's --node-ip).
+pub const NODE_IP: &str = "127.0.0.1";
+
+/// Where the API server's egress to the cluster network (pods, nodes,
+/// Services) goes: a Unix socket in the work directory that nobody listens
+/// on, so any such connection fails on this machine.
+const EGRESS_SOCKET: &str = "no-cluster-egress.sock";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -96,6 +136,28 @@ pub fn helm_bin() -> anyhow::Result<PathBuf> {
         .clone()
         .map(|dir| dir.join("helm"))
         .map_err(anyhow::Error::msg)
+}
+
+/// The kwok binary: in `KWOK_BIN_DIR`, else in the directory
+/// tests/e2e/build-kwok.sh prints (built from the Go module proxy at the
+/// version its go.mod pins; instant when cached).
+pub fn kwok_bin() -> anyhow::Result<PathBuf> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| built_dir("KWOK_BIN_DIR", "tests/e2e/build-kwok.sh"))
+        .clone()
+        .map(|dir| dir.join("kwok"))
+        .map_err(anyhow::Error::msg)
+}
+
+/// How many fake nodes the shared e2e cluster gets: `CP_NODES`, default 3.
+pub fn nodes_from_env() -> anyhow::Result<usize> {
+    match std::env::var("CP_NODES") {
+        Err(_) => Ok(3),
+        Ok(n) => match n.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!("CP_NODES must be a number of nodes, 1 or more; got {n:?}"),
+        },
+    }
 }
 
 /// `$env` if set, else the last stdout line of `script` (relative to the
@@ -311,6 +373,10 @@ pub struct Options {
     /// [`ControlPlane::audit_log`]. Every write is a line, so a benchmark
     /// that creates tens of thousands of objects leaves it off.
     pub audit_log: bool,
+    /// Also run kube-controller-manager, kube-scheduler and kwok with this
+    /// many fake nodes (see the module documentation); `None`: the API
+    /// server alone, nothing acting on what it stores.
+    pub nodes: Option<usize>,
 }
 
 impl Default for Options {
@@ -318,6 +384,7 @@ impl Default for Options {
         Options {
             apiserver_flags: Vec::new(),
             audit_log: true,
+            nodes: None,
         }
     }
 }
@@ -355,10 +422,21 @@ impl ControlPlane {
             .enable_all()
             .build()?;
         let bin = control_plane_bin_dir()?;
-        for tool in ["etcd", "kube-apiserver"] {
+        let mut tools = vec!["etcd", "kube-apiserver"];
+        if options.nodes.is_some() {
+            tools.extend(["kube-controller-manager", "kube-scheduler"]);
+            let kwok = kwok_bin()?;
+            if !kwok.is_file() {
+                bail!("no kwok at {}", kwok.display());
+            }
+        }
+        for tool in tools {
             if !bin.join(tool).is_file() {
                 bail!("no {tool} in {}", bin.display());
             }
+        }
+        if options.nodes == Some(0) {
+            bail!("a control plane with controllers needs at least one node");
         }
         let keep = std::env::var("STS_GUARD_E2E_KEEP").is_ok_and(|v| !v.is_empty() && v != "0");
         let work = tempfile::Builder::new()
@@ -450,6 +528,10 @@ impl ControlPlane {
         fs::remove_file(self.log_path("etcd")).ok();
         fs::remove_file(self.log_path("kube-apiserver")).ok();
 
+        for name in ["kube-controller-manager", "kube-scheduler", "kwok"] {
+            fs::remove_file(self.log_path(name)).ok();
+        }
+
         // --unsafe-no-fsync: throwaway data; fsync on a loaded CI disk is
         // the main cause of slow etcd writes.
         let etcd = self.spawn(
@@ -481,7 +563,41 @@ impl ControlPlane {
         //  --endpoint-reconciler-type=none: the "kubernetes" Service
         //    endpoints would point at 127.0.0.1, which Endpoints validation
         //    rejects (an error logged every few seconds); nothing needs them.
+        //  --egress-selector-config-file (with nodes, whose pods have
+        //    addresses): connections to the cluster network (pod/node/
+        //    Service proxy, logs, exec, port-forward, webhooks called
+        //    through a Service) go to a socket nobody listens on, so they
+        //    fail here instead of leaving the machine. Webhooks called by
+        //    URL (sts-guard's, on 127.0.0.1) and etcd are "controlplane"/
+        //    "etcd" traffic, direct as before. Not without nodes: there is
+        //    no pod or node to reach then, and those control planes stay
+        //    as they were.
         let p = |name: &str| pki.join(name).display().to_string();
+        let mut egress_flag = Vec::new();
+        if options.nodes.is_some() {
+            let egress = w.join("egress-selector.yaml");
+            fs::write(
+                &egress,
+                format!(
+                    "apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+  - name: cluster
+    connection:
+      proxyProtocol: HTTPConnect
+      transport:
+        uds:
+          udsName: {}
+",
+                    serde_json::to_string(&w.join(EGRESS_SOCKET)).unwrap()
+                ),
+            )
+            .map_err(anyhow::Error::from)?;
+            egress_flag.push(format!(
+                "--egress-selector-config-file={}",
+                egress.display()
+            ));
+        }
         // The API server's own record of who asked for what, for the
         // objects sts-guard looks up only (cheap: nothing else is logged),
         // so a test can count the requests made in its namespace.
@@ -513,6 +629,7 @@ impl ControlPlane {
                 "--endpoint-reconciler-type=none".to_string(),
                 "--profiling=false".to_string(),
             ])
+            .args(egress_flag)
             .args(audit)
             .args(&options.apiserver_flags),
         )?;
@@ -539,6 +656,165 @@ impl ControlPlane {
                         .await
                         .is_ok_and(|ns| ns.is_some())
             }))
+        })?;
+        if let Some(nodes) = options.nodes {
+            self.start_nodes_and_controllers(bin, rt, nodes, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// kube-controller-manager, kube-scheduler and kwok, then `nodes` fake
+    /// nodes; returns once every node is Ready and schedulable and the
+    /// controllers have made namespace default's ServiceAccount. None of
+    /// them serves a port (--secure-port=0; kwok gets no --server-address).
+    fn start_nodes_and_controllers(
+        &self,
+        bin: &Path,
+        rt: &tokio::runtime::Runtime,
+        nodes: usize,
+        timeout: Duration,
+    ) -> Result<(), StartError> {
+        let w = &self.work;
+        let pki = w.join("pki");
+        let p = |name: &str| pki.join(name).display().to_string();
+        for user in ["controller-manager", "scheduler"] {
+            write_kubeconfig_as(&w.join(format!("{user}.kubeconfig")), &self.url, &pki, user)?;
+        }
+        let kubeconfig = |user: &str| format!("--kubeconfig={}/{user}.kubeconfig", w.display());
+        // Every controller of a default cluster, each with credentials of
+        // its own (as kubeadm runs them); the ServiceAccount token signer
+        // and the CSR signer share the control plane's keys. There is no
+        // cloud provider: 1.34's controller-manager holds no cloud code.
+        let kcm = self.spawn(
+            "kube-controller-manager",
+            Command::new(bin.join("kube-controller-manager")).args([
+                kubeconfig("controller-manager"),
+                "--bind-address=127.0.0.1".to_string(),
+                "--secure-port=0".to_string(),
+                "--leader-elect=false".to_string(),
+                "--controllers=*".to_string(),
+                "--use-service-account-credentials=true".to_string(),
+                format!("--service-account-private-key-file={}", p("sa.key")),
+                format!("--root-ca-file={}", p("ca.crt")),
+                format!("--cluster-signing-cert-file={}", p("ca.crt")),
+                format!("--cluster-signing-key-file={}", p("ca.key")),
+                "--cluster-name=sts-guard-e2e".to_string(),
+                // The default 20 requests/s per controller queues a suite's
+                // hundreds of pods for minutes; nothing else shares this
+                // API server.
+                "--kube-api-qps=500".to_string(),
+                "--kube-api-burst=1000".to_string(),
+                "--profiling=false".to_string(),
+            ]),
+        )?;
+        let scheduler = self.spawn(
+            "kube-scheduler",
+            Command::new(bin.join("kube-scheduler")).args([
+                kubeconfig("scheduler"),
+                "--bind-address=127.0.0.1".to_string(),
+                "--secure-port=0".to_string(),
+                "--leader-elect=false".to_string(),
+                "--kube-api-qps=500".to_string(),
+                "--kube-api-burst=1000".to_string(),
+                "--profiling=false".to_string(),
+            ]),
+        )?;
+        // kwok as the kubelet of every node, with the admin's credentials
+        // (it writes node and pod status, leases, events). HOME in the work
+        // directory: kwok would read ~/.kwok/kwok.yaml otherwise.
+        let stages = w.join("kwok-stages.yaml");
+        fs::write(&stages, KWOK_STAGES).map_err(anyhow::Error::from)?;
+        let kwok_home = w.join("kwok-home");
+        fs::create_dir_all(&kwok_home).map_err(anyhow::Error::from)?;
+        let kwok = self.spawn(
+            "kwok",
+            Command::new(kwok_bin()?)
+                .args([
+                    format!("--kubeconfig={}", self.kubeconfig.display()),
+                    format!("--config={}", stages.display()),
+                    "--manage-all-nodes=true".to_string(),
+                    format!("--node-ip={NODE_IP}"),
+                    format!("--cidr={POD_CIDR}"),
+                    "--node-lease-duration-seconds=40".to_string(),
+                ])
+                .env("HOME", &kwok_home),
+        )?;
+
+        // The nodes, as kwok's documentation registers them; kwok fills in
+        // their status (Ready, addresses, capacity) and heartbeats.
+        let items: Vec<serde_json::Value> = (0..nodes)
+            .map(|i| {
+                let name = format!("kwok-node-{i}");
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "labels": {
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "type": "kwok",
+                        },
+                        "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    },
+                })
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let out = self.kubectl_with_input(&["apply", "-f", "-"], &list.to_string());
+        if out.code != 0 {
+            return Err(anyhow::anyhow!("registering the nodes failed\n{out}").into());
+        }
+
+        let client = rt.block_on(client_from(&self.kubeconfig))?;
+        let ready = || {
+            let client = client.clone();
+            rt.block_on(async move {
+                let listed = kube::Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+                    .list(&Default::default())
+                    .await;
+                // Ready, and the node lifecycle controller has lifted its
+                // not-ready taint: the scheduler places pods there at once.
+                let schedulable = listed.is_ok_and(|list| {
+                    list.items.len() >= nodes
+                        && list.items.iter().all(|node| {
+                            let ready = node
+                                .status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                });
+                            let tainted = node
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.taints.as_ref())
+                                .is_some_and(|t| !t.is_empty());
+                            ready && !tainted
+                        })
+                });
+                let accounts = kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+                    client, "default",
+                )
+                .get_opt("default")
+                .await
+                .is_ok_and(|sa| sa.is_some());
+                schedulable && accounts
+            })
+        };
+        let what = format!("{nodes} Ready nodes and the default ServiceAccount");
+        wait_for(&what, timeout, Duration::from_millis(200), || {
+            for (name, pid) in [
+                ("kube-controller-manager", kcm),
+                ("kube-scheduler", scheduler),
+                ("kwok", kwok),
+            ] {
+                if !self.is_running(pid) {
+                    bail!("{name} exited");
+                }
+            }
+            Ok(ready())
         })?;
         Ok(())
     }
@@ -760,9 +1036,83 @@ fi
         run(self.command("kubectl").args(args), Some(input))
     }
 
+    /// PersistentVolumes for the claims the StatefulSets in `manifest`
+    /// (a file kubectl reads) will make in namespace `ns`, each reserved
+    /// for its claim (`claimRef`), so the controller-manager binds them at
+    /// once: there is no storage provisioner here. They are hostPath
+    /// volumes nothing ever mounts (kwok runs no containers).
+    pub fn provide_volumes(&self, ns: &str, manifest: &Path) -> anyhow::Result<()> {
+        let out = self.kubectl(&[
+            "create",
+            "--dry-run=client",
+            "-o",
+            "json",
+            "-f",
+            &manifest.display().to_string(),
+        ]);
+        if out.code != 0 {
+            bail!("kubectl cannot read {}\n{out}", manifest.display());
+        }
+        let mut volumes = Vec::new();
+        for doc in serde_json::Deserializer::from_str(&out.stdout).into_iter::<serde_json::Value>()
+        {
+            let doc = doc?;
+            // One object, or a List of them when the file holds several.
+            let objects = match doc["items"].as_array() {
+                Some(items) => items.clone(),
+                None => vec![doc],
+            };
+            for sts in objects.iter().filter(|o| o["kind"] == "StatefulSet") {
+                let name = sts["metadata"]["name"].as_str().unwrap_or_default();
+                let replicas = sts["spec"]["replicas"].as_u64().unwrap_or(1);
+                let templates = sts["spec"]["volumeClaimTemplates"].as_array();
+                for template in templates.into_iter().flatten() {
+                    let claim = template["metadata"]["name"].as_str().unwrap_or_default();
+                    let size = &template["spec"]["resources"]["requests"]["storage"];
+                    for i in 0..replicas {
+                        let claim = format!("{claim}-{name}-{i}");
+                        volumes.push(serde_json::json!({
+                            "apiVersion": "v1",
+                            "kind": "PersistentVolume",
+                            "metadata": {"name": format!("{ns}-{claim}")},
+                            "spec": {
+                                "capacity": {"storage": size},
+                                "accessModes": template["spec"]["accessModes"],
+                                "persistentVolumeReclaimPolicy": "Retain",
+                                "hostPath": {"path": format!("/nonexistent/sts-guard-e2e/{ns}/{claim}")},
+                                "claimRef": {"namespace": ns, "name": claim},
+                            },
+                        }));
+                    }
+                }
+            }
+        }
+        if volumes.is_empty() {
+            return Ok(());
+        }
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": volumes});
+        let out = self.kubectl_with_input(&["apply", "-f", "-"], &list.to_string());
+        if out.code != 0 {
+            bail!(
+                "creating PersistentVolumes for {}\n{out}",
+                manifest.display()
+            );
+        }
+        Ok(())
+    }
+
     /// A kube client for this control plane, bound to the calling runtime.
     pub async fn client(&self) -> kube::Client {
         client_from(&self.kubeconfig)
+            .await
+            .expect("kube client from the e2e kubeconfig")
+    }
+
+    /// [`ControlPlane::client`] without kube's retries: a 429 (an eviction
+    /// a disruption budget refuses, with `Retry-After: 10`) comes back as
+    /// an error at once instead of being retried for minutes.
+    pub async fn client_without_retries(&self) -> kube::Client {
+        client_with(&self.kubeconfig, false)
             .await
             .expect("kube client from the e2e kubeconfig")
     }
@@ -813,6 +1163,10 @@ fn terminate(mut child: Child) {
 }
 
 async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    client_with(kubeconfig, true).await
+}
+
+async fn client_with(kubeconfig: &Path, retry: bool) -> anyhow::Result<kube::Client> {
     // kube builds its rustls config on the process-wide provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kc = Kubeconfig::read_from(kubeconfig)?;
@@ -820,10 +1174,16 @@ async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     config.connect_timeout = Some(Duration::from_secs(2));
     config.read_timeout = Some(Duration::from_secs(10));
+    config.default_retry = retry;
     Ok(kube::Client::try_from(config)?)
 }
 
 fn write_kubeconfig(path: &Path, url: &str, pki: &Path) -> anyhow::Result<()> {
+    write_kubeconfig_as(path, url, pki, "admin")
+}
+
+/// A kubeconfig authenticating with `<pki>/<user>.crt` and `.key`.
+fn write_kubeconfig_as(path: &Path, url: &str, pki: &Path, user: &str) -> anyhow::Result<()> {
     // JSON strings are YAML strings: paths need no further quoting.
     let q = |p: &str| serde_json::to_string(&pki.join(p)).unwrap();
     let text = format!(
@@ -835,7 +1195,7 @@ clusters:
     server: {url}
     certificate-authority: {ca}
 users:
-- name: admin
+- name: {user}
   user:
     client-certificate: {crt}
     client-key: {key}
@@ -843,12 +1203,12 @@ contexts:
 - name: sts-guard-e2e
   context:
     cluster: sts-guard-e2e
-    user: admin
+    user: {user}
 current-context: sts-guard-e2e
 ",
         ca = q("ca.crt"),
-        crt = q("admin.crt"),
-        key = q("admin.key"),
+        crt = q(&format!("{user}.crt")),
+        key = q(&format!("{user}.key")),
     );
     write_private(path, text.as_bytes())
 }
@@ -868,7 +1228,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// The PKI of the control plane (rcgen, EC P-256 everywhere): ca.crt/key,
 /// the apiserver's serving certificate, the admin client certificate
 /// (O=system:masters; X.509 v3 with an Authority Key Identifier, which
-/// rustls-based clients require), and the service-account signing key.
+/// rustls-based clients require), the controller-manager's and the
+/// scheduler's client certificates (the names RBAC's bootstrap roles are
+/// bound to), and the service-account signing key.
 fn make_pki(dir: &Path) -> anyhow::Result<()> {
     let name = |cn: &str, org: Option<&str>| {
         let mut dn = DistinguishedName::new();
@@ -939,6 +1301,17 @@ fn make_pki(dir: &Path) -> anyhow::Result<()> {
         ExtendedKeyUsagePurpose::ClientAuth,
         Vec::new(),
     )?;
+    for (file, user) in [
+        ("controller-manager", "system:kube-controller-manager"),
+        ("scheduler", "system:kube-scheduler"),
+    ] {
+        issue(
+            file,
+            name(user, None),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            Vec::new(),
+        )?;
+    }
     // Service-account tokens are signed ES256 with this key.
     let sa = KeyPair::generate()?;
     write_private(&dir.join("sa.key"), sa.serialize_pem().as_bytes())?;

@@ -4,7 +4,7 @@
 //! client, connectors, raw streams) and `server` ([`TestServer`] in-process,
 //! [`Serve`] the `sts-guard serve` binary). `control_plane` and `webhook`: a
 //! real kube-apiserver + etcd with sts-guard registered, for the end-to-end
-//! and live-cluster tests.
+//! and live-cluster tests; `demo`, the `--keep` demo's walkthrough.
 //!
 //! Each test binary includes this with `mod support;` and uses a part of
 //! it, hence `dead_code` allowed (and unused re-exports below).
@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod control_plane;
+pub mod demo;
 pub mod proxy;
 pub mod server;
 pub mod webhook;

@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::control_plane::{
-    ControlPlane, block_on, free_ports, http_get, random_suffix, repo_root, run, sts_guard_bin,
-    wait_for,
+    ControlPlane, Options, block_on, free_ports, http_get, nodes_from_env, random_suffix,
+    repo_root, run, sts_guard_bin, wait_for,
 };
 
 /// A running `sts-guard serve`, stopped with the control plane (or
@@ -326,6 +326,7 @@ namespaces:
   audit-{run}: {mode: audit}
   audit-cli-warn-{run}: {mode: warn}
   audit-cli-audit-{run}: {mode: audit}
+  outcomes-warn-{run}: {mode: warn}
   demo-warn: {mode: warn}
   # Names the probe-quality rules, so they deny here (elsewhere they warn).
   strict-{run}:
@@ -345,7 +346,8 @@ exemptions:
     reason: runs without a Service on purpose (e2e)
 ";
 
-/// A control plane with sts-guard registered as deploy/ registers it,
+/// A control plane with controllers, a scheduler and [`nodes_from_env`]
+/// fake nodes (kwok), with sts-guard registered as deploy/ registers it,
 /// under [`POLICY`].
 pub struct Cluster {
     pub webhook: Webhook,
@@ -360,7 +362,10 @@ pub struct Cluster {
 impl Cluster {
     pub fn start() -> anyhow::Result<Cluster> {
         let started = Instant::now();
-        let cp = ControlPlane::start()?;
+        let cp = ControlPlane::start_with(&Options {
+            nodes: Some(nodes_from_env()?),
+            ..Options::default()
+        })?;
         eprintln!(
             "e2e: control plane ready in {:.1}s at {}",
             started.elapsed().as_secs_f64(),
