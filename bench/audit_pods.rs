@@ -20,6 +20,8 @@
 //! NAMESPACES=10 WORKERS=8 AUDIT_RUNS=3, CP_BIN_DIR, KWOK_BIN_DIR,
 //! CP_START_TIMEOUT. Logs are kept in target/bench-audit-pods/<date>/.
 
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -36,6 +38,7 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 
+use common::{env_or, note};
 use support::control_plane::{ControlPlane, Options, repo_root, run, sts_guard_bin};
 
 fn main() -> ExitCode {
@@ -48,18 +51,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn note(text: &str) {
-    eprintln!("# {text}");
-}
-
-/// `name` from the environment, parsed, else `default`; 0 is refused.
-fn env_or(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => bail!("{name}={v:?} must be a whole number above 0"),
-        },
-        _ => Ok(default),
+/// A count from the environment ([`env_or`]); 0 is refused.
+fn count_or(name: &str, default: usize) -> anyhow::Result<usize> {
+    match env_or(name, default)? {
+        0 => bail!("{name}=0: it must be a whole number above 0"),
+        n => Ok(n),
     }
 }
 
@@ -74,12 +70,12 @@ struct Settings {
 
 fn bench() -> anyhow::Result<()> {
     let s = Settings {
-        statefulsets: env_or("STATEFULSETS", 1000)?,
-        replicas: env_or("REPLICAS", 1)?,
-        nodes: env_or("NODES", 100)?,
-        namespaces: env_or("NAMESPACES", 10)?,
-        workers: env_or("WORKERS", 8)?,
-        audit_runs: env_or("AUDIT_RUNS", 3)?,
+        statefulsets: count_or("STATEFULSETS", 1000)?,
+        replicas: count_or("REPLICAS", 1)?,
+        nodes: count_or("NODES", 100)?,
+        namespaces: count_or("NAMESPACES", 10)?,
+        workers: count_or("WORKERS", 8)?,
+        audit_runs: count_or("AUDIT_RUNS", 3)?,
     };
     if std::env::var_os("STS_GUARD_BIN").is_none() {
         bail!("STS_GUARD_BIN is not set (bench/audit-pods.sh sets it)");

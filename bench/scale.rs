@@ -55,6 +55,8 @@
 
 #[path = "../benches/support/bodies.rs"]
 mod bodies;
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -77,6 +79,7 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 
+use common::{env_or, note};
 use support::Client;
 use support::control_plane::{ControlPlane, Options, free_ports, http_get, repo_root};
 use support::webhook::metric_sum;
@@ -94,20 +97,6 @@ fn main() -> ExitCode {
             eprintln!("scale: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn note(text: &str) {
-    eprintln!("# {text}");
-}
-
-/// `name` from the environment, parsed, else `default`.
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not valid")),
-        _ => Ok(default),
     }
 }
 

@@ -48,6 +48,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::lookup::{KindInfo, Lookups, Need};
 use crate::view::{Container, StatefulSet};
@@ -443,28 +444,28 @@ fn probe_cases(field: &'static str) -> Vec<Case> {
     } else {
         "livenessProbe"
     };
-    let probe = serde_json::json!({"tcpSocket": {"port": 8080}});
-    let probed = |name: &str| serde_json::json!({"name": name, field: probe});
+    let probe = json!({"tcpSocket": {"port": 8080}});
+    let probed = |name: &str| json!({"name": name, field: probe});
     let has_none = |container: &'static str| (container, format!("has no {field}"));
     vec![
-        Case::new("probed", serde_json::json!([probed("app")]), vec![]),
-        Case::new("unprobed", serde_json::json!([{"name": "app"}]), vec![has_none("app")]),
+        Case::new("probed", json!([probed("app")]), vec![]),
+        Case::new("unprobed", json!([{"name": "app"}]), vec![has_none("app")]),
         Case::new(
             "each-container-its-own",
-            serde_json::json!([probed("app"), {"name": "metrics"}, {"name": "logs"}]),
+            json!([probed("app"), {"name": "metrics"}, {"name": "logs"}]),
             vec![has_none("metrics"), has_none("logs")],
         ),
         Case::new(
             "the-other-probe-does-not-count",
-            serde_json::json!([{"name": "app", other: probe, "startupProbe": probe}]),
+            json!([{"name": "app", other: probe, "startupProbe": probe}]),
             vec![has_none("app")],
         ),
         // Restartable sidecars are asked, after the regular containers;
         // plain init containers never are.
-        Case::new("unprobed-sidecar", serde_json::json!([{"name": "app"}]), vec![has_none("app"), has_none("proxy")])
-            .with_init(serde_json::json!([{"name": "migrate"}, {"name": "proxy", "restartPolicy": "Always"}])),
-        Case::new("probed-sidecar", serde_json::json!([probed("app")]), vec![])
-            .with_init(serde_json::json!([{"name": "migrate"}, {"name": "proxy", "restartPolicy": "Always", field: probe}])),
+        Case::new("unprobed-sidecar", json!([{"name": "app"}]), vec![has_none("app"), has_none("proxy")])
+            .with_init(json!([{"name": "migrate"}, {"name": "proxy", "restartPolicy": "Always"}])),
+        Case::new("probed-sidecar", json!([probed("app")]), vec![])
+            .with_init(json!([{"name": "migrate"}, {"name": "proxy", "restartPolicy": "Always", field: probe}])),
     ]
 }
 

@@ -572,6 +572,19 @@ fn arc_services_are_shared_not_copied() {
     assert!(Arc::ptr_eq(&a, &b));
 }
 
+/// `/validate` of `review` under the default policy; `elsewhere`: with
+/// the field rules enforced by the API server.
+fn validate_beside_api_server(review: &Value, lookups: &dyn Lookups, elsewhere: bool) -> Decision {
+    super::routes::decide_showing(
+        &request(review),
+        Endpoint::Validate,
+        &Policy::default(),
+        lookups,
+        jiff::Timestamp::now(),
+        elsewhere,
+    )
+}
+
 /// With the field rules enforced by the API server (`serve
 /// --admission-policies`), the webhook's answer leaves their findings out
 /// (a user sees each once) and keeps them for logs and metrics; a lookup
@@ -580,16 +593,7 @@ fn arc_services_are_shared_not_copied() {
 fn field_rule_findings_are_left_to_the_api_server_once_it_enforces_them() {
     let mut review = fixture();
     remove_field(&mut review, 0, "livenessProbe");
-    let decide = |elsewhere: bool| {
-        super::routes::decide_showing(
-            &request(&review),
-            Endpoint::Validate,
-            &Policy::default(),
-            &no_service(),
-            jiff::Timestamp::now(),
-            elsewhere,
-        )
-    };
+    let decide = |elsewhere| validate_beside_api_server(&review, &no_service(), elsewhere);
     let here = decide(false);
     let denial = here.denial.clone().unwrap();
     assert!(
@@ -616,16 +620,7 @@ fn an_update_keeping_a_field_rule_finding_is_still_warned_about_beside_the_api_s
     remove_field(&mut review, 1, "livenessProbe");
     as_update(&mut review);
     review["request"]["object"]["spec"]["replicas"] = json!(5);
-    let decide = |elsewhere: bool| {
-        super::routes::decide_showing(
-            &request(&review),
-            Endpoint::Validate,
-            &Policy::default(),
-            &headless_web(),
-            jiff::Timestamp::now(),
-            elsewhere,
-        )
-    };
+    let decide = |elsewhere| validate_beside_api_server(&review, &headless_web(), elsewhere);
     let (here, elsewhere) = (decide(false), decide(true));
     assert!(here.allowed() && elsewhere.allowed());
     assert_eq!(elsewhere.warnings, here.warnings);

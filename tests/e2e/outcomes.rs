@@ -118,6 +118,12 @@ fn policy(sts: &StatefulSet) -> &str {
         .unwrap_or_default()
 }
 
+/// `sts` (named `name`) after the headless Service and the budget
+/// sts-guard asks for, in the order kubectl must apply them.
+fn compliant(name: &str, sts: Sts) -> Vec<String> {
+    vec![Svc::new(name).yaml(), budget(name), sts.yaml()]
+}
+
 #[tokio::test]
 #[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
 async fn parallel_starts_every_pod_at_once_where_ordered_ready_stops_at_pod_0() {
@@ -125,14 +131,7 @@ async fn parallel_starts_every_pod_at_once_where_ordered_ready_stops_at_pod_0() 
     // 5 replicas whose pods never become ready (a readiness probe that
     // keeps failing), once as written and once asking for Parallel.
     let held = |name: &str| Sts::new(name).replicas(5).pod_annotate(NOT_READY, "true");
-    accepts(
-        &ns,
-        &file(&[
-            Svc::new("ordered").yaml(),
-            budget("ordered"),
-            held("ordered").yaml(),
-        ]),
-    );
+    accepts(&ns, &file(&compliant("ordered", held("ordered"))));
     let first = eventually("ordered-0 running", || async {
         let pods = pods(&ns, "ordered").await;
         pods.iter().any(running).then_some(pods)
@@ -142,11 +141,10 @@ async fn parallel_starts_every_pod_at_once_where_ordered_ready_stops_at_pod_0() 
 
     accepts(
         &ns,
-        &file(&[
-            Svc::new("mutated").yaml(),
-            budget("mutated"),
-            held("mutated").annotate(PARALLEL, "true").yaml(),
-        ]),
+        &file(&compliant(
+            "mutated",
+            held("mutated").annotate(PARALLEL, "true"),
+        )),
     );
     let mutated = eventually("the 5 pods of mutated running", || async {
         let pods = pods(&ns, "mutated").await;
@@ -178,14 +176,13 @@ async fn parallel_is_all_ready_sooner_than_ordered_ready() {
     let start = Instant::now();
     accepts(
         &ns,
-        &file(&[
-            Svc::new("ordered").yaml(),
-            budget("ordered"),
-            slow("ordered").yaml(),
-            Svc::new("mutated").yaml(),
-            budget("mutated"),
-            slow("mutated").annotate(PARALLEL, "true").yaml(),
-        ]),
+        &file(
+            &[
+                compliant("ordered", slow("ordered")),
+                compliant("mutated", slow("mutated").annotate(PARALLEL, "true")),
+            ]
+            .concat(),
+        ),
     );
     // When each had all 5 ready, polled every 100 ms.
     let mut done: BTreeMap<&str, Duration> = BTreeMap::new();
@@ -274,14 +271,7 @@ async fn pod_names(ns: &Ns, sts: &str) -> Vec<(String, Option<String>, Option<St
 #[ignore = "needs the e2e control plane: tests/e2e/run.sh"]
 async fn a_headless_service_names_each_ready_pod() {
     let ns = ns_for_pods("headless").await;
-    let out = accepts(
-        &ns,
-        &file(&[
-            Svc::new("web").yaml(),
-            budget("web"),
-            Sts::new("web").replicas(3).yaml(),
-        ]),
-    );
+    let out = accepts(&ns, &file(&compliant("web", Sts::new("web").replicas(3))));
     assert_lacks(&out.stderr, "Warning:");
     wait_ready(&ns, "web", 3).await;
 
@@ -405,14 +395,7 @@ async fn fail_readiness(ns: &Ns, pod: &str) {
 async fn a_disruption_budget_refuses_a_second_eviction_while_one_pod_is_down() {
     let ns = ns_for_pods("budget").await;
     // The budget the disruption-budget warning asks for.
-    let out = accepts(
-        &ns,
-        &file(&[
-            Svc::new("db").yaml(),
-            budget("db"),
-            Sts::new("db").replicas(3).yaml(),
-        ]),
-    );
+    let out = accepts(&ns, &file(&compliant("db", Sts::new("db").replicas(3))));
     assert_lacks(&out.stderr, "Warning:");
     wait_ready(&ns, "db", 3).await;
     assert_eq!(disruptions_allowed(&ns, "db", 3).await, 1);

@@ -618,6 +618,29 @@ fn generated_policies_decide_as_the_webhook_rules_on_the_corpus_and_the_cases() 
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
+/// `policy` in a file of its own, in a new folder `<prefix>-<random>` of
+/// the work directory.
+fn written_policy(prefix: &str, policy: &str) -> PathBuf {
+    let work = cluster()
+        .cp
+        .work()
+        .join(format!("{prefix}-{}", random_suffix(4)));
+    std::fs::create_dir_all(&work).unwrap();
+    let file = work.join("policy.yaml");
+    std::fs::write(&file, policy).unwrap();
+    file
+}
+
+/// `kubectl apply -n ns FLAGS -f -` of `object`.
+fn apply_one(object: &Value, ns: &str, flags: &[&str]) -> Output {
+    let mut args = vec!["apply", "-n", ns];
+    args.extend_from_slice(flags);
+    args.extend(["-f", "-"]);
+    cluster()
+        .cp
+        .kubectl_with_input(&args, &stream(std::slice::from_ref(object), ns))
+}
+
 /// UPDATE where a rule denies: a finding the stored object already had
 /// does not deny (the webhook would warn "already so before this update";
 /// the policy says nothing), a new one does, for a rule of one finding per
@@ -628,23 +651,10 @@ fn on_update_only_new_findings_deny() {
     let _applying = applying();
     let ns = "vap-ratchet";
     namespaces([ns, PROBE_NS]);
-    let work = cluster()
-        .cp
-        .work()
-        .join(format!("ratchet-{}", random_suffix(4)));
-    std::fs::create_dir_all(&work).unwrap();
-    let policy_file = work.join("policy.yaml");
-    std::fs::write(&policy_file, CASES[0].policy).unwrap();
+    let policy_file = written_policy("ratchet", CASES[0].policy);
     let ready = json!({"tcpSocket": {"port": 1}});
     let missing = json!({"tcpSocket": {"port": "missing"}});
-    let apply = |object: &Value, flags: &[&str]| {
-        let mut args = vec!["apply", "-n", ns];
-        args.extend_from_slice(flags);
-        args.extend(["-f", "-"]);
-        cluster()
-            .cp
-            .kubectl_with_input(&args, &stream(std::slice::from_ref(object), ns))
-    };
+    let apply = |object: &Value, flags: &[&str]| apply_one(object, ns, flags);
     let cases: [(&str, Value, Value, &str); 2] = [
         (
             "liveness-probe",
@@ -696,13 +706,7 @@ fn hostile_objects_the_api_server_refuses_reach_no_policy() {
     let _applying = applying();
     let ns = "vap-refused";
     namespaces([ns, PROBE_NS]);
-    let work = cluster()
-        .cp
-        .work()
-        .join(format!("refused-{}", random_suffix(4)));
-    std::fs::create_dir_all(&work).unwrap();
-    let policy_file = work.join("policy.yaml");
-    std::fs::write(&policy_file, CASES[0].policy).unwrap();
+    let policy_file = written_policy("refused", CASES[0].policy);
     let probed = |extra: Value| {
         let mut c = json!({"name": "app", "image": "app",
             "livenessProbe": {"tcpSocket": {"port": 1}}, "readinessProbe": {"tcpSocket": {"port": 2}}});
@@ -752,10 +756,7 @@ fn hostile_objects_the_api_server_refuses_reach_no_policy() {
         // apply_rule waited until the rule's policy denies (the probe).
         for (case, containers, init, says) in &refused {
             let object = sts(case, containers.clone(), init.clone(), Value::Null);
-            let out = cluster().cp.kubectl_with_input(
-                &["apply", "--dry-run=server", "-f", "-"],
-                &stream(std::slice::from_ref(&object), ns),
-            );
+            let out = apply_one(&object, ns, &["--dry-run=server"]);
             assert_eq!(out.code, 1, "{rule} / {case}: {out}");
             assert!(out.stderr.contains(says), "{rule} / {case}: {out}");
             assert!(
