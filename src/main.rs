@@ -12,6 +12,13 @@ use sts_guard::log_writer;
 use sts_guard::reports::ReportFormat;
 use sts_guard::webhook::{self, ServeConfig};
 
+/// mimalloc rather than glibc's malloc: a review allocates and frees a few
+/// hundred small blocks, often on another worker thread than the one that
+/// allocated them, where glibc's arenas take a lock (and a futex wake-up
+/// when contended); mimalloc frees to the owning thread's heap without one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sts-guard",

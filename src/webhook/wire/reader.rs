@@ -1,0 +1,822 @@
+//! The decode's fast path: a serde `Deserializer` over the body's text that
+//! reads what serde_json reads, to the same values, and skips the values
+//! nobody reads (the `last-applied-configuration` annotation, dense with
+//! `\"`, and `managedFields`: half of a typical body) 16 bytes at a time
+//! where serde_json stops at every escape.
+//!
+//! It accepts a subset of what serde_json accepts: anything it is not sure
+//! of (a float, `-0`, a lone surrogate, a struct written as an array,
+//! nesting deeper than [`MAX_DEPTH`], any syntax error, any error of the
+//! types themselves) is [`Unsupported`], and the caller decodes the body
+//! with serde_json instead, which then decides, and words, what is wrong.
+//! So a body decodes to the same result either way; only the cost differs.
+//! Its skipping checks what serde_json's checks (a string's control
+//! characters and escapes, a number's digits, the literals, the
+//! brackets), so the set of accepted bodies is the same as well.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Visitor};
+
+/// Deeper than this, the body goes to serde_json (whose limit is 128).
+const MAX_DEPTH: u32 = 100;
+
+/// The reader met something it leaves to serde_json.
+#[derive(Debug)]
+pub struct Unsupported;
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("left to serde_json")
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+impl de::Error for Unsupported {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Unsupported
+    }
+}
+
+type Result<T> = std::result::Result<T, Unsupported>;
+
+/// Decodes `text` (one JSON value, whitespace around it allowed) as `T`, or
+/// says it leaves it to serde_json.
+pub fn from_str<'de, T: de::Deserialize<'de>>(text: &'de str) -> Result<T> {
+    let mut reader = Reader {
+        text,
+        pos: 0,
+        depth: 0,
+    };
+    let value = T::deserialize(&mut reader)?;
+    match reader.skip_whitespace() {
+        None => Ok(value),
+        Some(_) => Err(Unsupported),
+    }
+}
+
+struct Reader<'de> {
+    text: &'de str,
+    pos: usize,
+    depth: u32,
+}
+
+impl<'de> Reader<'de> {
+    fn bytes(&self) -> &'de [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte that is not whitespace, not consumed.
+    #[inline]
+    fn skip_whitespace(&mut self) -> Option<u8> {
+        let bytes = self.bytes();
+        while let Some(&b) = bytes.get(self.pos) {
+            match b {
+                b' ' | b'\n' | b'\t' | b'\r' => self.pos += 1,
+                _ => return Some(b),
+            }
+        }
+        None
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<()> {
+        if self.skip_whitespace() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<()> {
+        if self.bytes()[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Unsupported);
+        }
+        Ok(())
+    }
+
+    /// A string, the reader on its opening quote: borrowed from the body
+    /// when it has no escapes, else unescaped as serde_json unescapes.
+    fn string(&mut self) -> Result<Text<'de>> {
+        let bytes = self.bytes();
+        let start = self.pos + 1;
+        let mut i = start;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Ok(Text::Borrowed(&self.text[start..i]));
+                }
+                b'\\' => return self.unescape(start, i),
+                0..=0x1f => return Err(Unsupported),
+                _ => i += 1,
+            }
+        }
+        Err(Unsupported)
+    }
+
+    #[cold]
+    fn unescape(&mut self, start: usize, first_escape: usize) -> Result<Text<'de>> {
+        let bytes = self.bytes();
+        let mut out = String::with_capacity(first_escape - start + 16);
+        let mut run = start;
+        let mut i = first_escape;
+        loop {
+            match *bytes.get(i).ok_or(Unsupported)? {
+                b'"' => {
+                    out.push_str(&self.text[run..i]);
+                    self.pos = i + 1;
+                    return Ok(Text::Owned(out));
+                }
+                b'\\' => {
+                    out.push_str(&self.text[run..i]);
+                    let (ch, len) = escape(&bytes[i + 1..])?;
+                    out.push(ch);
+                    i += 1 + len;
+                    run = i;
+                }
+                0..=0x1f => return Err(Unsupported),
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// An integer as serde_json reads it: `u64` when not negative, `i64`
+    /// when negative; anything else (a fraction, an exponent, `-0`, out of
+    /// range) is left to serde_json, which would make it a float.
+    fn integer(&mut self) -> Result<Integer> {
+        let bytes = self.bytes();
+        let negative = bytes.get(self.pos) == Some(&b'-');
+        let mut i = self.pos + usize::from(negative);
+        let first = i;
+        let mut value: u64 = 0;
+        while let Some(&b @ b'0'..=b'9') = bytes.get(i) {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                .ok_or(Unsupported)?;
+            i += 1;
+        }
+        let digits = i - first;
+        if digits == 0 || (digits > 1 && bytes[first] == b'0') {
+            return Err(Unsupported);
+        }
+        if matches!(bytes.get(i), Some(b'.' | b'e' | b'E')) {
+            return Err(Unsupported);
+        }
+        self.pos = i;
+        if !negative {
+            return Ok(Integer::Unsigned(value));
+        }
+        match value {
+            0 => Err(Unsupported),
+            v if v <= i64::MAX as u64 => Ok(Integer::Signed(-(v as i64))),
+            v if v == i64::MAX as u64 + 1 => Ok(Integer::Signed(i64::MIN)),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// Skips one value, checking it as serde_json checks a value it
+    /// ignores.
+    fn skip_value(&mut self) -> Result<()> {
+        match self.skip_whitespace().ok_or(Unsupported)? {
+            b'"' => {
+                self.pos = skip_string(self.bytes(), self.pos + 1)?;
+                Ok(())
+            }
+            b'{' => {
+                self.pos += 1;
+                self.enter()?;
+                if self.skip_whitespace() == Some(b'}') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        if self.skip_whitespace() != Some(b'"') {
+                            return Err(Unsupported);
+                        }
+                        self.pos = skip_string(self.bytes(), self.pos + 1)?;
+                        self.expect(b':')?;
+                        self.skip_value()?;
+                        match self.skip_whitespace() {
+                            Some(b',') => self.pos += 1,
+                            Some(b'}') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(Unsupported),
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            b'[' => {
+                self.pos += 1;
+                self.enter()?;
+                if self.skip_whitespace() == Some(b']') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_value()?;
+                        match self.skip_whitespace() {
+                            Some(b',') => self.pos += 1,
+                            Some(b']') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(Unsupported),
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn skip_number(&mut self) -> Result<()> {
+        let bytes = self.bytes();
+        let digits = |mut i: usize| {
+            let from = i;
+            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            (i, i - from)
+        };
+        let mut i = self.pos + usize::from(bytes[self.pos] == b'-');
+        let (end, n) = digits(i);
+        if n == 0 || (n > 1 && bytes[i] == b'0') {
+            return Err(Unsupported);
+        }
+        i = end;
+        if bytes.get(i) == Some(&b'.') {
+            let (end, n) = digits(i + 1);
+            if n == 0 {
+                return Err(Unsupported);
+            }
+            i = end;
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let (end, n) = digits(i);
+            if n == 0 {
+                return Err(Unsupported);
+            }
+            i = end;
+        }
+        self.pos = i;
+        Ok(())
+    }
+
+    fn map<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        self.pos += 1;
+        self.enter()?;
+        let value = visitor.visit_map(Entries {
+            reader: self,
+            first: true,
+        })?;
+        self.expect(b'}')?;
+        self.depth -= 1;
+        Ok(value)
+    }
+
+    fn seq<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        self.pos += 1;
+        self.enter()?;
+        let value = visitor.visit_seq(Elements {
+            reader: self,
+            first: true,
+        })?;
+        self.expect(b']')?;
+        self.depth -= 1;
+        Ok(value)
+    }
+}
+
+/// One escape, the bytes after its backslash: the character and how many
+/// bytes it took. `\u` escapes as serde_json decodes them into a string
+/// (a surrogate only as half of a pair).
+fn escape(after: &[u8]) -> Result<(char, usize)> {
+    let ch = match *after.first().ok_or(Unsupported)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\x08',
+        b'f' => '\x0c',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let first = hex4(after.get(1..5))?;
+            if !(0xD800..0xE000).contains(&first) {
+                return Ok((char::from_u32(first).ok_or(Unsupported)?, 5));
+            }
+            if first >= 0xDC00 || after.get(5..7) != Some(b"\\u") {
+                return Err(Unsupported);
+            }
+            let second = hex4(after.get(7..11))?;
+            if !(0xDC00..0xE000).contains(&second) {
+                return Err(Unsupported);
+            }
+            let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+            return Ok((char::from_u32(code).ok_or(Unsupported)?, 11));
+        }
+        _ => return Err(Unsupported),
+    };
+    Ok((ch, 1))
+}
+
+fn hex4(digits: Option<&[u8]>) -> Result<u32> {
+    let digits = digits.ok_or(Unsupported)?;
+    digits.iter().try_fold(0u32, |acc, &d| {
+        let v = (d as char).to_digit(16).ok_or(Unsupported)?;
+        Ok(acc * 16 + v)
+    })
+}
+
+/// The index just past the closing quote of the string whose contents
+/// start at `i`, checked as serde_json checks a string it ignores: no
+/// control characters, only JSON's escapes (`\u` with four hex digits).
+fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize> {
+    #[cfg(target_arch = "x86_64")]
+    match blocks::skip(bytes, i)? {
+        blocks::Scan::Closed(end) => return Ok(end),
+        blocks::Scan::Tail(at) => i = at,
+    }
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => return Ok(i + 1),
+            b'\\' => i += 1 + escape_len(&bytes[i + 1..])?,
+            0..=0x1f => return Err(Unsupported),
+            _ => i += 1,
+        }
+    }
+    Err(Unsupported)
+}
+
+/// How many bytes the escape whose backslash was just passed takes, checked
+/// as serde_json's `ignore_escape` checks it (no surrogate pairing: an
+/// ignored string may hold any `\u` escape).
+#[inline]
+fn escape_len(after: &[u8]) -> Result<usize> {
+    match after.first() {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(1),
+        Some(b'u') => match after.get(1..5) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(5),
+            _ => Err(Unsupported),
+        },
+        _ => Err(Unsupported),
+    }
+}
+
+/// The string scan, 16 bytes at a time with SSE2 (part of every x86_64
+/// CPU): one compare finds every quote, backslash and control character of
+/// a block, and all the escapes of a block are passed without leaving it.
+#[cfg(target_arch = "x86_64")]
+mod blocks {
+    use super::{Result, Unsupported, escape_len};
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+
+    pub enum Scan {
+        /// The index just past the closing quote.
+        Closed(usize),
+        /// No closing quote in the whole blocks; the rest starts here.
+        Tail(usize),
+    }
+
+    /// Scans whole blocks of 16 bytes from `i`.
+    pub fn skip(bytes: &[u8], mut i: usize) -> Result<Scan> {
+        'blocks: while i + 16 <= bytes.len() {
+            // SAFETY: SSE2 is part of x86_64; the 16 bytes from `i` are in
+            // `bytes` (checked by the loop), and loadu needs no alignment.
+            let mut mask = unsafe {
+                let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+                let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+                let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+                // A byte is at most 0x1f when max(byte, 0x1f) is 0x1f.
+                let limit = _mm_set1_epi8(0x1f);
+                let control = _mm_cmpeq_epi8(_mm_max_epu8(block, limit), limit);
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+            };
+            while mask != 0 {
+                let at = i + mask.trailing_zeros() as usize;
+                match bytes[at] {
+                    b'"' => return Ok(Scan::Closed(at + 1)),
+                    b'\\' => {
+                        let next = at + 1 + escape_len(&bytes[at + 1..])?;
+                        if next >= i + 16 {
+                            i = next;
+                            continue 'blocks;
+                        }
+                        mask &= !0u32 << (next - i);
+                    }
+                    _ => return Err(Unsupported),
+                }
+            }
+            i += 16;
+        }
+        Ok(Scan::Tail(i))
+    }
+}
+
+enum Text<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl<'de> Text<'de> {
+    fn visit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self {
+            Text::Borrowed(s) => visitor.visit_borrowed_str(s),
+            Text::Owned(s) => visitor.visit_string(s),
+        }
+    }
+}
+
+enum Integer {
+    Unsigned(u64),
+    Signed(i64),
+}
+
+impl Integer {
+    fn visit<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self {
+            Integer::Unsigned(v) => visitor.visit_u64(v),
+            Integer::Signed(v) => visitor.visit_i64(v),
+        }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
+    type Error = Unsupported;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.skip_whitespace().ok_or(Unsupported)? {
+            b'n' => {
+                self.literal(b"null")?;
+                visitor.visit_unit()
+            }
+            b't' => {
+                self.literal(b"true")?;
+                visitor.visit_bool(true)
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                visitor.visit_bool(false)
+            }
+            b'-' | b'0'..=b'9' => self.integer()?.visit(visitor),
+            b'"' => self.string()?.visit(visitor),
+            b'[' => self.seq(visitor),
+            b'{' => self.map(visitor),
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.skip_whitespace() {
+            Some(b't' | b'f') => self.deserialize_any(visitor),
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.skip_whitespace() {
+            Some(b'-' | b'0'..=b'9') => self.integer()?.visit(visitor),
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_i64(visitor)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_i64(visitor)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_i64(visitor)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_i64(visitor)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_i64(visitor)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_i64(visitor)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.skip_whitespace() {
+            Some(b'"') => self.string()?.visit(visitor),
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.skip_whitespace() == Some(b'n') {
+            self.literal(b"null")?;
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.skip_whitespace() {
+            Some(b'n') => self.deserialize_any(visitor),
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.skip_whitespace() {
+            Some(b'[') => self.seq(visitor),
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.skip_whitespace() {
+            Some(b'{') => self.map(visitor),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// Only as an object (serde_json also reads a struct from an array).
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.deserialize_map(visitor)
+    }
+
+    /// Only a unit variant written as a string (`"CREATE"`).
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        match self.skip_whitespace() {
+            Some(b'"') => visitor.visit_enum(UnitVariant { reader: self }),
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.skip_value()?;
+        visitor.visit_unit()
+    }
+
+    // Never asked for by the types decoded here; serde_json's answer is
+    // left to serde_json.
+    fn deserialize_i128<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_u128<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_char<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_bytes<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        _: V,
+    ) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+}
+
+/// An object's entries.
+struct Entries<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+    first: bool,
+}
+
+impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
+    type Error = Unsupported;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
+        let reader = &mut *self.reader;
+        let mut next = reader.skip_whitespace();
+        if next == Some(b'}') {
+            return Ok(None);
+        }
+        if !std::mem::take(&mut self.first) {
+            if next != Some(b',') {
+                return Err(Unsupported);
+            }
+            reader.pos += 1;
+            next = reader.skip_whitespace();
+        }
+        if next != Some(b'"') {
+            return Err(Unsupported);
+        }
+        seed.deserialize(Key { reader }).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
+        self.reader.expect(b':')?;
+        seed.deserialize(&mut *self.reader)
+    }
+}
+
+/// An array's elements.
+struct Elements<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+    first: bool,
+}
+
+impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
+    type Error = Unsupported;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        let reader = &mut *self.reader;
+        if reader.skip_whitespace() == Some(b']') {
+            return Ok(None);
+        }
+        if !std::mem::take(&mut self.first) {
+            reader.expect(b',')?;
+            if reader.skip_whitespace() == Some(b']') {
+                return Err(Unsupported);
+            }
+        }
+        seed.deserialize(&mut *reader).map(Some)
+    }
+}
+
+/// An object's key, the reader on its opening quote: always a string.
+struct Key<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+}
+
+impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
+    type Error = Unsupported;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.reader.string()?.visit(visitor)
+    }
+
+    // Keys read as numbers, options or anything but a string: serde_json's
+    // rules for those are its own.
+    fn deserialize_option<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_i8<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_bool<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: V,
+    ) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 f32 f64 char str string bytes byte_buf unit unit_struct
+        seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// An enum written as the name of a unit variant.
+struct UnitVariant<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+}
+
+impl<'de> de::EnumAccess<'de> for UnitVariant<'_, 'de> {
+    type Error = Unsupported;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self)> {
+        let variant = seed.deserialize(Key {
+            reader: &mut *self.reader,
+        })?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for UnitVariant<'_, 'de> {
+    type Error = Unsupported;
+
+    fn unit_variant(self) -> Result<()> {
+        Ok(())
+    }
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _: T) -> Result<T::Value> {
+        Err(Unsupported)
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value> {
+        Err(Unsupported)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! The reader against serde_json: whatever it reads, serde_json reads to
+//! the same value; whatever serde_json skips, it skips.
+
+use proptest::prelude::*;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+use super::{Unsupported, from_str};
+
+const FIXTURE: &str = include_str!("../../../../tests/fixtures/admission/create-web.json");
+
+/// The reader's value, when it gives one, is serde_json's.
+fn reads_as_serde_json(text: &str) -> bool {
+    match from_str::<Value>(text) {
+        Ok(ours) => {
+            let theirs = serde_json::from_str::<Value>(text)
+                .unwrap_or_else(|e| panic!("serde_json refuses {text:?} ({e}), the reader not"));
+            assert_eq!(ours, theirs, "on {text:?}");
+            true
+        }
+        Err(Unsupported) => false,
+    }
+}
+
+/// Skipped: accepted by the reader exactly when serde_json accepts it.
+fn skips_as_serde_json(text: &str) -> bool {
+    let ours = from_str::<IgnoredAny>(text).is_ok();
+    let theirs = serde_json::from_str::<IgnoredAny>(text).is_ok();
+    assert_eq!(ours, theirs, "skipping {text:?}: reader {ours}, serde_json {theirs}");
+    ours
+}
+
+/// A string of `n` bytes of `x` (no hex digit) with `inner` at `at`, quoted.
+fn string_with(inner: &str, at: usize, n: usize) -> String {
+    let mut s = "x".repeat(n);
+    s.insert_str(at.min(n), inner);
+    format!("\"{s}\"")
+}
+
+#[test]
+fn skips_strings_as_serde_json_does_at_every_place_in_a_block() {
+    let accepted = [
+        r#"\""#,
+        r"\\",
+        r"\/",
+        r"\b\f\n\r\t",
+        r"\u00e9",
+        r"\uD800",
+        r"\uDC00\uD800",
+        r"\u0000",
+        r#"\"\"\"\"\"\"\"\"\"\""#,
+        "é漢字🙂",
+        "\u{7f}",
+    ];
+    let refused = [
+        r"\x",
+        r"\u12",
+        r"\u12g4",
+        r"\U1234",
+        "\u{1}",
+        "\n",
+        "\t",
+        "\u{1f}",
+        r"\",
+    ];
+    // Every offset of a 16-byte block and across its end.
+    for at in 0..40 {
+        for inner in accepted {
+            assert!(skips_as_serde_json(&string_with(inner, at, 40)));
+        }
+        for inner in refused {
+            assert!(!skips_as_serde_json(&string_with(inner, at, 40)));
+        }
+    }
+    // Cut short: no closing quote, or a backslash at the very end.
+    for n in 0..40 {
+        let open = format!("\"{}", "a".repeat(n));
+        assert!(!skips_as_serde_json(&open));
+        assert!(!skips_as_serde_json(&format!("{open}\\")));
+        assert!(!skips_as_serde_json(&format!("{open}\\\"")));
+    }
+}
+
+#[test]
+fn skips_everything_else_as_serde_json_does() {
+    for (text, accepted) in [
+        ("{}", true),
+        ("[]", true),
+        (" [ 1 , 2 ] ", true),
+        ("\t{\n\"a\" :\r[true,false,null]}", true),
+        (r#"{"a":{"b":[{"c":"d"}]}}"#, true),
+        ("0", true),
+        ("-0", true),
+        ("-12.5e+3", true),
+        ("1E9", true),
+        ("1.0e-7", true),
+        ("01", false),
+        ("-", false),
+        ("1.", false),
+        (".5", false),
+        ("1e", false),
+        ("1e+", false),
+        ("+1", false),
+        ("tru", false),
+        ("nul", false),
+        ("True", false),
+        ("[1,]", false),
+        ("[,1]", false),
+        ("[1 2]", false),
+        (r#"{"a":1,}"#, false),
+        (r#"{"a" 1}"#, false),
+        (r#"{a:1}"#, false),
+        (r#"{"a":}"#, false),
+        ("[", false),
+        ("{", false),
+        ("]", false),
+        ("", false),
+        ("1 2", false),
+        ("{} x", false),
+    ] {
+        assert_eq!(skips_as_serde_json(text), accepted, "{text:?}");
+    }
+    for depth in [1, 50, 100] {
+        let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(skips_as_serde_json(&nested));
+        assert!(!skips_as_serde_json(&"[".repeat(depth)));
+    }
+}
+
+#[test]
+fn reads_values_as_serde_json_does_or_leaves_them_to_it() {
+    for (text, read) in [
+        (r#"{"a":"b","c":[1,-2,true,null,{}]}"#, true),
+        (r#""plain""#, true),
+        (r#""tab\there \"quoted\" \\ \/ \u00e9 \ud83d\ude42""#, true),
+        ("18446744073709551615", true),
+        ("-9223372036854775808", true),
+        (r#"{"a":1,"a":2}"#, true),
+        // serde_json makes these floats, or refuses them: left to it.
+        ("18446744073709551616", false),
+        ("-9223372036854775809", false),
+        ("-0", false),
+        ("1.5", false),
+        ("1e3", false),
+        (r#""\ud83d""#, false),
+        (r#""\ude42""#, false),
+        (r#""\ud83d\u0041""#, false),
+        ("\"a\u{1}\"", false),
+    ] {
+        assert_eq!(reads_as_serde_json(text), read, "{text:?}");
+    }
+    // Nesting: up to 100 read, deeper left to serde_json (its limit is 128).
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    assert!(reads_as_serde_json(&nested(100)));
+    assert!(!reads_as_serde_json(&nested(101)));
+}
+
+#[test]
+fn reads_the_fixture_review_as_serde_json_does() {
+    assert!(reads_as_serde_json(FIXTURE));
+    let compact = serde_json::to_string(&serde_json::from_str::<Value>(FIXTURE).unwrap()).unwrap();
+    assert!(reads_as_serde_json(&compact));
+    assert!(skips_as_serde_json(&compact));
+}
+
+/// Bytes that change what a JSON scanner does next.
+const TRICKY: &[u8] = b"\"\\/{}[],:0123456789-+.eEtrufalsn u\x01\x1f\n\t\xc3\xa9";
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A real review with a few bytes changed, inserted or removed: the
+    /// reader never reads what serde_json would not, nor differently, and
+    /// skips exactly what serde_json skips.
+    #[test]
+    fn an_edited_review_reads_as_serde_json_reads_it(
+        edits in prop::collection::vec((0..FIXTURE.len(), 0..3u8, prop::sample::select(TRICKY)), 1..4)
+    ) {
+        let mut bytes = FIXTURE.as_bytes().to_vec();
+        for (at, how, byte) in edits {
+            let at = at.min(bytes.len().saturating_sub(1));
+            match how {
+                0 => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => { bytes.remove(at); }
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            reads_as_serde_json(text);
+            skips_as_serde_json(text);
+        }
+    }
+}
