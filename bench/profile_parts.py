@@ -16,7 +16,9 @@ import subprocess
 # (part, patterns): first match wins, in this order.
 PARTS = [
     ("allocator", [r"malloc\.c:", r"alloc::raw_vec", r"__rust_alloc", r"__rust_dealloc", r"__rust_realloc",
-                   r"alloc::alloc::", r"_int_free", r"_int_malloc", r"cfree", r"tcache"]),
+                   r"alloc::alloc::", r"_int_free", r"_int_malloc", r"cfree", r"tcache",
+                   # mimalloc, sts-guard's allocator
+                   r":_?mi_", r"mimalloc"]),
     ("copies (memcpy, memset)", [r"memmove", r"memcpy", r"memset"]),
     ("logging", [r"tracing", r"log_writer", r"log_decision"]),
     ("metrics", [r"prometheus_client", r"webhook::metrics"]),
@@ -25,7 +27,7 @@ PARTS = [
                            r"routes::json"]),
     ("review (rules, policy)", [r"sts_guard::review", r"sts_guard::rules", r"sts_guard::policy",
                                 r"decide_showing", r"routes::decide"]),
-    ("decode", [r"serde_json", r"serde_core::de", r"serde::de", r"sts_guard::view", r"webhook::wire",
+    ("decode", [r"wire::reader", r"serde_json", r"serde_core::de", r"serde::de", r"sts_guard::view", r"webhook::wire",
                 r"Deserialize", r"deserialize", r"from_utf8", r"drop_in_place<.*(Admission|StatefulSet|Spec|Container|Probe|view)"]),
     ("TLS", [r"rustls", r"ring::", r"ring_core", r"_aesni", r"gcm", r"aes", r"ghash", r"sha256", r"x25519",
              r"ChaCha", r"poly1305"]),

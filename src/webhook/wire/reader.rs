@@ -109,21 +109,16 @@ impl<'de> Reader<'de> {
     /// A string, the reader on its opening quote: borrowed from the body
     /// when it has no escapes, else unescaped as serde_json unescapes.
     fn string(&mut self) -> Result<Text<'de>> {
-        let bytes = self.bytes();
         let start = self.pos + 1;
-        let mut i = start;
-        while let Some(&b) = bytes.get(i) {
-            match b {
-                b'"' => {
-                    self.pos = i + 1;
-                    return Ok(Text::Borrowed(&self.text[start..i]));
-                }
-                b'\\' => return self.unescape(start, i),
-                0..=0x1f => return Err(Unsupported),
-                _ => i += 1,
+        let end = find_special(self.bytes(), start);
+        match self.bytes().get(end) {
+            Some(b'"') => {
+                self.pos = end + 1;
+                Ok(Text::Borrowed(&self.text[start..end]))
             }
+            Some(b'\\') => self.unescape(start, end),
+            _ => Err(Unsupported),
         }
-        Err(Unsupported)
     }
 
     #[cold]
@@ -357,6 +352,7 @@ fn hex4(digits: Option<&[u8]>) -> Result<u32> {
 /// The index just past the closing quote of the string whose contents
 /// start at `i`, checked as serde_json checks a string it ignores: no
 /// control characters, only JSON's escapes (`\u` with four hex digits).
+#[inline]
 fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize> {
     #[cfg(target_arch = "x86_64")]
     match blocks::skip(bytes, i)? {
@@ -377,16 +373,48 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize> {
 /// How many bytes the escape whose backslash was just passed takes, checked
 /// as serde_json's `ignore_escape` checks it (no surrogate pairing: an
 /// ignored string may hold any `\u` escape).
-#[inline]
+#[inline(always)]
 fn escape_len(after: &[u8]) -> Result<usize> {
-    match after.first() {
-        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(1),
-        Some(b'u') => match after.get(1..5) {
+    match ESCAPE_LEN[usize::from(*after.first().ok_or(Unsupported)?)] {
+        1 => Ok(1),
+        5 => match after.get(1..5) {
             Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(5),
             _ => Err(Unsupported),
         },
         _ => Err(Unsupported),
     }
+}
+
+/// By the byte after a backslash: 1 for JSON's one-letter escapes, 5 for
+/// `u` (four hex digits follow), 0 where JSON has no escape.
+static ESCAPE_LEN: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut one = 0;
+    let letters = b"\"\\/bfnrt";
+    while one < letters.len() {
+        table[letters[one] as usize] = 1;
+        one += 1;
+    }
+    table[b'u' as usize] = 5;
+    table
+};
+
+/// The index of the first quote, backslash or control character at or
+/// after `i`, or the length of `bytes` when there is none.
+#[inline]
+fn find_special(bytes: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    while i + 16 <= bytes.len() {
+        let mask = blocks::specials(bytes, i);
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    while i < bytes.len() && !matches!(bytes[i], b'"' | b'\\' | 0..=0x1f) {
+        i += 1;
+    }
+    i
 }
 
 /// The string scan, 16 bytes at a time with SSE2 (part of every x86_64
@@ -407,20 +435,29 @@ mod blocks {
         Tail(usize),
     }
 
+    /// The quotes, backslashes and control characters of the 16 bytes
+    /// from `i`, one bit each (bit 0 for byte `i`).
+    #[inline(always)]
+    pub fn specials(bytes: &[u8], i: usize) -> u32 {
+        assert!(i + 16 <= bytes.len());
+        // SAFETY: SSE2 is part of x86_64; the 16 bytes from `i` are in
+        // `bytes` (asserted), and loadu needs no alignment.
+        unsafe {
+            let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+            // A byte is at most 0x1f when max(byte, 0x1f) is 0x1f.
+            let limit = _mm_set1_epi8(0x1f);
+            let control = _mm_cmpeq_epi8(_mm_max_epu8(block, limit), limit);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+        }
+    }
+
     /// Scans whole blocks of 16 bytes from `i`.
+    #[inline]
     pub fn skip(bytes: &[u8], mut i: usize) -> Result<Scan> {
         'blocks: while i + 16 <= bytes.len() {
-            // SAFETY: SSE2 is part of x86_64; the 16 bytes from `i` are in
-            // `bytes` (checked by the loop), and loadu needs no alignment.
-            let mut mask = unsafe {
-                let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
-                let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
-                let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
-                // A byte is at most 0x1f when max(byte, 0x1f) is 0x1f.
-                let limit = _mm_set1_epi8(0x1f);
-                let control = _mm_cmpeq_epi8(_mm_max_epu8(block, limit), limit);
-                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
-            };
+            let mut mask = specials(bytes, i);
             while mask != 0 {
                 let at = i + mask.trailing_zeros() as usize;
                 match bytes[at] {
@@ -809,11 +846,7 @@ impl<'de> de::VariantAccess<'de> for UnitVariant<'_, 'de> {
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value> {
         Err(Unsupported)
     }
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        _: &'static [&'static str],
-        _: V,
-    ) -> Result<V::Value> {
+    fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], _: V) -> Result<V::Value> {
         Err(Unsupported)
     }
 }

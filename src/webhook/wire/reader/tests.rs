@@ -26,7 +26,10 @@ fn reads_as_serde_json(text: &str) -> bool {
 fn skips_as_serde_json(text: &str) -> bool {
     let ours = from_str::<IgnoredAny>(text).is_ok();
     let theirs = serde_json::from_str::<IgnoredAny>(text).is_ok();
-    assert_eq!(ours, theirs, "skipping {text:?}: reader {ours}, serde_json {theirs}");
+    assert_eq!(
+        ours, theirs,
+        "skipping {text:?}: reader {ours}, serde_json {theirs}"
+    );
     ours
 }
 
@@ -53,15 +56,7 @@ fn skips_strings_as_serde_json_does_at_every_place_in_a_block() {
         "\u{7f}",
     ];
     let refused = [
-        r"\x",
-        r"\u12",
-        r"\u12g4",
-        r"\U1234",
-        "\u{1}",
-        "\n",
-        "\t",
-        "\u{1f}",
-        r"\",
+        r"\x", r"\u12", r"\u12g4", r"\U1234", "\u{1}", "\n", "\t", "\u{1f}", r"\",
     ];
     // Every offset of a 16-byte block and across its end.
     for at in 0..40 {
