@@ -10,8 +10,7 @@
 #   and tests: no second target to download (`rustup target add ...-musl`),
 #   no musl-tools for ring's C code, and `docker buildx --platform
 #   linux/amd64,linux/arm64` works without per-arch target names.
-# - The allocator is mimalloc (src/main.rs), built from C with the
-#   builder's gcc, the same as ring's C code.
+# - glibc's allocator copes better with tokio's worker threads than musl's.
 # The cost is ~20 MB more image than static; still no shell, no package
 # manager. (TLS is rustls + ring: no OpenSSL is linked either way.)
 
@@ -38,10 +37,6 @@ COPY --from=builder /out/sts-guard /usr/local/bin/sts-guard
 # Numeric, so kubelet's runAsNonRoot check can verify it without /etc/passwd;
 # matches runAsUser/runAsGroup in deploy/base/deployment.yaml.
 USER 65532:65532
-# The allocator (mimalloc) without transparent huge pages on hosts whose
-# THP setting is `always` too (the binary already skips asking for them):
-# huge pages cost a webhook that idles at 13 MiB several MiB each.
-ENV MIMALLOC_ALLOW_THP=0
 # 8443: HTTPS webhook + /healthz /readyz; 9090: plain-HTTP /metrics.
 EXPOSE 8443 9090
 ENTRYPOINT ["/usr/local/bin/sts-guard"]

@@ -36,10 +36,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def proc_cpu_seconds(pid):
+    """(user, kernel) CPU seconds of the process so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def proc_status_kib(pid, key):
@@ -158,9 +159,10 @@ def measure(args, server, name, port, path, body_file, rate=None):
     pid = server.pid
     sampler = RssSampler(pid)
     sampler.start()
-    cpu0, t0 = proc_cpu_seconds(pid), time.monotonic()
+    (user0, sys0), t0 = proc_cpu_seconds(pid), time.monotonic()
     r = oha(args, port, path, body_file, rate)
-    cpu1, t1 = proc_cpu_seconds(pid), time.monotonic()
+    (user1, sys1), t1 = proc_cpu_seconds(pid), time.monotonic()
+    cpu0, cpu1 = user0 + sys0, user1 + sys1
     sampler.stop.set()
     sampler.join()
     codes = r.get("statusCodeDistribution", {})
@@ -178,12 +180,14 @@ def measure(args, server, name, port, path, body_file, rate=None):
         "p50_ms": lat["p50"] * 1e3, "p99_ms": lat["p99"] * 1e3, "p999_ms": lat["p99.9"] * 1e3,
         "server_cpu_cores": (cpu1 - cpu0) / wall,
         "server_cpu_us_per_req": (cpu1 - cpu0) / max(requests, 1) * 1e6,
+        "server_kernel_us_per_req": (sys1 - sys0) / max(requests, 1) * 1e6,
         "oha_cpu_cores": r["_oha_cpu"] / wall,
         "peak_rss_mib": sampler.peak / 1024,
     }
     print(f"  {name:28} {row['mode']:16} {row['rps']:9.0f} req/s  p50 {row['p50_ms']:.3f} ms"
           f"  p99 {row['p99_ms']:.3f} ms  p99.9 {row['p999_ms']:.3f} ms"
-          f"  cpu {row['server_cpu_cores']:.2f} cores ({row['server_cpu_us_per_req']:.1f} µs/req)"
+          f"  cpu {row['server_cpu_cores']:.2f} cores ({row['server_cpu_us_per_req']:.1f} µs/req,"
+          f" {row['server_kernel_us_per_req']:.1f} in the kernel)"
           f"  oha {row['oha_cpu_cores']:.2f}  rss {row['peak_rss_mib']:.1f} MiB", file=sys.stderr)
     return row
 
@@ -325,14 +329,14 @@ def render(r):
         f"fixed rate with {r['rate_conns']}; bodies: "
         + ", ".join(f"{n} {b / 1024:.1f} KiB" for n, b in r["body_bytes"].items()),
         "",
-        "| server / endpoint / body | load | req/s | p50 ms | p99 ms | p99.9 ms | server CPU (cores) | server CPU µs/req | oha CPU (cores) | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server / endpoint / body | load | req/s | p50 ms | p99 ms | p99.9 ms | server CPU (cores) | server CPU µs/req | of which kernel | oha CPU (cores) | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r["rows"]:
         lines.append(
             f"| {row['name']} | {row['mode']} | {row['rps']:.0f} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | "
             f"{row['p999_ms']:.3f} | {row['server_cpu_cores']:.2f} | {row['server_cpu_us_per_req']:.1f} | "
-            f"{row['oha_cpu_cores']:.2f} | {row['peak_rss_mib']:.1f} |")
+            f"{row['server_kernel_us_per_req']:.1f} | {row['oha_cpu_cores']:.2f} | {row['peak_rss_mib']:.1f} |")
     lines += [
         "",
         f"- /validate throughput vs the static responder: typical {f['validate_typical_vs_static']:.0%}, "

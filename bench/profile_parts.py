@@ -16,9 +16,7 @@ import subprocess
 # (part, patterns): first match wins, in this order.
 PARTS = [
     ("allocator", [r"malloc\.c:", r"alloc::raw_vec", r"__rust_alloc", r"__rust_dealloc", r"__rust_realloc",
-                   r"alloc::alloc::", r"_int_free", r"_int_malloc", r"cfree", r"tcache",
-                   # mimalloc, sts-guard's allocator
-                   r":_?mi_", r"mimalloc"]),
+                   r"alloc::alloc::", r"_int_free", r"_int_malloc", r"cfree", r"tcache"]),
     ("copies (memcpy, memset)", [r"memmove", r"memcpy", r"memset"]),
     ("logging", [r"tracing", r"log_writer", r"log_decision"]),
     ("metrics", [r"prometheus_client", r"webhook::metrics"]),

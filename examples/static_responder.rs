@@ -1,9 +1,8 @@
 //! The ceiling of `bench/run.sh`: the least a TLS HTTP/1.1 keep-alive server
 //! on this machine can do per request. Same stack as `sts-guard serve`
-//! (tokio multi-thread, rustls with ring, hyper 1, the mimalloc allocator),
-//! same certificate, same TLS settings; it reads the whole request body and
-//! answers every POST with the same fixed AdmissionReview response,
-//! deciding nothing.
+//! (tokio multi-thread, rustls with ring, hyper 1), same certificate, same
+//! TLS settings; it reads the whole request body and answers every POST
+//! with the same fixed AdmissionReview response, deciding nothing.
 //!
 //! cargo run --release --example static_responder -- \
 //!     --cert DIR/tls.crt --key DIR/tls.key --listen 127.0.0.1:8444 [--body FILE]
@@ -22,9 +21,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What sts-guard answers for an allowed request, byte for byte in shape.
 const DEFAULT_BODY: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"7f0b2a8e-3c1d-4f5e-9a6b-2c3d4e5f6a7b","allowed":true,"status":{"status":"Success","message":"","reason":"","code":200}}}"#;

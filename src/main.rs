@@ -12,16 +12,6 @@ use sts_guard::log_writer;
 use sts_guard::reports::ReportFormat;
 use sts_guard::webhook::{self, ServeConfig};
 
-/// mimalloc rather than glibc's malloc: a review allocates and frees about
-/// a hundred small blocks, often on another worker thread than the one that
-/// allocated them, where glibc's arenas take a lock; with mimalloc the
-/// allocator's share of a request fell from 31.5 k to 13.2 k instructions.
-/// Built without transparent huge pages (`no_thp`), which on a `madvise`
-/// host kept its idle RSS at 13 MiB instead of 22; the image also sets
-/// `MIMALLOC_ALLOW_THP=0` for hosts whose THP setting is `always`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "sts-guard",
