@@ -10,9 +10,10 @@
 //! types themselves) is [`Unsupported`], and the caller decodes the body
 //! with serde_json instead, which then decides, and words, what is wrong.
 //! So a body decodes to the same result either way; only the cost differs.
-//! Its skipping checks what serde_json's checks (a string's control
+//! Its skipping checks what serde_json's does (a string's control
 //! characters and escapes, a number's digits, the literals, the
-//! brackets), so the set of accepted bodies is the same as well.
+//! brackets), so the bodies the API server sends, valid JSON all, never
+//! take the slow path for a value nobody reads.
 
 use std::fmt;
 
