@@ -191,59 +191,49 @@ impl<'de> Reader<'de> {
                 self.pos = skip_string(self.bytes(), self.pos + 1)?;
                 Ok(())
             }
-            b'{' => {
-                self.pos += 1;
-                self.enter()?;
-                if self.skip_whitespace() == Some(b'}') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        if self.skip_whitespace() != Some(b'"') {
-                            return Err(Unsupported);
-                        }
-                        self.pos = skip_string(self.bytes(), self.pos + 1)?;
-                        self.expect(b':')?;
-                        self.skip_value()?;
-                        match self.skip_whitespace() {
-                            Some(b',') => self.pos += 1,
-                            Some(b'}') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(Unsupported),
-                        }
-                    }
+            b'{' => self.skip_members(b'}', |reader| {
+                if reader.skip_whitespace() != Some(b'"') {
+                    return Err(Unsupported);
                 }
-                self.depth -= 1;
-                Ok(())
-            }
-            b'[' => {
-                self.pos += 1;
-                self.enter()?;
-                if self.skip_whitespace() == Some(b']') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_value()?;
-                        match self.skip_whitespace() {
-                            Some(b',') => self.pos += 1,
-                            Some(b']') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(Unsupported),
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Ok(())
-            }
+                reader.pos = skip_string(reader.bytes(), reader.pos + 1)?;
+                reader.expect(b':')?;
+                reader.skip_value()
+            }),
+            b'[' => self.skip_members(b']', Self::skip_value),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
             b'-' | b'0'..=b'9' => self.skip_number(),
             _ => Err(Unsupported),
         }
+    }
+
+    /// Skips an object's or an array's members, each with `member`, the
+    /// reader on the opening bracket; `close` is the closing one.
+    fn skip_members(
+        &mut self,
+        close: u8,
+        mut member: impl FnMut(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        self.pos += 1;
+        self.enter()?;
+        if self.skip_whitespace() == Some(close) {
+            self.pos += 1;
+        } else {
+            loop {
+                member(self)?;
+                match self.skip_whitespace() {
+                    Some(b',') => self.pos += 1,
+                    Some(b) if b == close => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(Unsupported),
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(())
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
