@@ -2,7 +2,7 @@
 //! same check. Then a readiness failure caused by load or a dependency also
 //! restarts the container, and an overload becomes a restart storm.
 
-use k8s_openapi::api::core::v1::Probe;
+use k8s_openapi::api::core::v1::{HTTPHeader, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
@@ -33,7 +33,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
                 rule: RULE.id,
                 kind: FindingKind::Object,
                 key: format!("{}/{}", RULE.id, c.name),
-                path: pc.path,
+                path: pc.path(),
                 container: Some(c.name.clone()),
                 problem: format!("runs one check for liveness and readiness ({same})"),
                 fix: "make livenessProbe a lighter check that the process is alive".into(),
@@ -42,17 +42,89 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
         .collect()
 }
 
-/// What a probe checks, with the API server's defaults filled in and a
-/// named port resolved, so two spellings of one check compare equal.
-#[derive(Debug, PartialEq)]
-enum Handler {
-    Http { scheme: String, host: String, port: String, path: String, headers: Vec<(String, String)> },
-    Tcp { host: String, port: String },
-    Exec(Vec<String>),
-    Grpc { port: i32, service: String },
+/// What a probe checks, borrowed from it, with the API server's defaults
+/// filled in and a named port resolved, so two spellings of one check
+/// compare equal. Every container is compared on every admission, so
+/// nothing here allocates unless both probes carry HTTP headers.
+#[derive(Debug)]
+enum Handler<'a> {
+    Http { scheme: &'a str, host: &'a str, port: Port<'a>, path: &'a str, headers: &'a [HTTPHeader] },
+    Tcp { host: &'a str, port: Port<'a> },
+    Exec(&'a [String]),
+    Grpc { port: i32, service: &'a str },
 }
 
-impl std::fmt::Display for Handler {
+impl PartialEq for Handler<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Handler::Http { scheme, host, port, path, headers },
+                Handler::Http { scheme: scheme2, host: host2, port: port2, path: path2, headers: headers2 },
+            ) => {
+                // The API server upper-cases the scheme.
+                scheme.eq_ignore_ascii_case(scheme2)
+                    && host == host2
+                    && port == port2
+                    && path == path2
+                    && same_headers(headers, headers2)
+            }
+            (Handler::Tcp { host, port }, Handler::Tcp { host: host2, port: port2 }) => host == host2 && port == port2,
+            (Handler::Exec(command), Handler::Exec(command2)) => command == command2,
+            (Handler::Grpc { port, service }, Handler::Grpc { port: port2, service: service2 }) => {
+                port == port2 && service == service2
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Headers compare as a multiset of (lower-cased name, value): HTTP header
+/// names are case-insensitive, and their order sends the same request.
+fn same_headers(a: &[HTTPHeader], b: &[HTTPHeader]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.is_empty() {
+        return true;
+    }
+    fn sorted(headers: &[HTTPHeader]) -> Vec<(String, &str)> {
+        let mut pairs: Vec<(String, &str)> =
+            headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.as_str())).collect();
+        pairs.sort_unstable();
+        pairs
+    }
+    sorted(a) == sorted(b)
+}
+
+/// A probe's port: the number, from the container's `ports` when named
+/// there, else the name as written. Ports compare as they are shown, so
+/// `"8080"` written as a string is port 8080.
+#[derive(Debug)]
+enum Port<'a> {
+    Number(i32),
+    Name(&'a str),
+}
+
+impl PartialEq for Port<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Port::Number(a), Port::Number(b)) => a == b,
+            (Port::Name(a), Port::Name(b)) => a == b,
+            (Port::Number(n), Port::Name(name)) | (Port::Name(name), Port::Number(n)) => *name == n.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Port<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Port::Number(n) => write!(f, "{n}"),
+            Port::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl std::fmt::Display for Handler<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Handler::Http { port, path, .. } => write!(f, "httpGet {path} port {port}"),
@@ -63,48 +135,40 @@ impl std::fmt::Display for Handler {
     }
 }
 
-fn handler(probe: &Probe, container: &Container) -> Option<Handler> {
+fn handler<'a>(probe: &'a Probe, container: &'a Container) -> Option<Handler<'a>> {
     if let Some(http) = &probe.http_get {
-        let mut headers: Vec<(String, String)> = http
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
-            .collect();
-        headers.sort();
         return Some(Handler::Http {
-            scheme: http.scheme.clone().unwrap_or_else(|| "HTTP".into()).to_ascii_uppercase(),
-            host: http.host.clone().unwrap_or_default(),
+            scheme: http.scheme.as_deref().unwrap_or("HTTP"),
+            host: http.host.as_deref().unwrap_or_default(),
             port: port_number(&http.port, container),
-            path: http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into()),
-            headers,
+            path: http.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("/"),
+            headers: http.http_headers.as_deref().unwrap_or_default(),
         });
     }
     if let Some(tcp) = &probe.tcp_socket {
         return Some(Handler::Tcp {
-            host: tcp.host.clone().unwrap_or_default(),
+            host: tcp.host.as_deref().unwrap_or_default(),
             port: port_number(&tcp.port, container),
         });
     }
     if let Some(exec) = &probe.exec {
-        return Some(Handler::Exec(exec.command.clone().unwrap_or_default()));
+        return Some(Handler::Exec(exec.command.as_deref().unwrap_or_default()));
     }
     probe.grpc.as_ref().map(|g| Handler::Grpc {
         port: g.port,
-        service: g.service.clone().unwrap_or_default(),
+        service: g.service.as_deref().unwrap_or_default(),
     })
 }
 
 /// A port as a number where the container names it, else as written.
-fn port_number(port: &IntOrString, container: &Container) -> String {
+fn port_number<'a>(port: &'a IntOrString, container: &Container) -> Port<'a> {
     match port {
-        IntOrString::Int(n) => n.to_string(),
+        IntOrString::Int(n) => Port::Number(*n),
         IntOrString::String(name) => container
             .ports
             .iter()
             .find(|p| p.name.as_deref() == Some(name) && p.container_port != 0)
-            .map(|p| p.container_port)
-            .map_or_else(|| name.clone(), |n| n.to_string()),
+            .map_or(Port::Name(name), |p| Port::Number(p.container_port)),
     }
 }
 
@@ -300,4 +364,21 @@ fn cases() -> Vec<Case> {
             {"name": "migrate"},
         ])),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Port;
+
+    /// As the messages show them: a port written as the string `"8080"`
+    /// is port 8080 (the API server refuses such a name; a manifest given
+    /// to `check` may still hold one).
+    #[test]
+    fn ports_compare_as_they_are_shown() {
+        assert_eq!(Port::Number(8080), Port::Name("8080"));
+        assert_eq!(Port::Name("8080"), Port::Number(8080));
+        assert_ne!(Port::Number(8080), Port::Name("08080"));
+        assert_ne!(Port::Number(8080), Port::Name("http"));
+        assert_ne!(Port::Number(8080), Port::Number(8081));
+    }
 }

@@ -377,8 +377,17 @@ pub fn evaluate(subject: &Subject<'_>) -> Vec<Finding> {
 /// A container that can and should carry probes.
 pub struct ProbedContainer<'a> {
     pub container: &'a Container,
-    /// `spec.template.spec.containers[0]`
-    pub path: FieldPath,
+    /// `containers` or `initContainers`.
+    list: &'static str,
+    index: usize,
+}
+
+impl ProbedContainer<'_> {
+    /// `spec.template.spec.containers[0]`: built only for a finding, as
+    /// most containers have none.
+    pub fn path(&self) -> FieldPath {
+        FieldPath::of(&["spec", "template", "spec", self.list]).index(self.index)
+    }
 }
 
 /// Containers the probe rules apply to: every regular container, and
@@ -389,13 +398,13 @@ pub fn probed_containers(
     settings: RuleSettings,
 ) -> impl Iterator<Item = ProbedContainer<'_>> {
     let pod = sts.pod();
-    let pod_path = || FieldPath::of(&["spec", "template", "spec"]);
     let regular = pod
         .into_iter()
         .flat_map(|p| p.containers.iter().enumerate())
-        .map(move |(i, c)| ProbedContainer {
-            container: c,
-            path: pod_path().field("containers").index(i),
+        .map(|(index, container)| ProbedContainer {
+            container,
+            list: "containers",
+            index,
         });
     let sidecars = pod
         .filter(|_| settings.sidecars_require_probes)
@@ -403,9 +412,10 @@ pub fn probed_containers(
         .into_iter()
         .flat_map(|cs| cs.iter().enumerate())
         .filter(|(_, c)| is_restartable_sidecar(c))
-        .map(move |(i, c)| ProbedContainer {
-            container: c,
-            path: pod_path().field("initContainers").index(i),
+        .map(|(index, container)| ProbedContainer {
+            container,
+            list: "initContainers",
+            index,
         });
     regular.chain(sidecars)
 }
@@ -429,7 +439,7 @@ fn require_probe(
             rule,
             kind: FindingKind::Object,
             key: format!("{rule}/{}", pc.container.name),
-            path: pc.path,
+            path: pc.path(),
             container: Some(pc.container.name.clone()),
             problem: format!("has no {field}"),
             fix: fix.to_string(),

@@ -36,14 +36,14 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
             let Some((handler, IntOrString::String(name))) = probe.and_then(named_port) else {
                 continue;
             };
-            if c.ports.iter().any(|p| p.name.as_deref() == Some(name.as_str())) {
+            if c.ports.iter().any(|p| p.name.as_deref() == Some(name)) {
                 continue;
             }
             findings.push(Finding {
                 rule: RULE.id,
                 kind: FindingKind::Object,
                 key: format!("{}/{}/{field}", RULE.id, c.name),
-                path: pc.path.clone().field(field).field(handler).field("port"),
+                path: pc.path().field(field).field(handler).field("port"),
                 container: Some(c.name.clone()),
                 problem: format!("{field} names port {name:?}, which the container does not declare"),
                 fix: format!("add a port named {name:?} to ports[], or use the port number"),
@@ -54,11 +54,11 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
 }
 
 /// The handler field and port of an httpGet or tcpSocket probe.
-fn named_port(probe: &Probe) -> Option<(&'static str, IntOrString)> {
+fn named_port(probe: &Probe) -> Option<(&'static str, &IntOrString)> {
     if let Some(http) = &probe.http_get {
-        return Some(("httpGet", http.port.clone()));
+        return Some(("httpGet", &http.port));
     }
-    probe.tcp_socket.as_ref().map(|t| ("tcpSocket", t.port.clone()))
+    probe.tcp_socket.as_ref().map(|t| ("tcpSocket", &t.port))
 }
 
 /// The probes [`check`] reads, in its order: one finding key each.

@@ -38,7 +38,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
                 rule: RULE.id,
                 kind: FindingKind::Object,
                 key: format!("{}/{}", RULE.id, pc.container.name),
-                path: pc.path.field("livenessProbe"),
+                path: pc.path().field("livenessProbe"),
                 container: Some(pc.container.name.clone()),
                 problem: format!(
                     "livenessProbe allows {allows} s before the first restart; the policy asks {min} s"
