@@ -91,12 +91,8 @@ impl<'de> Reader<'de> {
     }
 
     fn literal(&mut self, word: &[u8]) -> Result<()> {
-        if self.bytes()[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(())
-        } else {
-            Err(Unsupported)
-        }
+        self.pos = literal(self.bytes(), self.pos, word)?;
+        Ok(())
     }
 
     fn enter(&mut self) -> Result<()> {
@@ -184,94 +180,66 @@ impl<'de> Reader<'de> {
     }
 
     /// Skips one value, checking it as serde_json checks a value it
-    /// ignores.
+    /// ignores. One loop over the value's tokens, the open brackets on a
+    /// stack: `managedFields` is a hundred small nested objects.
     fn skip_value(&mut self) -> Result<()> {
-        match self.skip_whitespace().ok_or(Unsupported)? {
-            b'"' => {
-                self.pos = skip_string(self.bytes(), self.pos + 1)?;
-                Ok(())
-            }
-            b'{' => self.skip_members(b'}', |reader| {
-                if reader.skip_whitespace() != Some(b'"') {
-                    return Err(Unsupported);
+        let bytes = self.bytes();
+        let mut pos = self.pos;
+        // Whether the bracket open at each level (from 0, inside this
+        // value) is an object's.
+        let mut objects = [false; MAX_DEPTH as usize];
+        let mut level = 0;
+        loop {
+            // A value starts here.
+            match next_token(bytes, &mut pos)? {
+                b'"' => pos = skip_string(bytes, pos + 1)?,
+                open @ (b'{' | b'[') => {
+                    pos += 1;
+                    if self.depth + level + 1 > MAX_DEPTH {
+                        return Err(Unsupported);
+                    }
+                    let object = open == b'{';
+                    if next_token(bytes, &mut pos)? == if object { b'}' } else { b']' } {
+                        pos += 1;
+                    } else {
+                        objects[level as usize] = object;
+                        level += 1;
+                        if object {
+                            pos = skip_key(bytes, pos)?;
+                        }
+                        continue;
+                    }
                 }
-                reader.pos = skip_string(reader.bytes(), reader.pos + 1)?;
-                reader.expect(b':')?;
-                reader.skip_value()
-            }),
-            b'[' => self.skip_members(b']', Self::skip_value),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.skip_number(),
-            _ => Err(Unsupported),
-        }
-    }
-
-    /// Skips an object's or an array's members, each with `member`, the
-    /// reader on the opening bracket; `close` is the closing one.
-    fn skip_members(
-        &mut self,
-        close: u8,
-        mut member: impl FnMut(&mut Self) -> Result<()>,
-    ) -> Result<()> {
-        self.pos += 1;
-        self.enter()?;
-        if self.skip_whitespace() == Some(close) {
-            self.pos += 1;
-        } else {
+                b't' => pos = literal(bytes, pos, b"true")?,
+                b'f' => pos = literal(bytes, pos, b"false")?,
+                b'n' => pos = literal(bytes, pos, b"null")?,
+                b'-' | b'0'..=b'9' => pos = skip_number(bytes, pos)?,
+                _ => return Err(Unsupported),
+            }
+            // A value ended: the brackets it closes, then a comma before
+            // the next value, or the end of the whole value.
             loop {
-                member(self)?;
-                match self.skip_whitespace() {
-                    Some(b',') => self.pos += 1,
-                    Some(b) if b == close => {
-                        self.pos += 1;
+                if level == 0 {
+                    self.pos = pos;
+                    return Ok(());
+                }
+                let object = objects[level as usize - 1];
+                match (next_token(bytes, &mut pos)?, object) {
+                    (b',', _) => {
+                        pos += 1;
+                        if object {
+                            pos = skip_key(bytes, pos)?;
+                        }
                         break;
+                    }
+                    (b'}', true) | (b']', false) => {
+                        pos += 1;
+                        level -= 1;
                     }
                     _ => return Err(Unsupported),
                 }
             }
         }
-        self.depth -= 1;
-        Ok(())
-    }
-
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn skip_number(&mut self) -> Result<()> {
-        let bytes = self.bytes();
-        let digits = |mut i: usize| {
-            let from = i;
-            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            (i, i - from)
-        };
-        let mut i = self.pos + usize::from(bytes[self.pos] == b'-');
-        let (end, n) = digits(i);
-        if n == 0 || (n > 1 && bytes[i] == b'0') {
-            return Err(Unsupported);
-        }
-        i = end;
-        if bytes.get(i) == Some(&b'.') {
-            let (end, n) = digits(i + 1);
-            if n == 0 {
-                return Err(Unsupported);
-            }
-            i = end;
-        }
-        if matches!(bytes.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            if matches!(bytes.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let (end, n) = digits(i);
-            if n == 0 {
-                return Err(Unsupported);
-            }
-            i = end;
-        }
-        self.pos = i;
-        Ok(())
     }
 
     fn map<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
@@ -297,6 +265,79 @@ impl<'de> Reader<'de> {
         self.depth -= 1;
         Ok(value)
     }
+}
+
+/// The next byte that is not whitespace, not consumed; the end of the
+/// text is an error.
+#[inline(always)]
+fn next_token(bytes: &[u8], pos: &mut usize) -> Result<u8> {
+    while let Some(&b) = bytes.get(*pos) {
+        match b {
+            b' ' | b'\n' | b'\t' | b'\r' => *pos += 1,
+            _ => return Ok(b),
+        }
+    }
+    Err(Unsupported)
+}
+
+/// An object's key and its colon, from the whitespace before the key: the
+/// index after the colon.
+#[inline(always)]
+fn skip_key(bytes: &[u8], mut pos: usize) -> Result<usize> {
+    if next_token(bytes, &mut pos)? != b'"' {
+        return Err(Unsupported);
+    }
+    pos = skip_string(bytes, pos + 1)?;
+    if next_token(bytes, &mut pos)? != b':' {
+        return Err(Unsupported);
+    }
+    Ok(pos + 1)
+}
+
+/// `word` at `pos`: the index after it.
+fn literal(bytes: &[u8], pos: usize, word: &[u8]) -> Result<usize> {
+    if bytes[pos..].starts_with(word) {
+        Ok(pos + word.len())
+    } else {
+        Err(Unsupported)
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at `pos`: the index
+/// after it.
+fn skip_number(bytes: &[u8], pos: usize) -> Result<usize> {
+    let digits = |mut i: usize| {
+        let from = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i, i - from)
+    };
+    let mut i = pos + usize::from(bytes[pos] == b'-');
+    let (end, n) = digits(i);
+    if n == 0 || (n > 1 && bytes[i] == b'0') {
+        return Err(Unsupported);
+    }
+    i = end;
+    if bytes.get(i) == Some(&b'.') {
+        let (end, n) = digits(i + 1);
+        if n == 0 {
+            return Err(Unsupported);
+        }
+        i = end;
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(bytes.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let (end, n) = digits(i);
+        if n == 0 {
+            return Err(Unsupported);
+        }
+        i = end;
+    }
+    Ok(i)
 }
 
 /// One escape, the bytes after its backslash: the character and how many
@@ -343,8 +384,23 @@ fn hex4(digits: Option<&[u8]>) -> Result<u32> {
 /// The index just past the closing quote of the string whose contents
 /// start at `i`, checked as serde_json checks a string it ignores: no
 /// control characters, only JSON's escapes (`\u` with four hex digits).
-#[inline]
-fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize> {
+/// Inlined for what most strings are (a key, a name: no escape in their
+/// first 32 bytes, and closed there); the rest is [`skip_long_string`].
+#[inline(always)]
+fn skip_string(bytes: &[u8], i: usize) -> Result<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if i + 32 <= bytes.len() {
+        let mask = blocks::specials(bytes, i) | blocks::specials(bytes, i + 16) << 16;
+        let at = i + mask.trailing_zeros() as usize;
+        if mask != 0 && bytes[at] == b'"' {
+            return Ok(at + 1);
+        }
+    }
+    skip_long_string(bytes, i)
+}
+
+#[inline(never)]
+fn skip_long_string(bytes: &[u8], mut i: usize) -> Result<usize> {
     #[cfg(target_arch = "x86_64")]
     match blocks::skip(bytes, i)? {
         blocks::Scan::Closed(end) => return Ok(end),
@@ -444,29 +500,129 @@ mod blocks {
         }
     }
 
-    /// Scans whole blocks of 16 bytes from `i`.
+    /// Scans whole blocks from `i`: the first 32 bytes 16 at a time with
+    /// their escapes one by one (most strings, names and keys, end there),
+    /// then 64 at a time.
     #[inline]
     pub fn skip(bytes: &[u8], mut i: usize) -> Result<Scan> {
-        'blocks: while i + 16 <= bytes.len() {
-            let mut mask = specials(bytes, i);
-            while mask != 0 {
-                let at = i + mask.trailing_zeros() as usize;
-                match bytes[at] {
-                    b'"' => return Ok(Scan::Closed(at + 1)),
-                    b'\\' => {
-                        let next = at + 1 + escape_len(&bytes[at + 1..])?;
-                        if next >= i + 16 {
-                            i = next;
-                            continue 'blocks;
-                        }
-                        mask &= !0u32 << (next - i);
-                    }
-                    _ => return Err(Unsupported),
-                }
+        let narrow_end = i + 32;
+        while i < narrow_end && i + 16 <= bytes.len() {
+            if let Some(end) = block(bytes, &mut i)? {
+                return Ok(Scan::Closed(end));
             }
-            i += 16;
+        }
+        wide(bytes, i)
+    }
+
+    /// The 16 bytes from `*i`, escapes one by one: the index just past the
+    /// closing quote, or `None` and `*i` moved past the block (past an
+    /// escape that crosses its end).
+    #[inline(always)]
+    fn block(bytes: &[u8], i: &mut usize) -> Result<Option<usize>> {
+        let mut mask = specials(bytes, *i);
+        while mask != 0 {
+            let at = *i + mask.trailing_zeros() as usize;
+            match bytes[at] {
+                b'"' => return Ok(Some(at + 1)),
+                b'\\' => {
+                    let next = at + 1 + escape_len(&bytes[at + 1..])?;
+                    if next >= *i + 16 {
+                        *i = next;
+                        return Ok(None);
+                    }
+                    mask &= !0u32 << (next - *i);
+                }
+                _ => return Err(Unsupported),
+            }
+        }
+        *i += 16;
+        Ok(None)
+    }
+
+    /// 64 bytes at a time, escapes found by bit arithmetic rather than one
+    /// by one: the `last-applied-configuration` annotation has a `\"`
+    /// every few bytes. A string with an escape other than `\"` and `\\`
+    /// (rare) has those checked one by one.
+    fn wide(bytes: &[u8], mut i: usize) -> Result<Scan> {
+        // Whether the byte at `i` is escaped by a backslash before it.
+        let mut escaped_carry = 0u64;
+        while i + 64 <= bytes.len() {
+            let mut quote = 0u64;
+            let mut backslash = 0u64;
+            let mut control = 0u64;
+            for k in 0..4 {
+                let (q, b, c) = classes(bytes, i + 16 * k);
+                quote |= u64::from(q) << (16 * k);
+                backslash |= u64::from(b) << (16 * k);
+                control |= u64::from(c) << (16 * k);
+            }
+            let escaped = escaped_by(backslash, &mut escaped_carry);
+            let closing = quote & !escaped;
+            // The bytes of the string in this chunk: those before its
+            // closing quote.
+            let inside = if closing == 0 {
+                !0
+            } else {
+                (closing & closing.wrapping_neg()) - 1
+            };
+            if control & inside != 0 {
+                return Err(Unsupported);
+            }
+            let mut others = escaped & inside & !(quote | backslash);
+            while others != 0 {
+                let at = i + others.trailing_zeros() as usize;
+                escape_len(&bytes[at..])?;
+                others &= others - 1;
+            }
+            if closing != 0 {
+                return Ok(Scan::Closed(i + closing.trailing_zeros() as usize + 1));
+            }
+            i += 64;
+        }
+        // The blocks resume on the backslash of a pending escape.
+        let mut i = i - escaped_carry as usize;
+        while i + 16 <= bytes.len() {
+            if let Some(end) = block(bytes, &mut i)? {
+                return Ok(Scan::Closed(end));
+            }
         }
         Ok(Scan::Tail(i))
+    }
+
+    /// The bytes of a chunk that a backslash escapes (the one after each
+    /// backslash that is not itself escaped), `carry` saying whether the
+    /// chunk's first byte is escaped and set for the next chunk's: the
+    /// odd-length runs of backslashes, found with one addition (as
+    /// simdjson finds them).
+    #[inline(always)]
+    fn escaped_by(backslash: u64, carry: &mut u64) -> u64 {
+        const EVEN: u64 = 0x5555_5555_5555_5555;
+        let backslash = backslash & !*carry;
+        let follows_backslash = (backslash << 1) | *carry;
+        let odd_starts = backslash & !EVEN & !follows_backslash;
+        let (even_starts_end, overflow) = odd_starts.overflowing_add(backslash);
+        *carry = u64::from(overflow);
+        (EVEN ^ (even_starts_end << 1)) & follows_backslash
+    }
+
+    /// The quotes, backslashes and control characters of the 16 bytes from
+    /// `i`, one mask each.
+    #[inline(always)]
+    fn classes(bytes: &[u8], i: usize) -> (u16, u16, u16) {
+        assert!(i + 16 <= bytes.len());
+        // SAFETY: as in `specials`.
+        unsafe {
+            let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+            let limit = _mm_set1_epi8(0x1f);
+            let control = _mm_cmpeq_epi8(_mm_max_epu8(block, limit), limit);
+            (
+                _mm_movemask_epi8(quote) as u16,
+                _mm_movemask_epi8(backslash) as u16,
+                _mm_movemask_epi8(control) as u16,
+            )
+        }
     }
 }
 

@@ -76,6 +76,32 @@ fn skips_strings_as_serde_json_does_at_every_place_in_a_block() {
     }
 }
 
+/// Long strings are scanned 64 bytes at a time, escapes found by bit
+/// arithmetic: runs of backslashes of every length, ending on every byte
+/// of a chunk and across its end, decide alike.
+#[test]
+fn skips_long_strings_as_serde_json_does_across_chunks() {
+    let runs = (1..=6).map(|n| "\\".repeat(n));
+    let mut inners: Vec<String> = Vec::new();
+    for run in runs {
+        for after in ["\"", "x", "n", "u00e9", "u12", "\u{1}", "é"] {
+            inners.push(format!("{run}{after}"));
+        }
+    }
+    inners.push(r#"\"a\"b\"c\"d\"e\"f"#.repeat(12));
+    inners.push("\u{1f}".into());
+    for at in 0..150 {
+        for inner in &inners {
+            skips_as_serde_json(&string_with(inner, at, 150));
+            // The string's end near the chunk's end, the escape before it;
+            // and with text after it, as in a body.
+            let short = string_with(inner, at, at);
+            skips_as_serde_json(&short);
+            skips_as_serde_json(&format!("[{short},{}]", "1".repeat(64)));
+        }
+    }
+}
+
 #[test]
 fn skips_everything_else_as_serde_json_does() {
     for (text, accepted) in [
