@@ -76,6 +76,18 @@ fn skips_strings_as_serde_json_does_at_every_place_in_a_block() {
     }
 }
 
+/// A string read from a body is borrowed whole, whatever its length and
+/// wherever it ends (the first 32 bytes are checked inline).
+#[test]
+fn reads_plain_strings_of_every_length() {
+    for n in 0..100 {
+        let text = format!("[\"{}\"{}]", "k".repeat(n), ",0".repeat(30));
+        assert!(reads_as_serde_json(&text), "{text}");
+        let text = format!("{{\"{}\":1}}", "k".repeat(n));
+        assert!(reads_as_serde_json(&text), "{text}");
+    }
+}
+
 /// Long strings are scanned 64 bytes at a time, escapes found by bit
 /// arithmetic: runs of backslashes of every length, ending on every byte
 /// of a chunk and across its end, decide alike.
@@ -97,7 +109,9 @@ fn skips_long_strings_as_serde_json_does_across_chunks() {
             // and with text after it, as in a body.
             let short = string_with(inner, at, at);
             skips_as_serde_json(&short);
-            skips_as_serde_json(&format!("[{short},{}]", "1".repeat(64)));
+            let in_body = format!("[{short}{}]", ",0".repeat(40));
+            skips_as_serde_json(&in_body);
+            reads_as_serde_json(&in_body);
         }
     }
 }
