@@ -1,19 +1,25 @@
 //! The decode's fast path: a serde `Deserializer` over the body's text that
 //! reads what serde_json reads, to the same values, and skips the values
 //! nobody reads (the `last-applied-configuration` annotation, dense with
-//! `\"`, and `managedFields`: half of a typical body) 16 bytes at a time
-//! where serde_json stops at every escape.
+//! `\"`, and `managedFields`: half of a typical body) 16 and 64 bytes at a
+//! time where serde_json stops at every escape and every token.
 //!
-//! It accepts a subset of what serde_json accepts: anything it is not sure
-//! of (a float, `-0`, a lone surrogate, a struct written as an array,
-//! nesting deeper than [`MAX_DEPTH`], any syntax error, any error of the
-//! types themselves) is [`Unsupported`], and the caller decodes the body
-//! with serde_json instead, which then decides, and words, what is wrong.
-//! So a body decodes to the same result either way; only the cost differs.
-//! Its skipping checks what serde_json's does (a string's control
-//! characters and escapes, a number's digits, the literals, the
-//! brackets), so the bodies the API server sends, valid JSON all, never
-//! take the slow path for a value nobody reads.
+//! What it reads, it reads as serde_json does, or not at all: anything it
+//! is not sure of (a float, `-0`, a lone surrogate, a struct written as an
+//! array, nesting deeper than [`MAX_DEPTH`], any syntax error, any error of
+//! the types themselves) is [`Unsupported`], and the caller decodes the
+//! body with serde_json instead, which then decides, and words, what is
+//! wrong.
+//!
+//! What it skips, it delimits. A skipped string is checked as serde_json
+//! checks one (control characters, escapes), a skipped number or literal
+//! too; a skipped object or array is followed only by its brackets and its
+//! strings' quotes and escapes, and what is between them is not checked,
+//! as none of it is built. So every body serde_json accepts decodes to the
+//! same value either way, and a body malformed only inside an object or
+//! array nobody reads is accepted, as one with a value of the wrong type
+//! there already is (kube's decoder, which builds every field, refuses
+//! both; the API server sends neither: it decoded the object first).
 
 use std::fmt;
 
@@ -197,67 +203,22 @@ impl<'de> Reader<'de> {
         }
     }
 
-    /// Skips one value, checking it as serde_json checks a value it
-    /// ignores. One loop over the value's tokens, the open brackets on a
-    /// stack: `managedFields` is a hundred small nested objects.
+    /// Skips one value: a string, number or literal checked as serde_json
+    /// checks one it ignores, an object or array delimited by its brackets
+    /// (the module's doc says why).
     fn skip_value(&mut self) -> Result<()> {
         let bytes = self.bytes();
         let mut pos = self.pos;
-        // Whether the bracket open at each level (from 0, inside this
-        // value) is an object's.
-        let mut objects = [false; MAX_DEPTH as usize];
-        let mut level = 0;
-        loop {
-            // A value starts here.
-            match next_token(bytes, &mut pos)? {
-                b'"' => pos = skip_string(bytes, pos + 1)?,
-                open @ (b'{' | b'[') => {
-                    pos += 1;
-                    if self.depth + level + 1 > MAX_DEPTH {
-                        return Err(Unsupported);
-                    }
-                    let object = open == b'{';
-                    if next_token(bytes, &mut pos)? == if object { b'}' } else { b']' } {
-                        pos += 1;
-                    } else {
-                        objects[level as usize] = object;
-                        level += 1;
-                        if object {
-                            pos = skip_key(bytes, pos)?;
-                        }
-                        continue;
-                    }
-                }
-                b't' => pos = literal(bytes, pos, b"true")?,
-                b'f' => pos = literal(bytes, pos, b"false")?,
-                b'n' => pos = literal(bytes, pos, b"null")?,
-                b'-' | b'0'..=b'9' => pos = skip_number(bytes, pos)?,
-                _ => return Err(Unsupported),
-            }
-            // A value ended: the brackets it closes, then a comma before
-            // the next value, or the end of the whole value.
-            loop {
-                if level == 0 {
-                    self.pos = pos;
-                    return Ok(());
-                }
-                let object = objects[level as usize - 1];
-                match (next_token(bytes, &mut pos)?, object) {
-                    (b',', _) => {
-                        pos += 1;
-                        if object {
-                            pos = skip_key(bytes, pos)?;
-                        }
-                        break;
-                    }
-                    (b'}', true) | (b']', false) => {
-                        pos += 1;
-                        level -= 1;
-                    }
-                    _ => return Err(Unsupported),
-                }
-            }
-        }
+        self.pos = match next_token(bytes, &mut pos)? {
+            b'"' => skip_string(bytes, pos + 1)?,
+            b'{' | b'[' => skip_brackets(bytes, pos)?,
+            b't' => literal(bytes, pos, b"true")?,
+            b'f' => literal(bytes, pos, b"false")?,
+            b'n' => literal(bytes, pos, b"null")?,
+            b'-' | b'0'..=b'9' => skip_number(bytes, pos)?,
+            _ => return Err(Unsupported),
+        };
+        Ok(())
     }
 
     fn map<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
@@ -298,18 +259,64 @@ fn next_token(bytes: &[u8], pos: &mut usize) -> Result<u8> {
     Err(Unsupported)
 }
 
-/// An object's key and its colon, from the whitespace before the key: the
-/// index after the colon.
-#[inline(always)]
-fn skip_key(bytes: &[u8], mut pos: usize) -> Result<usize> {
-    if next_token(bytes, &mut pos)? != b'"' {
-        return Err(Unsupported);
+/// The index just past the bracket that closes the one at `open`,
+/// following only brackets and strings (their quotes and escapes): 64
+/// bytes at a time where SSE2 is there, the rest byte by byte.
+fn skip_brackets(bytes: &[u8], open: usize) -> Result<usize> {
+    let mut scan = Brackets::default();
+    #[allow(unused_mut)]
+    let mut i = open;
+    #[cfg(target_arch = "x86_64")]
+    while i + 64 <= bytes.len() {
+        if let Some(end) = blocks::brackets(bytes, i, &mut scan) {
+            return Ok(end);
+        }
+        i += 64;
     }
-    pos = skip_string(bytes, pos + 1)?;
-    if next_token(bytes, &mut pos)? != b':' {
-        return Err(Unsupported);
+    scan.rest(bytes, i)
+}
+
+/// Where a bracket scan stands between two chunks.
+#[derive(Default)]
+struct Brackets {
+    /// Brackets open, the first included.
+    depth: u64,
+    in_string: bool,
+    /// The next byte is escaped by a backslash.
+    escaped: bool,
+}
+
+impl Brackets {
+    /// The rest of the text from `from`, byte by byte.
+    fn rest(mut self, bytes: &[u8], from: usize) -> Result<usize> {
+        // A backslash escapes only inside a string (outside one it is not
+        // JSON, and the chunks may have carried it).
+        self.escaped &= self.in_string;
+        for (i, &b) in bytes.iter().enumerate().skip(from) {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Ok(i + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(Unsupported)
     }
-    Ok(pos + 1)
 }
 
 /// `word` at `pos`: the index after it.
@@ -487,7 +494,7 @@ fn find_special(bytes: &[u8], mut i: usize) -> usize {
 /// a block, and all the escapes of a block are passed without leaving it.
 #[cfg(target_arch = "x86_64")]
 mod blocks {
-    use super::{Result, Unsupported, escape_len};
+    use super::{Brackets, Result, Unsupported, escape_len};
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
@@ -621,6 +628,76 @@ mod blocks {
         let (even_starts_end, overflow) = odd_starts.overflowing_add(backslash);
         *carry = u64::from(overflow);
         (EVEN ^ (even_starts_end << 1)) & follows_backslash
+    }
+
+    /// The 64 bytes from `i` of a bracket scan: the index just past the
+    /// bracket that brings the depth to 0, or `None` and `scan` updated.
+    /// Strings are found as simdjson finds them: the quotes no backslash
+    /// escapes, and between each pair (a prefix XOR), the inside.
+    #[inline]
+    pub fn brackets(bytes: &[u8], i: usize, scan: &mut Brackets) -> Option<usize> {
+        let (mut quote, mut backslash, mut open, mut close) = (0u64, 0u64, 0u64, 0u64);
+        for k in 0..4 {
+            let (q, b, o, c) = bracket_classes(bytes, i + 16 * k);
+            quote |= u64::from(q) << (16 * k);
+            backslash |= u64::from(b) << (16 * k);
+            open |= u64::from(o) << (16 * k);
+            close |= u64::from(c) << (16 * k);
+        }
+        let mut carry = u64::from(scan.escaped);
+        let escaped = escaped_by(backslash, &mut carry);
+        scan.escaped = carry == 1;
+        let mut inside = quote & !escaped;
+        for shift in [1, 2, 4, 8, 16, 32] {
+            inside ^= inside << shift;
+        }
+        if scan.in_string {
+            inside = !inside;
+        }
+        scan.in_string = inside >> 63 == 1;
+        let (open, close) = (open & !inside, close & !inside);
+        // Only an opening bracket raises the depth: it cannot reach 0 here.
+        if scan.depth > u64::from(close.count_ones()) {
+            scan.depth = scan.depth + u64::from(open.count_ones()) - u64::from(close.count_ones());
+            return None;
+        }
+        let mut brackets = open | close;
+        while brackets != 0 {
+            let at = brackets.trailing_zeros();
+            if open >> at & 1 == 1 {
+                scan.depth += 1;
+            } else {
+                scan.depth -= 1;
+                if scan.depth == 0 {
+                    return Some(i + at as usize + 1);
+                }
+            }
+            brackets &= brackets - 1;
+        }
+        None
+    }
+
+    /// The quotes, backslashes, opening and closing brackets of the 16
+    /// bytes from `i`, one mask each.
+    #[inline(always)]
+    fn bracket_classes(bytes: &[u8], i: usize) -> (u16, u16, u16, u16) {
+        assert!(i + 16 <= bytes.len());
+        // SAFETY: as in `specials`.
+        unsafe {
+            let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+            // `[` and `]` are `{` and `}` without the 0x20 bit.
+            let folded = _mm_or_si128(block, _mm_set1_epi8(0x20));
+            let open = _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'{' as i8));
+            let close = _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'}' as i8));
+            (
+                _mm_movemask_epi8(quote) as u16,
+                _mm_movemask_epi8(backslash) as u16,
+                _mm_movemask_epi8(open) as u16,
+                _mm_movemask_epi8(close) as u16,
+            )
+        }
     }
 
     /// The quotes, backslashes and control characters of the 16 bytes from
