@@ -40,7 +40,7 @@ USER 65532:65532
 # glibc keeps 7 freed blocks of each size per thread for reuse, then goes
 # to its slower shared lists; an admission frees some 50 small blocks at
 # once, so 64 keeps them all: a third less CPU in malloc and free per
-# admission, 2 MiB more peak RSS (BENCHMARKS.md, issue 26).
+# admission, 0.3 MiB more peak RSS (BENCHMARKS.md, issue 26).
 ENV GLIBC_TUNABLES=glibc.malloc.tcache_count=64
 # 8443: HTTPS webhook + /healthz /readyz; 9090: plain-HTTP /metrics.
 EXPOSE 8443 9090
