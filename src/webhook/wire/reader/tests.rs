@@ -267,6 +267,38 @@ fn decodes_the_review_as_serde_json_does(text: &str) {
     }
 }
 
+/// Any JSON value, its strings drawn from what moves a bracket scan: quotes,
+/// backslashes, brackets, control characters (escaped when serialized),
+/// multi-byte characters.
+fn any_json() -> impl Strategy<Value = Value> {
+    let text = prop::collection::vec(
+        prop::sample::select(vec![
+            '"', '\\', '[', ']', '{', '}', 'a', ' ', '\n', '\u{1}', 'é', '🙂',
+        ]),
+        0..40,
+    )
+    .prop_map(|chars| chars.into_iter().collect::<String>());
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        text.clone().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(6, 200, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+            prop::collection::btree_map(text.clone(), inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// What is read after a skipped value.
+#[derive(serde::Deserialize, Debug, PartialEq)]
+struct AfterSkipped {
+    after: String,
+}
+
 /// Bytes that change what a JSON scanner does next.
 const TRICKY: &[u8] = b"\"\\/{}[],:0123456789-+.eEtrufalsn u\x01\x1f\n\t\xc3\xa9";
 
@@ -295,6 +327,19 @@ proptest! {
             reads_as_serde_json(text);
             delimits(text);
             decodes_the_review_as_serde_json_does(text);
+        }
+    }
+
+    /// Any valid JSON value, skipped as an unknown field, ends where
+    /// serde_json ends it: the field read after it is read alike, pretty or
+    /// compact.
+    #[test]
+    fn any_skipped_value_ends_where_serde_json_ends_it(value in any_json()) {
+        for skipped in [serde_json::to_string(&value).unwrap(), serde_json::to_string_pretty(&value).unwrap()] {
+            let text = format!(r#"{{"skipped":{skipped},"after":"read"}}"#);
+            let theirs = serde_json::from_str::<AfterSkipped>(&text).unwrap();
+            let ours = from_str::<AfterSkipped>(&text);
+            prop_assert!(matches!(&ours, Ok(ours) if *ours == theirs), "{text}");
         }
     }
 }
