@@ -61,7 +61,7 @@ impl PartialEq for Handler<'_> {
                 Handler::Http { scheme, host, port, path, headers },
                 Handler::Http { scheme: scheme2, host: host2, port: port2, path: path2, headers: headers2 },
             ) => {
-                // The API server upper-cases the scheme.
+                // `http` and `HTTP` name one scheme.
                 scheme.eq_ignore_ascii_case(scheme2)
                     && host == host2
                     && port == port2
