@@ -78,13 +78,7 @@ impl<'de> Reader<'de> {
     #[inline]
     fn skip_whitespace(&mut self) -> Option<u8> {
         let bytes = self.bytes();
-        while let Some(&b) = bytes.get(self.pos) {
-            match b {
-                b' ' | b'\n' | b'\t' | b'\r' => self.pos += 1,
-                _ => return Some(b),
-            }
-        }
-        None
+        next_token(bytes, &mut self.pos).ok()
     }
 
     fn expect(&mut self, byte: u8) -> Result<()> {
@@ -111,22 +105,17 @@ impl<'de> Reader<'de> {
 
     /// A string, the reader on its opening quote: borrowed from the body
     /// when it has no escapes, else unescaped as serde_json unescapes.
-    /// Inlined for what most strings are (a key, a name: closed within
-    /// 32 bytes, no escape).
+    /// Inlined for the string that closes within 32 bytes.
     #[inline(always)]
     fn string(&mut self) -> Result<Text<'de>> {
         let start = self.pos + 1;
-        #[cfg(target_arch = "x86_64")]
-        if start + 32 <= self.text.len() {
-            let bytes = self.bytes();
-            let mask = blocks::specials(bytes, start) | blocks::specials(bytes, start + 16) << 16;
-            let end = start + mask.trailing_zeros() as usize;
-            if mask != 0 && bytes[end] == b'"' {
-                self.pos = end + 1;
-                return Ok(Text::Borrowed(&self.text[start..end]));
+        match closes_within_32(self.bytes(), start) {
+            Some(end) => {
+                self.pos = end;
+                Ok(Text::Borrowed(&self.text[start..end - 1]))
             }
+            None => self.long_string(start),
         }
-        self.long_string(start)
     }
 
     #[inline(never)]
@@ -264,16 +253,12 @@ fn next_token(bytes: &[u8], pos: &mut usize) -> Result<u8> {
 /// bytes at a time where SSE2 is there, the rest byte by byte.
 fn skip_brackets(bytes: &[u8], open: usize) -> Result<usize> {
     let mut scan = Brackets::default();
-    #[allow(unused_mut)]
-    let mut i = open;
     #[cfg(target_arch = "x86_64")]
-    while i + 64 <= bytes.len() {
-        if let Some(end) = blocks::brackets(bytes, i, &mut scan) {
-            return Ok(end);
-        }
-        i += 64;
-    }
-    scan.rest(bytes, i)
+    let open = match blocks::brackets(bytes, open, &mut scan) {
+        blocks::Scan::Closed(end) => return Ok(end),
+        blocks::Scan::Tail(rest) => rest,
+    };
+    scan.rest(bytes, open)
 }
 
 /// Where a bracket scan stands between two chunks.
@@ -406,22 +391,33 @@ fn hex4(digits: Option<&[u8]>) -> Result<u32> {
     })
 }
 
-/// The index just past the closing quote of the string whose contents
-/// start at `i`, checked as serde_json checks a string it ignores: no
-/// control characters, only JSON's escapes (`\u` with four hex digits).
-/// Inlined for what most strings are (a key, a name: no escape in their
-/// first 32 bytes, and closed there); the rest is [`skip_long_string`].
+/// The index just past the closing quote of a string whose contents start
+/// at `i`, when it closes within 32 bytes without an escape, as most keys
+/// and names do; `None` leaves it to a longer scan from `i`.
 #[inline(always)]
-fn skip_string(bytes: &[u8], i: usize) -> Result<usize> {
+fn closes_within_32(bytes: &[u8], i: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     if i + 32 <= bytes.len() {
         let mask = blocks::specials(bytes, i) | blocks::specials(bytes, i + 16) << 16;
         let at = i + mask.trailing_zeros() as usize;
         if mask != 0 && bytes[at] == b'"' {
-            return Ok(at + 1);
+            return Some(at + 1);
         }
     }
-    skip_long_string(bytes, i)
+    None
+}
+
+/// The index just past the closing quote of the string whose contents
+/// start at `i`, checked as serde_json checks a string it ignores: no
+/// control characters, only JSON's escapes (`\u` with four hex digits).
+/// Inlined for the string that closes within 32 bytes; the rest is
+/// [`skip_long_string`].
+#[inline(always)]
+fn skip_string(bytes: &[u8], i: usize) -> Result<usize> {
+    match closes_within_32(bytes, i) {
+        Some(end) => Ok(end),
+        None => skip_long_string(bytes, i),
+    }
 }
 
 #[inline(never)]
@@ -489,9 +485,10 @@ fn find_special(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The string scan, 16 bytes at a time with SSE2 (part of every x86_64
-/// CPU): one compare finds every quote, backslash and control character of
-/// a block, and all the escapes of a block are passed without leaving it.
+/// The scans 16 and 64 bytes at a time with SSE2 (part of every x86_64
+/// CPU): a compare per kind of byte (quote, backslash, control character,
+/// bracket) gives a bit per byte, and a string's escapes and ends, and a
+/// value's brackets, are found on those bits.
 #[cfg(target_arch = "x86_64")]
 mod blocks {
     use super::{Brackets, Result, Unsupported, escape_len};
@@ -500,87 +497,98 @@ mod blocks {
         _mm_set1_epi8,
     };
 
+    /// Where a scan stopped: just past the closing quote (or bracket), or
+    /// where the rest of the text, left to the byte-by-byte scan, starts.
     pub enum Scan {
-        /// The index just past the closing quote.
         Closed(usize),
-        /// No closing quote in the whole blocks; the rest starts here.
         Tail(usize),
+    }
+
+    /// The 16 bytes from `i`.
+    #[inline(always)]
+    fn load(bytes: &[u8], i: usize) -> __m128i {
+        assert!(i + 16 <= bytes.len());
+        // SAFETY: the 16 bytes from `i` are in `bytes` (asserted), and
+        // loadu needs no alignment.
+        unsafe { _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>()) }
+    }
+
+    // SAFETY (of the `unsafe` blocks below that hold no load): SSE2 is
+    // part of x86_64, so its instructions are always there.
+
+    /// `byte` in every lane.
+    #[inline(always)]
+    fn splat(byte: u8) -> __m128i {
+        unsafe { _mm_set1_epi8(byte as i8) }
+    }
+
+    #[inline(always)]
+    fn or(a: __m128i, b: __m128i) -> __m128i {
+        unsafe { _mm_or_si128(a, b) }
+    }
+
+    /// The lanes of `block` equal to `byte`.
+    #[inline(always)]
+    fn equal(block: __m128i, byte: u8) -> __m128i {
+        unsafe { _mm_cmpeq_epi8(block, splat(byte)) }
+    }
+
+    /// The lanes of `block` holding a control character: a byte is at most
+    /// 0x1f when max(byte, 0x1f) is 0x1f.
+    #[inline(always)]
+    fn control(block: __m128i) -> __m128i {
+        let limit = splat(0x1f);
+        unsafe { _mm_cmpeq_epi8(_mm_max_epu8(block, limit), limit) }
+    }
+
+    /// A bit per lane, bit 0 for the first byte.
+    #[inline(always)]
+    fn bits(lanes: __m128i) -> u64 {
+        u64::from(unsafe { _mm_movemask_epi8(lanes) } as u16)
+    }
+
+    /// The 64 bytes from `i` as one mask per kind of byte, `kinds` giving
+    /// a block's.
+    #[inline(always)]
+    fn chunk<const N: usize>(
+        bytes: &[u8],
+        i: usize,
+        kinds: impl Fn(__m128i) -> [u64; N],
+    ) -> [u64; N] {
+        let mut masks = [0; N];
+        for k in 0..4 {
+            for (mask, block) in masks.iter_mut().zip(kinds(load(bytes, i + 16 * k))) {
+                *mask |= block << (16 * k);
+            }
+        }
+        masks
     }
 
     /// The quotes, backslashes and control characters of the 16 bytes
     /// from `i`, one bit each (bit 0 for byte `i`).
     #[inline(always)]
     pub fn specials(bytes: &[u8], i: usize) -> u32 {
-        assert!(i + 16 <= bytes.len());
-        // SAFETY: SSE2 is part of x86_64; the 16 bytes from `i` are in
-        // `bytes` (asserted), and loadu needs no alignment.
-        unsafe {
-            let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
-            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
-            // A byte is at most 0x1f when max(byte, 0x1f) is 0x1f.
-            let limit = _mm_set1_epi8(0x1f);
-            let control = _mm_cmpeq_epi8(_mm_max_epu8(block, limit), limit);
-            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
-        }
+        let block = load(bytes, i);
+        let special = or(or(equal(block, b'"'), equal(block, b'\\')), control(block));
+        bits(special) as u32
     }
 
-    /// Scans whole blocks from `i`: the first 32 bytes 16 at a time with
-    /// their escapes one by one (most strings, names and keys, end there),
-    /// then 64 at a time.
-    #[inline]
+    /// A string from `i`, 64 bytes at a time,
+    /// escapes found by bit arithmetic rather than one by one: the
+    /// `last-applied-configuration` annotation has a `\"` every few
+    /// bytes. Escapes other than `\"` and `\\` (rare) are checked one by
+    /// one.
     pub fn skip(bytes: &[u8], mut i: usize) -> Result<Scan> {
-        let narrow_end = i + 32;
-        while i < narrow_end && i + 16 <= bytes.len() {
-            if let Some(end) = block(bytes, &mut i)? {
-                return Ok(Scan::Closed(end));
-            }
-        }
-        wide(bytes, i)
-    }
-
-    /// The 16 bytes from `*i`, escapes one by one: the index just past the
-    /// closing quote, or `None` and `*i` moved past the block (past an
-    /// escape that crosses its end).
-    #[inline(always)]
-    fn block(bytes: &[u8], i: &mut usize) -> Result<Option<usize>> {
-        let mut mask = specials(bytes, *i);
-        while mask != 0 {
-            let at = *i + mask.trailing_zeros() as usize;
-            match bytes[at] {
-                b'"' => return Ok(Some(at + 1)),
-                b'\\' => {
-                    let next = at + 1 + escape_len(&bytes[at + 1..])?;
-                    if next >= *i + 16 {
-                        *i = next;
-                        return Ok(None);
-                    }
-                    mask &= !0u32 << (next - *i);
-                }
-                _ => return Err(Unsupported),
-            }
-        }
-        *i += 16;
-        Ok(None)
-    }
-
-    /// 64 bytes at a time, escapes found by bit arithmetic rather than one
-    /// by one: the `last-applied-configuration` annotation has a `\"`
-    /// every few bytes. A string with an escape other than `\"` and `\\`
-    /// (rare) has those checked one by one.
-    fn wide(bytes: &[u8], mut i: usize) -> Result<Scan> {
         // Whether the byte at `i` is escaped by a backslash before it.
         let mut escaped_carry = 0u64;
         while i + 64 <= bytes.len() {
-            let mut quote = 0u64;
-            let mut backslash = 0u64;
-            let mut control = 0u64;
-            for k in 0..4 {
-                let (q, b, c) = classes(bytes, i + 16 * k);
-                quote |= u64::from(q) << (16 * k);
-                backslash |= u64::from(b) << (16 * k);
-                control |= u64::from(c) << (16 * k);
-            }
+            let [quote, backslash, control] = chunk(bytes, i, |block| {
+                [
+                    bits(equal(block, b'"')),
+                    bits(equal(block, b'\\')),
+                    bits(control(block)),
+                ]
+            });
             let escaped = escaped_by(backslash, &mut escaped_carry);
             let closing = quote & !escaped;
             // The bytes of the string in this chunk: those before its
@@ -604,12 +612,26 @@ mod blocks {
             }
             i += 64;
         }
-        // The blocks resume on the backslash of a pending escape.
+        // 16 bytes at a time, on the backslash of a pending escape.
         let mut i = i - escaped_carry as usize;
-        while i + 16 <= bytes.len() {
-            if let Some(end) = block(bytes, &mut i)? {
-                return Ok(Scan::Closed(end));
+        'blocks: while i + 16 <= bytes.len() {
+            let mut mask = specials(bytes, i);
+            while mask != 0 {
+                let at = i + mask.trailing_zeros() as usize;
+                match bytes[at] {
+                    b'"' => return Ok(Scan::Closed(at + 1)),
+                    b'\\' => {
+                        let next = at + 1 + escape_len(&bytes[at + 1..])?;
+                        if next >= i + 16 {
+                            i = next;
+                            continue 'blocks;
+                        }
+                        mask &= !0u32 << (next - i);
+                    }
+                    _ => return Err(Unsupported),
+                }
             }
+            i += 16;
         }
         Ok(Scan::Tail(i))
     }
@@ -630,94 +652,59 @@ mod blocks {
         (EVEN ^ (even_starts_end << 1)) & follows_backslash
     }
 
-    /// The 64 bytes from `i` of a bracket scan: the index just past the
-    /// bracket that brings the depth to 0, or `None` and `scan` updated.
+    /// A bracket scan from `i`, 64 bytes at a time: [`Scan::Closed`] just
+    /// past the bracket that brings the depth to 0, else [`Scan::Tail`]
+    /// where fewer than 64 bytes are left, `scan` saying where it stands.
     /// Strings are found as simdjson finds them: the quotes no backslash
     /// escapes, and between each pair (a prefix XOR), the inside.
-    #[inline]
-    pub fn brackets(bytes: &[u8], i: usize, scan: &mut Brackets) -> Option<usize> {
-        let (mut quote, mut backslash, mut open, mut close) = (0u64, 0u64, 0u64, 0u64);
-        for k in 0..4 {
-            let (q, b, o, c) = bracket_classes(bytes, i + 16 * k);
-            quote |= u64::from(q) << (16 * k);
-            backslash |= u64::from(b) << (16 * k);
-            open |= u64::from(o) << (16 * k);
-            close |= u64::from(c) << (16 * k);
-        }
-        let mut carry = u64::from(scan.escaped);
-        let escaped = escaped_by(backslash, &mut carry);
-        scan.escaped = carry == 1;
-        let mut inside = quote & !escaped;
-        for shift in [1, 2, 4, 8, 16, 32] {
-            inside ^= inside << shift;
-        }
-        if scan.in_string {
-            inside = !inside;
-        }
-        scan.in_string = inside >> 63 == 1;
-        let (open, close) = (open & !inside, close & !inside);
-        // Only an opening bracket raises the depth: it cannot reach 0 here.
-        if scan.depth > u64::from(close.count_ones()) {
-            scan.depth = scan.depth + u64::from(open.count_ones()) - u64::from(close.count_ones());
-            return None;
-        }
-        let mut brackets = open | close;
-        while brackets != 0 {
-            let at = brackets.trailing_zeros();
-            if open >> at & 1 == 1 {
-                scan.depth += 1;
-            } else {
-                scan.depth -= 1;
-                if scan.depth == 0 {
-                    return Some(i + at as usize + 1);
-                }
+    pub fn brackets(bytes: &[u8], mut i: usize, scan: &mut Brackets) -> Scan {
+        while i + 64 <= bytes.len() {
+            let [quote, backslash, open, close] = chunk(bytes, i, |block| {
+                // `[` and `]` are `{` and `}` without the 0x20 bit.
+                let folded = or(block, splat(0x20));
+                [
+                    bits(equal(block, b'"')),
+                    bits(equal(block, b'\\')),
+                    bits(equal(folded, b'{')),
+                    bits(equal(folded, b'}')),
+                ]
+            });
+            let mut carry = u64::from(scan.escaped);
+            let escaped = escaped_by(backslash, &mut carry);
+            scan.escaped = carry == 1;
+            let mut inside = quote & !escaped;
+            for shift in [1, 2, 4, 8, 16, 32] {
+                inside ^= inside << shift;
             }
-            brackets &= brackets - 1;
+            if scan.in_string {
+                inside = !inside;
+            }
+            scan.in_string = inside >> 63 == 1;
+            let (open, close) = (open & !inside, close & !inside);
+            // Only a closing bracket lowers the depth: with fewer of them
+            // than brackets open, it cannot reach 0 here.
+            if scan.depth > u64::from(close.count_ones()) {
+                scan.depth =
+                    scan.depth + u64::from(open.count_ones()) - u64::from(close.count_ones());
+                i += 64;
+                continue;
+            }
+            let mut brackets = open | close;
+            while brackets != 0 {
+                let at = brackets.trailing_zeros();
+                if open >> at & 1 == 1 {
+                    scan.depth += 1;
+                } else {
+                    scan.depth -= 1;
+                    if scan.depth == 0 {
+                        return Scan::Closed(i + at as usize + 1);
+                    }
+                }
+                brackets &= brackets - 1;
+            }
+            i += 64;
         }
-        None
-    }
-
-    /// The quotes, backslashes, opening and closing brackets of the 16
-    /// bytes from `i`, one mask each.
-    #[inline(always)]
-    fn bracket_classes(bytes: &[u8], i: usize) -> (u16, u16, u16, u16) {
-        assert!(i + 16 <= bytes.len());
-        // SAFETY: as in `specials`.
-        unsafe {
-            let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
-            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
-            // `[` and `]` are `{` and `}` without the 0x20 bit.
-            let folded = _mm_or_si128(block, _mm_set1_epi8(0x20));
-            let open = _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'{' as i8));
-            let close = _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'}' as i8));
-            (
-                _mm_movemask_epi8(quote) as u16,
-                _mm_movemask_epi8(backslash) as u16,
-                _mm_movemask_epi8(open) as u16,
-                _mm_movemask_epi8(close) as u16,
-            )
-        }
-    }
-
-    /// The quotes, backslashes and control characters of the 16 bytes from
-    /// `i`, one mask each.
-    #[inline(always)]
-    fn classes(bytes: &[u8], i: usize) -> (u16, u16, u16) {
-        assert!(i + 16 <= bytes.len());
-        // SAFETY: as in `specials`.
-        unsafe {
-            let block = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
-            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
-            let limit = _mm_set1_epi8(0x1f);
-            let control = _mm_cmpeq_epi8(_mm_max_epu8(block, limit), limit);
-            (
-                _mm_movemask_epi8(quote) as u16,
-                _mm_movemask_epi8(backslash) as u16,
-                _mm_movemask_epi8(control) as u16,
-            )
-        }
+        Scan::Tail(i)
     }
 }
 
