@@ -110,7 +110,7 @@ impl ObjectReport {
         now: jiff::Timestamp,
     ) -> ObjectReport {
         ObjectReport {
-            name: sts.metadata.name.clone().unwrap_or_default(),
+            name: sts.metadata.name.as_deref().unwrap_or_default().to_string(),
             body: Body::Reviewed(simulate(sts, &namespace, policy, lookups, now)),
             namespace,
             origin,

@@ -67,9 +67,9 @@ impl ListedStatefulSet {
             api_version: (),
             kind: (),
             metadata: view::Metadata {
-                name: m.name,
-                generate_name: m.generate_name,
-                namespace: m.namespace,
+                name: m.name.map(Into::into),
+                generate_name: m.generate_name.map(Into::into),
+                namespace: m.namespace.map(Into::into),
                 labels: m.labels,
                 annotations: view::OurAnnotations(m.annotations.unwrap_or_default()),
             },

@@ -379,6 +379,15 @@ pub enum LookupPath {
 }
 
 impl LookupPath {
+    /// Every path, each at its own place (`path as usize`).
+    pub const ALL: [LookupPath; 5] = [
+        LookupPath::Cache,
+        LookupPath::ApiGet,
+        LookupPath::ApiError,
+        LookupPath::Recent,
+        LookupPath::Static,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             LookupPath::Cache => "cache",

@@ -135,7 +135,7 @@ fn concatenated_json_objects_are_each_read_at_their_line() {
         .iter()
         .map(|s| {
             (
-                s.sts.metadata.name.clone().unwrap(),
+                s.sts.metadata.name.as_deref().unwrap().to_string(),
                 s.source.line,
                 s.source.column,
             )

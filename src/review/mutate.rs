@@ -172,10 +172,10 @@ pub fn startup_probe_for(container: &Container, timeout: Duration) -> Option<Pro
         .unwrap_or(DEFAULT_PERIOD_SECONDS);
     let failure_threshold = timeout.as_secs().div_ceil(period as u64).max(1);
     Some(Probe {
-        exec: source.exec.clone(),
-        http_get: source.http_get.clone(),
-        tcp_socket: source.tcp_socket.clone(),
-        grpc: source.grpc.clone(),
+        exec: source.exec.as_ref().map(Into::into),
+        http_get: source.http_get.as_ref().map(Into::into),
+        tcp_socket: source.tcp_socket.as_ref().map(Into::into),
+        grpc: source.grpc.as_ref().map(Into::into),
         timeout_seconds: source.timeout_seconds,
         period_seconds: Some(period),
         failure_threshold: Some(i32::try_from(failure_threshold).unwrap_or(i32::MAX)),
@@ -231,7 +231,7 @@ mod tests {
         assert!(p.exec.is_some());
         assert_eq!(p.failure_threshold, Some(6));
         let mut has = c.clone();
-        has.startup_probe = Some(p);
+        has.startup_probe = Some(crate::view::Probe::default());
         assert!(startup_probe_for(&has, Duration::from_secs(60)).is_none());
         let bare: Container = serde_json::from_value(json!({"name": "x"})).unwrap();
         assert!(startup_probe_for(&bare, Duration::from_secs(60)).is_none());

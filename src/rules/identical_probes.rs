@@ -2,16 +2,15 @@
 //! same check. Then a readiness failure caused by load or a dependency also
 //! restarts the container, and an overload becomes a restart storm.
 
-use k8s_openapi::api::core::v1::{HTTPHeader, Probe};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
     Case, Cel, CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
     probed_containers,
 };
+use compact_str::CompactString;
 use serde_json::{Value, json};
 
-use crate::view::Container;
+use crate::view::{Container, HttpHeader, Probe, ProbePort};
 
 pub const RULE: Rule = Rule {
     id: RuleId("identical-probes"),
@@ -34,7 +33,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
                 kind: FindingKind::Object,
                 key: format!("{}/{}", RULE.id, c.name),
                 path: pc.path(),
-                container: Some(c.name.clone()),
+                container: Some(c.name.to_string()),
                 problem: format!("runs one check for liveness and readiness ({same})"),
                 fix: "make livenessProbe a lighter check that the process is alive".into(),
             })
@@ -48,9 +47,9 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
 /// nothing here allocates unless both probes carry HTTP headers.
 #[derive(Debug)]
 enum Handler<'a> {
-    Http { scheme: &'a str, host: &'a str, port: Port<'a>, path: &'a str, headers: &'a [HTTPHeader] },
+    Http { scheme: &'a str, host: &'a str, port: Port<'a>, path: &'a str, headers: &'a [HttpHeader] },
     Tcp { host: &'a str, port: Port<'a> },
-    Exec(&'a [String]),
+    Exec(&'a [CompactString]),
     Grpc { port: i32, service: &'a str },
 }
 
@@ -80,16 +79,16 @@ impl PartialEq for Handler<'_> {
 
 /// Headers compare as a multiset of (lower-cased name, value): HTTP header
 /// names are case-insensitive, and their order sends the same request.
-fn same_headers(a: &[HTTPHeader], b: &[HTTPHeader]) -> bool {
+fn same_headers(a: &[HttpHeader], b: &[HttpHeader]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     if a.is_empty() {
         return true;
     }
-    fn sorted(headers: &[HTTPHeader]) -> Vec<(String, &str)> {
+    fn sorted(headers: &[HttpHeader]) -> Vec<(String, &str)> {
         let mut pairs: Vec<(String, &str)> =
-            headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.as_str())).collect();
+            headers.iter().map(|h| (h.name.as_str().to_ascii_lowercase(), h.value.as_str())).collect();
         pairs.sort_unstable();
         pairs
     }
@@ -129,7 +128,7 @@ impl std::fmt::Display for Handler<'_> {
         match self {
             Handler::Http { port, path, .. } => write!(f, "httpGet {path} port {port}"),
             Handler::Tcp { port, .. } => write!(f, "tcpSocket port {port}"),
-            Handler::Exec(command) => write!(f, "exec {}", command.first().map_or("", String::as_str)),
+            Handler::Exec(command) => write!(f, "exec {}", command.first().map_or("", CompactString::as_str)),
             Handler::Grpc { port, .. } => write!(f, "grpc port {port}"),
         }
     }
@@ -161,10 +160,10 @@ fn handler<'a>(probe: &'a Probe, container: &'a Container) -> Option<Handler<'a>
 }
 
 /// A port as a number where the container names it, else as written.
-fn port_number<'a>(port: &'a IntOrString, container: &Container) -> Port<'a> {
+fn port_number<'a>(port: &'a ProbePort, container: &Container) -> Port<'a> {
     match port {
-        IntOrString::Int(n) => Port::Number(*n),
-        IntOrString::String(name) => container
+        ProbePort::Number(n) => Port::Number(*n),
+        ProbePort::Name(name) => container
             .ports
             .iter()
             .find(|p| p.name.as_deref() == Some(name) && p.container_port != 0)

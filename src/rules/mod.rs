@@ -440,7 +440,7 @@ fn require_probe(
             kind: FindingKind::Object,
             key: format!("{rule}/{}", pc.container.name),
             path: pc.path(),
-            container: Some(pc.container.name.clone()),
+            container: Some(pc.container.name.to_string()),
             problem: format!("has no {field}"),
             fix: fix.to_string(),
         })

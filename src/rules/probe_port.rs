@@ -4,9 +4,9 @@
 //! never ready. Numeric ports are never a finding (`ports` is
 //! informational).
 
-use k8s_openapi::api::core::v1::Probe;
 use serde_json::{Value, json};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::view::{Probe, ProbePort};
 
 use super::{
     Case, Cel, CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
@@ -33,7 +33,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
             ("startupProbe", c.startup_probe.as_ref()),
         ];
         for (field, probe) in probes {
-            let Some((handler, IntOrString::String(name))) = probe.and_then(named_port) else {
+            let Some((handler, ProbePort::Name(name))) = probe.and_then(named_port) else {
                 continue;
             };
             if c.ports.iter().any(|p| p.name.as_deref() == Some(name)) {
@@ -44,7 +44,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
                 kind: FindingKind::Object,
                 key: format!("{}/{}/{field}", RULE.id, c.name),
                 path: pc.path().field(field).field(handler).field("port"),
-                container: Some(c.name.clone()),
+                container: Some(c.name.to_string()),
                 problem: format!("{field} names port {name:?}, which the container does not declare"),
                 fix: format!("add a port named {name:?} to ports[], or use the port number"),
             });
@@ -54,7 +54,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
 }
 
 /// The handler field and port of an httpGet or tcpSocket probe.
-fn named_port(probe: &Probe) -> Option<(&'static str, &IntOrString)> {
+fn named_port(probe: &Probe) -> Option<(&'static str, &ProbePort)> {
     if let Some(http) = &probe.http_get {
         return Some(("httpGet", &http.port));
     }

@@ -39,7 +39,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
                 kind: FindingKind::Object,
                 key: format!("{}/{}", RULE.id, pc.container.name),
                 path: pc.path().field("livenessProbe"),
-                container: Some(pc.container.name.clone()),
+                container: Some(pc.container.name.to_string()),
                 problem: format!(
                     "livenessProbe allows {allows} s before the first restart; the policy asks {min} s"
                 ),

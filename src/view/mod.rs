@@ -11,12 +11,17 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Probe;
+use compact_str::CompactString;
+
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 mod labels;
+mod probe;
 pub use labels::{Labels, Requirement, Selector};
+pub use probe::{
+    ExecAction, GrpcAction, HttpGetAction, HttpHeader, Probe, ProbePort, TcpSocketAction,
+};
 
 /// Annotation prefix every sts-guard annotation shares.
 pub const ANNOTATION_PREFIX: &str = "sts-guard.io/";
@@ -38,9 +43,9 @@ pub struct StatefulSet {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
-    pub name: Option<String>,
-    pub generate_name: Option<String>,
-    pub namespace: Option<String>,
+    pub name: Option<CompactString>,
+    pub generate_name: Option<CompactString>,
+    pub namespace: Option<CompactString>,
     pub labels: Option<BTreeMap<String, String>>,
     /// Only the `sts-guard.io/` ones: the others (a 3 MiB
     /// `last-applied-configuration`) are skipped unread.
@@ -53,8 +58,8 @@ pub struct Metadata {
 pub struct Spec {
     /// Whether a disruption budget is needed (unset is 1).
     pub replicas: Option<i32>,
-    pub service_name: Option<String>,
-    pub pod_management_policy: Option<String>,
+    pub service_name: Option<CompactString>,
+    pub pod_management_policy: Option<CompactString>,
     #[serde(default, deserialize_with = "nullable")]
     pub template: PodTemplate,
 }
@@ -84,10 +89,10 @@ pub struct PodSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     #[serde(default, deserialize_with = "nullable")]
-    pub name: String,
+    pub name: CompactString,
     /// `Always` on an init container makes it a restartable sidecar.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart_policy: Option<String>,
+    pub restart_policy: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness_probe: Option<Probe>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,7 +112,7 @@ pub struct Container {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     /// 0 when absent (the API server requires it; k8s-openapi reads a
     /// missing one as 0, and so does this view).
     #[serde(default, deserialize_with = "nullable")]

@@ -77,6 +77,13 @@ pub struct WhatLabels {
 
 /// One endpoint's request counters (by [`DecisionLabel`]) and duration
 /// histogram, each created in its family on first use.
+/// One kind's lookups answered one way: `sts_guard_lookups_total` and the
+/// kind's deprecated family, if it has one.
+struct LookupSeries {
+    lookups: Counter,
+    deprecated: Option<Counter>,
+}
+
 #[derive(Default)]
 struct EndpointSeries {
     requests: [OnceLock<Counter>; DecisionLabel::ALL.len()],
@@ -103,6 +110,9 @@ pub struct Metrics {
     /// The series every review touches, resolved once per label set, so a
     /// review neither hashes its labels nor takes the family's lock.
     per_endpoint: [EndpointSeries; 2],
+    /// The lookup counters, the same way: by kind (its place in
+    /// [`crate::lookup::KINDS`]) and [`LookupPath`].
+    per_lookup: Vec<[OnceLock<LookupSeries>; LookupPath::ALL.len()]>,
     /// Requests whose head was read and whose answer is not yet written.
     pub in_flight: Gauge,
 }
@@ -219,6 +229,10 @@ impl Metrics {
             last_reload_successful,
             ready,
             per_endpoint: Default::default(),
+            per_lookup: crate::lookup::KINDS
+                .iter()
+                .map(|_| Default::default())
+                .collect(),
         })
     }
 
@@ -269,19 +283,42 @@ impl Metrics {
     }
 
     pub fn lookup(&self, kind: &'static KindInfo, path: LookupPath) {
-        let path = path.as_str();
-        self.lookups
-            .get_or_create(&LookupLabels {
+        let resolve = || {
+            let labels = LookupLabels {
                 kind: kind.name,
-                path,
-            })
-            .inc();
-        let deprecated = match kind.name {
-            "services" => &self.service_lookups,
-            "disruption-budgets" => &self.budget_lookups,
-            _ => return,
+                path: path.as_str(),
+            };
+            let deprecated = match kind.name {
+                "services" => Some(&self.service_lookups),
+                "disruption-budgets" => Some(&self.budget_lookups),
+                _ => None,
+            };
+            LookupSeries {
+                lookups: self.lookups.get_or_create(&labels).clone(),
+                deprecated: deprecated.map(|family| {
+                    family
+                        .get_or_create(&PathLabels { path: labels.path })
+                        .clone()
+                }),
+            }
         };
-        deprecated.get_or_create(&PathLabels { path }).inc();
+        let place = crate::lookup::KINDS
+            .iter()
+            .position(|k| k.name == kind.name);
+        let unkept;
+        let series = match place.and_then(|i| self.per_lookup.get(i)) {
+            Some(kind_series) => kind_series[path as usize].get_or_init(resolve),
+            // Every kind is in KINDS; were one not, its series would be
+            // resolved every time.
+            None => {
+                unkept = resolve();
+                &unkept
+            }
+        };
+        series.lookups.inc();
+        if let Some(deprecated) = &series.deprecated {
+            deprecated.inc();
+        }
     }
 
     /// Counts a reload of `what` and records whether it succeeded.
@@ -364,5 +401,73 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lookup::KINDS;
+
+    fn sample(exposed: &str, series: &str) -> Option<u64> {
+        exposed
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    /// Each kind's lookups are counted by where they were answered, in
+    /// `sts_guard_lookups_total` and in the kind's deprecated family, the
+    /// same after the series are resolved as the first time.
+    #[test]
+    fn lookups_are_counted_by_kind_and_path() {
+        let metrics = Metrics::new();
+        let (services, budgets) = (KINDS[0], KINDS[1]);
+        assert_eq!(
+            (services.name, budgets.name),
+            ("services", "disruption-budgets")
+        );
+        for _ in 0..3 {
+            metrics.lookup(services, LookupPath::Cache);
+        }
+        metrics.lookup(services, LookupPath::ApiError);
+        metrics.lookup(budgets, LookupPath::Static);
+        metrics.lookup(budgets, LookupPath::Static);
+        let exposed = metrics.encode();
+        for (series, count) in [
+            (
+                r#"sts_guard_lookups_total{kind="services",path="cache"}"#,
+                Some(3),
+            ),
+            (
+                r#"sts_guard_lookups_total{kind="services",path="api-error"}"#,
+                Some(1),
+            ),
+            (
+                r#"sts_guard_lookups_total{kind="disruption-budgets",path="static"}"#,
+                Some(2),
+            ),
+            (
+                r#"sts_guard_lookups_total{kind="services",path="static"}"#,
+                None,
+            ),
+            (r#"sts_guard_service_lookups_total{path="cache"}"#, Some(3)),
+            (
+                r#"sts_guard_service_lookups_total{path="api-error"}"#,
+                Some(1),
+            ),
+            (
+                r#"sts_guard_disruption_budget_lookups_total{path="static"}"#,
+                Some(2),
+            ),
+        ] {
+            assert_eq!(sample(&exposed, series), count, "{series} in\n{exposed}");
+        }
+    }
+
+    #[test]
+    fn every_lookup_path_has_its_own_place() {
+        for (place, path) in LookupPath::ALL.into_iter().enumerate() {
+            assert_eq!(path as usize, place, "{path:?}");
+        }
     }
 }
