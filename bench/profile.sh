@@ -43,7 +43,7 @@ profile() {
   local name="$1" listen="$2"
   shift 2
   valgrind --tool=callgrind --callgrind-out-file="$out/$name.callgrind" \
-    --dump-instr=no --collect-jumps=no "$@" >"$out/$name.log" 2>&1 &
+    ${CALLGRIND_OPTS:---dump-instr=no --collect-jumps=no} "$@" >"$out/$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 600); do
     curl -sk --max-time 1 -o /dev/null "https://$listen/healthz" -X GET && break

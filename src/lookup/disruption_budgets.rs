@@ -6,6 +6,7 @@
 //! request; before that, and to confirm a denial that rests on the watch's
 //! "none", one live LIST of the namespace.
 
+use compact_str::CompactString;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -51,7 +52,7 @@ impl Kind for DisruptionBudgets {
         gone_on_update: None,
     };
     /// The namespace.
-    type Query = String;
+    type Query = CompactString;
     type State = BudgetsState;
     type Projection = view::DisruptionBudget;
     type Listed = ListedBudget;
@@ -63,11 +64,11 @@ impl Kind for DisruptionBudgets {
 
     /// Once the watch has synced it holds every budget: a range of the
     /// ordered cache, "none" included. Before that, a live LIST.
-    fn cached(cache: &Cache<Self>, synced: bool, namespace: &String) -> Option<BudgetsState> {
+    fn cached(cache: &Cache<Self>, synced: bool, namespace: &CompactString) -> Option<BudgetsState> {
         if !synced {
             return None;
         }
-        let from = (namespace.clone(), String::new());
+        let from = (namespace.clone(), CompactString::default());
         let budgets = cache
             .range(from..)
             .take_while(|((ns, _), _)| ns == namespace)
@@ -82,7 +83,7 @@ impl Kind for DisruptionBudgets {
     /// `resourceVersion=0`); that wait is what made a LIST per admission
     /// cost ~100 ms, and here it is paid only before the watch synced and
     /// for a denial.
-    fn live(client: &kube::Client, namespace: &String) -> LiveRequest<Self::Live> {
+    fn live(client: &kube::Client, namespace: &CompactString) -> LiveRequest<Self::Live> {
         let api: Api<ListedBudget> = Api::namespaced(client.clone(), namespace);
         let what = format!("PodDisruptionBudgets of {namespace}");
         let request = async move {
@@ -118,9 +119,9 @@ impl Kind for DisruptionBudgets {
 
     fn from_objects(
         defined: &Definitions<view::DisruptionBudget>,
-        namespace: &String,
+        namespace: &CompactString,
     ) -> BudgetsState {
-        let from = (namespace.clone(), String::new());
+        let from = (namespace.clone(), CompactString::default());
         let budgets = defined
             .range(from..)
             .take_while(|((ns, _), _)| ns == namespace)
@@ -147,8 +148,8 @@ struct ListedBudgetSpec {
 impl Projection for ListedBudget {
     type Into = view::DisruptionBudget;
     fn projection(self) -> (Key, Arc<view::DisruptionBudget>) {
-        let namespace = self.metadata.namespace.unwrap_or_default();
-        let name = self.metadata.name.unwrap_or_default();
+        let namespace: CompactString = self.metadata.namespace.unwrap_or_default().into();
+        let name: CompactString = self.metadata.name.unwrap_or_default().into();
         let budget = view::DisruptionBudget {
             namespace: namespace.clone(),
             name: name.clone(),

@@ -5,6 +5,7 @@
 //! status) skipped unbuilt. So memory follows what sts-guard needs, not the
 //! size of the objects in the cluster.
 
+use compact_str::CompactString;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 use crate::view::{self, ANNOTATION_PREFIX};
 
 /// (namespace, name)
-pub type Key = (String, String);
+pub type Key = (CompactString, CompactString);
 
 /// A listed object turned into what the rules read, under its key.
 pub trait Projection {

@@ -60,8 +60,8 @@ impl Objects {
             .iter()
             .filter(|(_, defs)| defs.len() > 1)
             .map(|((namespace, name), defs)| Duplicate {
-                namespace: namespace.clone(),
-                name: name.clone(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
                 places: defs.iter().map(|d| d.place.clone()).collect(),
             })
             .collect()

@@ -15,6 +15,8 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
@@ -169,8 +171,8 @@ struct WatchedSpec {
 impl Projection for ListedService {
     type Into = view::Service;
     fn projection(self) -> (Key, Arc<view::Service>) {
-        let namespace = self.metadata.namespace.unwrap_or_default();
-        let name = self.metadata.name.unwrap_or_default();
+        let namespace: CompactString = self.metadata.namespace.unwrap_or_default().into();
+        let name: CompactString = self.metadata.name.unwrap_or_default().into();
         let spec = self.spec;
         let service = view::Service {
             namespace: namespace.clone(),

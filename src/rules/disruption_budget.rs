@@ -24,7 +24,7 @@ fn replicas(sts: &StatefulSet) -> i32 {
 
 fn needs(sts: &StatefulSet, namespace: &str) -> Vec<Need> {
     if replicas(sts) > 1 {
-        vec![Need::DisruptionBudgets(namespace.to_string())]
+        vec![Need::DisruptionBudgets(namespace.into())]
     } else {
         Vec::new()
     }
@@ -46,7 +46,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
     };
     let empty = Default::default();
     let labels = subject.sts.template_labels().unwrap_or(&empty);
-    match look_up::<DisruptionBudgets>(subject.lookups, subject.namespace.to_string()) {
+    match look_up::<DisruptionBudgets>(subject.lookups, subject.namespace.into()) {
         BudgetsState::Found(budgets) if budgets.iter().any(|b| b.selects(labels)) => Vec::new(),
         BudgetsState::Found(_) => vec![finding(
             FindingKind::Missing(&DisruptionBudgets::INFO),

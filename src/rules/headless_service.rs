@@ -24,7 +24,7 @@ pub const RULE: Rule = Rule {
 fn needs(sts: &StatefulSet, namespace: &str) -> Vec<Need> {
     match sts.service_name() {
         "" => Vec::new(),
-        name => vec![Need::Services((namespace.to_string(), name.to_string()))],
+        name => vec![Need::Services((namespace.into(), name.into()))],
     }
 }
 
@@ -48,7 +48,7 @@ fn check(subject: &Subject<'_>) -> Vec<Finding> {
     }
     let ns = subject.namespace;
     let labels = subject.sts.template_labels();
-    let query = (ns.to_string(), service_name.to_string());
+    let query = (ns.into(), service_name.into());
     let problem = match look_up::<Services>(subject.lookups, query) {
         ServiceState::Found(svc) => judge(&svc, service_name, labels),
         // The first definition that fails, of an order the lookup fixed.

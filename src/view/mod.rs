@@ -122,8 +122,8 @@ pub struct ContainerPort {
 /// A PodDisruptionBudget, as far as the rules read it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct DisruptionBudget {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: CompactString,
+    pub name: CompactString,
     /// `None` selects no pod; an empty selector selects every pod of the
     /// namespace (policy/v1).
     pub selector: Option<Selector>,
@@ -135,8 +135,8 @@ impl DisruptionBudget {
         namespace: &str,
     ) -> DisruptionBudget {
         DisruptionBudget {
-            namespace: namespace.to_string(),
-            name: pdb.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace.into(),
+            name: pdb.metadata.name.as_deref().unwrap_or_default().into(),
             selector: pdb
                 .spec
                 .as_ref()
@@ -154,8 +154,8 @@ impl DisruptionBudget {
 /// A Service, as far as the rules read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Service {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: CompactString,
+    pub name: CompactString,
     /// `None` (the string) for a headless Service.
     pub cluster_ip: Option<Box<str>>,
     pub selector: Option<Labels>,
@@ -166,8 +166,8 @@ impl Service {
     pub fn of(service: &k8s_openapi::api::core::v1::Service, namespace: &str) -> Service {
         let spec = service.spec.as_ref();
         Service {
-            namespace: namespace.to_string(),
-            name: service.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace.into(),
+            name: service.metadata.name.as_deref().unwrap_or_default().into(),
             cluster_ip: spec.and_then(|s| s.cluster_ip.as_deref()).map(Box::from),
             selector: spec
                 .and_then(|s| s.selector.as_ref())

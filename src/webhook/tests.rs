@@ -562,7 +562,7 @@ fn mutate_never_denies_and_validate_never_patches() {
 fn arc_services_are_shared_not_copied() {
     // The lookup hands out the cached Arc, so a cache hit costs no clone of the Service.
     let services = headless_web();
-    let web = || ("shop".to_string(), "web".to_string());
+    let web = || ("shop".into(), "web".into());
     let (ServiceState::Found(a), ServiceState::Found(b)) = (
         look_up::<Services>(&services, web()),
         look_up::<Services>(&services, web()),

@@ -397,11 +397,16 @@ fn hex4(digits: Option<&[u8]>) -> Result<u32> {
 #[inline(always)]
 fn closes_within_32(bytes: &[u8], i: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
-    if i + 32 <= bytes.len() {
-        let mask = blocks::specials(bytes, i) | blocks::specials(bytes, i + 16) << 16;
-        let at = i + mask.trailing_zeros() as usize;
-        if mask != 0 && bytes[at] == b'"' {
-            return Some(at + 1);
+    if let Some(window) = bytes.get(i..i + 32) {
+        // Most keys close within 16 bytes: the second 16 only when not.
+        let first = blocks::specials(window, 0);
+        let mask = match first {
+            0 => blocks::specials(window, 16) << 16,
+            _ => first,
+        };
+        let at = mask.trailing_zeros() as usize;
+        if window.get(at) == Some(&b'"') {
+            return Some(i + at + 1);
         }
     }
     None
