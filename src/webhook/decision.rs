@@ -78,6 +78,26 @@ impl Decision {
         self.denial.is_none()
     }
 
+    /// The encoded AdmissionReview of a plain allow (no warning, no
+    /// patch) for the request `uid`, byte for byte what encoding
+    /// [`Decision::into_response`]`(uid).into_review()` gives, without
+    /// building it: most answers are this one. `None` for any other
+    /// decision.
+    pub fn encoded_plain_allow(&self, uid: &str) -> Option<Vec<u8>> {
+        if self.denial.is_some() || !self.warnings.is_empty() || self.patch.is_some() {
+            return None;
+        }
+        const BEFORE_UID: &[u8] =
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
+        const AFTER_UID: &[u8] = br#","allowed":true,"status":{}}}"#;
+        let mut bytes = Vec::with_capacity(BEFORE_UID.len() + uid.len() + 2 + AFTER_UID.len());
+        bytes.extend_from_slice(BEFORE_UID);
+        // A str's JSON encoding cannot fail.
+        serde_json::to_writer(&mut bytes, uid).ok()?;
+        bytes.extend_from_slice(AFTER_UID);
+        Some(bytes)
+    }
+
     /// The decision as the API server expects it, for the request `uid`.
     pub fn into_response(self, uid: &str) -> AdmissionResponse {
         let mut response = response(uid);
@@ -319,6 +339,41 @@ impl DecisionLabel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_allow_is_encoded_as_kube_encodes_it() {
+        for uid in [
+            "7f0b2a8e-3c1d-4f5e-9a6b-2c3d4e5f6a7b",
+            "",
+            "a \"quoted\" \\ uid\u{1}\n",
+            "ünïcødé ✓",
+        ] {
+            let plain = Decision::default();
+            let kube = serde_json::to_vec(&plain.clone().into_response(uid).into_review()).unwrap();
+            assert_eq!(
+                plain.encoded_plain_allow(uid).map(String::from_utf8),
+                Some(String::from_utf8(kube)),
+                "{uid:?}"
+            );
+        }
+        let patch: Patch = serde_json::from_value(serde_json::json!([])).unwrap();
+        for other in [
+            Decision {
+                denial: Some("no".into()),
+                ..Decision::default()
+            },
+            Decision {
+                warnings: vec!["careful".into()],
+                ..Decision::default()
+            },
+            Decision {
+                patch: Some(patch),
+                ..Decision::default()
+            },
+        ] {
+            assert_eq!(other.encoded_plain_allow("u"), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn long_warnings_are_cut_on_char_boundaries() {

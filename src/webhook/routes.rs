@@ -318,7 +318,10 @@ async fn review_decoded(
     // label and findings, so those are kept aside instead of a clone.
     let label = DecisionLabel::of(&decision);
     let outcomes = std::mem::take(&mut decision.outcomes);
-    let response = json(&decision.into_response(&admission.uid).into_review());
+    let response = match decision.encoded_plain_allow(&admission.uid) {
+        Some(bytes) => json_bytes(bytes),
+        None => json(&decision.into_response(&admission.uid).into_review()),
+    };
     app.metrics.record(
         endpoint,
         namespace,
@@ -498,17 +501,20 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
     // at 128 and grows.
     let mut bytes = Vec::with_capacity(512);
     match serde_json::to_writer(&mut bytes, value) {
-        Ok(()) => {
-            let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Ok(()) => json_bytes(bytes),
         Err(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode response: {e}\n"),
         ),
     }
+}
+
+/// A 200 answer of encoded JSON.
+fn json_bytes(bytes: Vec<u8>) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
