@@ -2,12 +2,14 @@
 # Where a /validate request's CPU goes, part by part (BENCHMARKS.md,
 # "Profile"):
 #
-#   bench/profile.sh [REQUESTS]
+#   bench/profile.sh [REQUESTS [BODY]]
 #
 # Runs the release `sts-guard serve --services-from` (the server of
 # bench/run.sh) under valgrind's callgrind while oha sends REQUESTS
-# (default 4000) /validate requests with the typical body over TLS
-# keep-alive, then the static responder the same way, and prints the
+# (default 4000) requests of BODY (default typical-validate; also
+# typical-mutate, large-validate, large-mutate: bench/bench_bodies.rs) to
+# its endpoint over TLS keep-alive, then the static responder the same
+# way, and prints the
 # instructions each spends per request, by part: TLS, HTTP, body
 # collection, decode, lookups, review, response, metrics, logging,
 # allocator, the rest. Instruction counts do not depend on what else the
@@ -15,12 +17,20 @@
 # CPU per request includes it; `perf record -F 999 -p PID` on a quiet
 # machine gives it, see BENCHMARKS.md).
 #
+# STS_GUARD_BIN profiles another build of sts-guard. CALLGRIND_OPTS
+# replaces `--dump-instr=no --collect-jumps=no`: `--dump-instr=yes` with a
+# build that has line tables (CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
+# CARGO_TARGET_DIR=<elsewhere> cargo build --release) gives instructions
+# per source line (`callgrind_annotate --auto=yes`).
+#
 # Needs: valgrind, cargo, python3. Keeps everything in
 # target/bench-run/profile-<date>/.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 requests="${1:-4000}"
+body="${2:-typical-validate}"
+endpoint="${body#*-}"
 # shellcheck source=tools.sh disable=SC1091
 . "$repo/bench/tools.sh"
 bench_tools
@@ -52,8 +62,8 @@ profile() {
   # Warm-up outside the count is not possible under callgrind (one dump per
   # process); 16 connections' handshakes amortised over the requests.
   "$OHA" --no-tui --output-format quiet -n "$requests" -c 16 -m POST -T application/json \
-    -D "$out/bodies/typical-validate.json" --cacert "$out/certs/ca.crt" \
-    "https://localhost:${listen#*:}/validate"
+    -D "$out/bodies/$body.json" --cacert "$out/certs/ca.crt" \
+    "https://localhost:${listen#*:}/$endpoint"
   kill -TERM "$pid"
   wait "$pid" || true
 }
@@ -66,6 +76,6 @@ p=$(port)
 profile static "127.0.0.1:$p" "$static" --cert "$out/certs/tls.crt" --key "$out/certs/tls.key" \
   --listen "127.0.0.1:$p"
 
-python3 "$repo/bench/profile_parts.py" --requests "$requests" \
+python3 "$repo/bench/profile_parts.py" --requests "$requests" --body "$body" \
   "$out/sts-guard.callgrind" "$out/static.callgrind" | tee "$out/report.md"
 echo "# kept in $out" >&2

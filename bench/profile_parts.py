@@ -38,7 +38,7 @@ LINE = re.compile(r"^\s*([\d,]+)\s+\([\s\d.]+%\)\s+(.*)$")
 
 
 def parts(path):
-    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", path],
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", "--auto=no", path],
                          check=True, capture_output=True, text=True).stdout
     totals = {name: 0 for name, _ in PARTS}
     totals["other"] = 0
@@ -62,13 +62,15 @@ def parts(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, required=True)
+    ap.add_argument("--body", default="typical-validate")
     ap.add_argument("sts_guard")
     ap.add_argument("static")
     args = ap.parse_args()
     ours_total, ours = parts(args.sts_guard)
     static_total, static = parts(args.static)
     n = args.requests
-    print(f"Instructions per request (callgrind, {n} /validate requests of the typical body, "
+    size, endpoint = args.body.split("-", 1)
+    print(f"Instructions per request (callgrind, {n} /{endpoint} requests of the {size} body, "
           "16 keep-alive TLS connections; start-up and handshakes included)\n")
     print("| part | sts-guard | static responder |")
     print("|---|---:|---:|")
