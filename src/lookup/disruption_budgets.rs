@@ -6,9 +6,9 @@
 //! request; before that, and to confirm a denial that rests on the watch's
 //! "none", one live LIST of the namespace.
 
-use compact_str::CompactString;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;

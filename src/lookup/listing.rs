@@ -5,10 +5,10 @@
 //! status) skipped unbuilt. So memory follows what sts-guard needs, not the
 //! size of the objects in the cluster.
 
-use compact_str::CompactString;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 

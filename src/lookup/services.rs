@@ -16,7 +16,6 @@
 use std::sync::Arc;
 
 use compact_str::CompactString;
-
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;

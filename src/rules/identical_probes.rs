@@ -2,14 +2,13 @@
 //! same check. Then a readiness failure caused by load or a dependency also
 //! restarts the container, and an overload becomes a restart storm.
 
+use compact_str::CompactString;
+use serde_json::{Value, json};
 
 use super::{
     Case, Cel, CelSettings, Finding, FindingKind, Rule, RuleCel, RuleId, Subject, cel_probed, needs_nothing,
     probed_containers,
 };
-use compact_str::CompactString;
-use serde_json::{Value, json};
-
 use crate::view::{Container, HttpHeader, Probe, ProbePort};
 
 pub const RULE: Rule = Rule {

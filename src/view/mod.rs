@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 
 use compact_str::CompactString;
-
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 

@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::decision::{DecisionLabel, Endpoint};
-use crate::lookup::{KindInfo, LookupPath};
+use crate::lookup::{KINDS, KindInfo, LookupPath};
 use crate::review::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,8 +75,6 @@ pub struct WhatLabels {
     pub what: &'static str,
 }
 
-/// One endpoint's request counters (by [`DecisionLabel`]) and duration
-/// histogram, each created in its family on first use.
 /// One kind's lookups answered one way: `sts_guard_lookups_total` and the
 /// kind's deprecated family, if it has one.
 struct LookupSeries {
@@ -84,6 +82,8 @@ struct LookupSeries {
     deprecated: Option<Counter>,
 }
 
+/// One endpoint's request counters (by [`DecisionLabel`]) and duration
+/// histogram, each created in its family on first use.
 #[derive(Default)]
 struct EndpointSeries {
     requests: [OnceLock<Counter>; DecisionLabel::ALL.len()],
@@ -112,7 +112,7 @@ pub struct Metrics {
     per_endpoint: [EndpointSeries; 2],
     /// The lookup counters, the same way: by kind (its place in
     /// [`crate::lookup::KINDS`]) and [`LookupPath`].
-    per_lookup: Vec<[OnceLock<LookupSeries>; LookupPath::ALL.len()]>,
+    per_lookup: [[OnceLock<LookupSeries>; LookupPath::ALL.len()]; KINDS.len()],
     /// Requests whose head was read and whose answer is not yet written.
     pub in_flight: Gauge,
 }
@@ -229,10 +229,7 @@ impl Metrics {
             last_reload_successful,
             ready,
             per_endpoint: Default::default(),
-            per_lookup: crate::lookup::KINDS
-                .iter()
-                .map(|_| Default::default())
-                .collect(),
+            per_lookup: Default::default(),
         })
     }
 
@@ -302,12 +299,9 @@ impl Metrics {
                 }),
             }
         };
-        let place = crate::lookup::KINDS
-            .iter()
-            .position(|k| k.name == kind.name);
         let unkept;
-        let series = match place.and_then(|i| self.per_lookup.get(i)) {
-            Some(kind_series) => kind_series[path as usize].get_or_init(resolve),
+        let series = match KINDS.iter().position(|k| k.name == kind.name) {
+            Some(place) => self.per_lookup[place][path as usize].get_or_init(resolve),
             // Every kind is in KINDS; were one not, its series would be
             // resolved every time.
             None => {
@@ -407,7 +401,6 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lookup::KINDS;
 
     fn sample(exposed: &str, series: &str) -> Option<u64> {
         exposed

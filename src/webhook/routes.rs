@@ -497,8 +497,9 @@ pub fn redact(reason: &str) -> String {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Response {
-    // An allow is about 150 bytes: one allocation, where `to_vec` starts
-    // at 128 and grows.
+    // An answer is a few hundred bytes at most, usually: one allocation,
+    // where `to_vec` starts at 128 and grows. (A plain allow does not come
+    // here: `Decision::encoded_plain_allow`.)
     let mut bytes = Vec::with_capacity(512);
     match serde_json::to_writer(&mut bytes, value) {
         Ok(()) => json_bytes(bytes),
