@@ -34,6 +34,25 @@ fn skips_as_serde_json(text: &str) -> bool {
     ours
 }
 
+/// Runs `check` with the 64-byte scans the CPU chooses (32 bytes a compare
+/// where it has AVX2) and again with the SSE2 ones: both answer alike.
+fn at_both_widths(check: impl Fn()) {
+    check();
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// Puts the CPU's choice back, also when `check` panics.
+        struct Wide;
+        impl Drop for Wide {
+            fn drop(&mut self) {
+                super::blocks::NARROW.with(|narrow| narrow.set(false));
+            }
+        }
+        let _wide_again = Wide;
+        super::blocks::NARROW.with(|narrow| narrow.set(true));
+        check();
+    }
+}
+
 /// A string of `n` bytes of `x` (no hex digit) with `inner` at `at`, quoted.
 fn string_with(inner: &str, at: usize, n: usize) -> String {
     let mut s = "x".repeat(n);
@@ -43,38 +62,40 @@ fn string_with(inner: &str, at: usize, n: usize) -> String {
 
 #[test]
 fn skips_strings_as_serde_json_does_at_every_place_in_a_block() {
-    let accepted = [
-        r#"\""#,
-        r"\\",
-        r"\/",
-        r"\b\f\n\r\t",
-        r"\u00e9",
-        r"\uD800",
-        r"\uDC00\uD800",
-        r"\u0000",
-        r#"\"\"\"\"\"\"\"\"\"\""#,
-        "é漢字🙂",
-        "\u{7f}",
-    ];
-    let refused = [
-        r"\x", r"\u12", r"\u12g4", r"\U1234", "\u{1}", "\n", "\t", "\u{1f}", r"\",
-    ];
-    // Every offset of a 16-byte block and across its end.
-    for at in 0..40 {
-        for inner in accepted {
-            assert!(skips_as_serde_json(&string_with(inner, at, 40)));
+    at_both_widths(|| {
+        let accepted = [
+            r#"\""#,
+            r"\\",
+            r"\/",
+            r"\b\f\n\r\t",
+            r"\u00e9",
+            r"\uD800",
+            r"\uDC00\uD800",
+            r"\u0000",
+            r#"\"\"\"\"\"\"\"\"\"\""#,
+            "é漢字🙂",
+            "\u{7f}",
+        ];
+        let refused = [
+            r"\x", r"\u12", r"\u12g4", r"\U1234", "\u{1}", "\n", "\t", "\u{1f}", r"\",
+        ];
+        // Every offset of a 16-byte block and across its end.
+        for at in 0..40 {
+            for inner in accepted {
+                assert!(skips_as_serde_json(&string_with(inner, at, 40)));
+            }
+            for inner in refused {
+                assert!(!skips_as_serde_json(&string_with(inner, at, 40)));
+            }
         }
-        for inner in refused {
-            assert!(!skips_as_serde_json(&string_with(inner, at, 40)));
+        // Cut short: no closing quote, or a backslash at the very end.
+        for n in 0..40 {
+            let open = format!("\"{}", "a".repeat(n));
+            assert!(!skips_as_serde_json(&open));
+            assert!(!skips_as_serde_json(&format!("{open}\\")));
+            assert!(!skips_as_serde_json(&format!("{open}\\\"")));
         }
-    }
-    // Cut short: no closing quote, or a backslash at the very end.
-    for n in 0..40 {
-        let open = format!("\"{}", "a".repeat(n));
-        assert!(!skips_as_serde_json(&open));
-        assert!(!skips_as_serde_json(&format!("{open}\\")));
-        assert!(!skips_as_serde_json(&format!("{open}\\\"")));
-    }
+    });
 }
 
 /// A string read from a body is borrowed whole, whatever its length and
@@ -94,27 +115,29 @@ fn reads_plain_strings_of_every_length() {
 /// of a chunk and across its end, decide alike.
 #[test]
 fn skips_long_strings_as_serde_json_does_across_chunks() {
-    let runs = (1..=6).map(|n| "\\".repeat(n));
-    let mut inners: Vec<String> = Vec::new();
-    for run in runs {
-        for after in ["\"", "x", "n", "u00e9", "u12", "\u{1}", "é"] {
-            inners.push(format!("{run}{after}"));
+    at_both_widths(|| {
+        let runs = (1..=6).map(|n| "\\".repeat(n));
+        let mut inners: Vec<String> = Vec::new();
+        for run in runs {
+            for after in ["\"", "x", "n", "u00e9", "u12", "\u{1}", "é"] {
+                inners.push(format!("{run}{after}"));
+            }
         }
-    }
-    inners.push(r#"\"a\"b\"c\"d\"e\"f"#.repeat(12));
-    inners.push("\u{1f}".into());
-    for at in 0..150 {
-        for inner in &inners {
-            skips_as_serde_json(&string_with(inner, at, 150));
-            // The string's end near the chunk's end, the escape before it;
-            // and with text after it, as in a body.
-            let short = string_with(inner, at, at);
-            skips_as_serde_json(&short);
-            let in_body = format!("[{short}{}]", ",0".repeat(40));
-            delimits(&in_body);
-            reads_as_serde_json(&in_body);
+        inners.push(r#"\"a\"b\"c\"d\"e\"f"#.repeat(12));
+        inners.push("\u{1f}".into());
+        for at in 0..150 {
+            for inner in &inners {
+                skips_as_serde_json(&string_with(inner, at, 150));
+                // The string's end near the chunk's end, the escape before it;
+                // and with text after it, as in a body.
+                let short = string_with(inner, at, at);
+                skips_as_serde_json(&short);
+                let in_body = format!("[{short}{}]", ",0".repeat(40));
+                delimits(&in_body);
+                reads_as_serde_json(&in_body);
+            }
         }
-    }
+    });
 }
 
 /// Skipped as an object or array: delimited by its brackets. Whatever
@@ -158,41 +181,43 @@ fn skips_scalars_as_serde_json_does() {
 
 #[test]
 fn delimits_objects_and_arrays_by_their_brackets() {
-    for (text, accepted) in [
-        ("{}", true),
-        ("[]", true),
-        (" [ 1 , 2 ] ", true),
-        ("\t{\n\"a\" :\r[true,false,null]}", true),
-        (r#"{"a":{"b":[{"c":"d"}]}}"#, true),
-        // Brackets and escaped quotes inside strings are text.
-        (r#"{"k:{\"name\":\"app\"}":{}}"#, true),
-        (r#"["]", "\\", "\"]", "[{"]"#, true),
-        // Malformed inside: not checked, as nothing inside is built.
-        ("[1,]", true),
-        ("[,1]", true),
-        ("[1 2]", true),
-        (r#"{"a":1,}"#, true),
-        (r#"{"a" 1}"#, true),
-        (r#"{a:1}"#, true),
-        (r#"{"a":}"#, true),
-        ("[\"\u{1}\"]", true),
-        // Not closed, or followed by more.
-        ("[", false),
-        ("{", false),
-        (r#"["]"#, false),
-        (r#"["\"]"#, false),
-        ("[[]", false),
-        ("{} x", false),
-        ("[] ]", false),
-    ] {
-        assert_eq!(delimits(text), accepted, "{text:?}");
-    }
-    // Any depth: the scan keeps a count, not a stack.
-    for depth in [1, 63, 64, 65, 100, 1000] {
-        let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-        assert!(delimits(&nested));
-        assert!(!delimits(&"[".repeat(depth)));
-    }
+    at_both_widths(|| {
+        for (text, accepted) in [
+            ("{}", true),
+            ("[]", true),
+            (" [ 1 , 2 ] ", true),
+            ("\t{\n\"a\" :\r[true,false,null]}", true),
+            (r#"{"a":{"b":[{"c":"d"}]}}"#, true),
+            // Brackets and escaped quotes inside strings are text.
+            (r#"{"k:{\"name\":\"app\"}":{}}"#, true),
+            (r#"["]", "\\", "\"]", "[{"]"#, true),
+            // Malformed inside: not checked, as nothing inside is built.
+            ("[1,]", true),
+            ("[,1]", true),
+            ("[1 2]", true),
+            (r#"{"a":1,}"#, true),
+            (r#"{"a" 1}"#, true),
+            (r#"{a:1}"#, true),
+            (r#"{"a":}"#, true),
+            ("[\"\u{1}\"]", true),
+            // Not closed, or followed by more.
+            ("[", false),
+            ("{", false),
+            (r#"["]"#, false),
+            (r#"["\"]"#, false),
+            ("[[]", false),
+            ("{} x", false),
+            ("[] ]", false),
+        ] {
+            assert_eq!(delimits(text), accepted, "{text:?}");
+        }
+        // Any depth: the scan keeps a count, not a stack.
+        for depth in [1, 63, 64, 65, 100, 1000] {
+            let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            assert!(delimits(&nested));
+            assert!(!delimits(&"[".repeat(depth)));
+        }
+    });
 }
 
 /// Objects are delimited 64 bytes at a time: a string's quotes, its
@@ -200,23 +225,25 @@ fn delimits_objects_and_arrays_by_their_brackets() {
 /// its end, end the object where serde_json ends it.
 #[test]
 fn delimits_objects_across_chunks() {
-    for inner in [
-        r#"\""#, r"\\", r#"\\\""#, "]", "}", "[{", r#"\"]"#, r"\u005d",
-    ] {
-        for at in 0..140 {
-            let string = string_with(inner, at, 140);
-            for text in [
-                format!("{{\"k\":{string}}}"),
-                format!("[{string},[{{}}]]"),
-                format!("{{\"{}\":[{string}]}}", "a".repeat(at % 64)),
-            ] {
-                assert!(delimits(&text), "{text}");
-                // The object ends where serde_json ends it: anything after
-                // it is refused by both.
-                assert!(!delimits(&format!("{text}]")), "{text}]");
+    at_both_widths(|| {
+        for inner in [
+            r#"\""#, r"\\", r#"\\\""#, "]", "}", "[{", r#"\"]"#, r"\u005d",
+        ] {
+            for at in 0..140 {
+                let string = string_with(inner, at, 140);
+                for text in [
+                    format!("{{\"k\":{string}}}"),
+                    format!("[{string},[{{}}]]"),
+                    format!("{{\"{}\":[{string}]}}", "a".repeat(at % 64)),
+                ] {
+                    assert!(delimits(&text), "{text}");
+                    // The object ends where serde_json ends it: anything after
+                    // it is refused by both.
+                    assert!(!delimits(&format!("{text}]")), "{text}]");
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
@@ -249,10 +276,13 @@ fn reads_values_as_serde_json_does_or_leaves_them_to_it() {
 
 #[test]
 fn reads_the_fixture_review_as_serde_json_does() {
-    assert!(reads_as_serde_json(FIXTURE));
-    let compact = serde_json::to_string(&serde_json::from_str::<Value>(FIXTURE).unwrap()).unwrap();
-    assert!(reads_as_serde_json(&compact));
-    assert!(delimits(&compact));
+    at_both_widths(|| {
+        assert!(reads_as_serde_json(FIXTURE));
+        let compact =
+            serde_json::to_string(&serde_json::from_str::<Value>(FIXTURE).unwrap()).unwrap();
+        assert!(reads_as_serde_json(&compact));
+        assert!(delimits(&compact));
+    });
 }
 
 /// The review's decode, where serde_json accepts the body: the reader
@@ -328,6 +358,28 @@ proptest! {
             delimits(text);
             decodes_the_review_as_serde_json_does(text);
         }
+    }
+
+    /// Any bytes drawn from what moves a scan: the 64-byte string and
+    /// bracket scans end, refuse and carry their state alike at both
+    /// widths, from any place.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn both_widths_scan_alike(
+        bytes in prop::collection::vec(prop::sample::select(b"\"\\{}[]x\x01 ".as_slice()), 64..300),
+        from in 0..64usize,
+    ) {
+        let scans = || {
+            let string = super::blocks::skip(&bytes, from).map_err(|Unsupported| "refused");
+            let mut state = super::Brackets::default();
+            let brackets = super::blocks::brackets(&bytes, from, &mut state);
+            (string, brackets, state)
+        };
+        let wide = scans();
+        super::blocks::NARROW.with(|narrow| narrow.set(true));
+        let narrow = scans();
+        super::blocks::NARROW.with(|narrow| narrow.set(false));
+        prop_assert_eq!(wide, narrow);
     }
 
     /// Any valid JSON value, skipped as an unknown field, ends where
