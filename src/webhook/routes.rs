@@ -318,7 +318,7 @@ async fn review_decoded(
     // label and findings, so those are kept aside instead of a clone.
     let label = DecisionLabel::of(&decision);
     let outcomes = std::mem::take(&mut decision.outcomes);
-    let response = match decision.encoded_plain_allow(&admission.uid) {
+    let response = match decision.encoded_allow(&admission.uid) {
         Some(bytes) => json_bytes(bytes),
         None => json(&decision.into_response(&admission.uid).into_review()),
     };
@@ -498,8 +498,8 @@ pub fn redact(reason: &str) -> String {
 
 fn json<T: serde::Serialize>(value: &T) -> Response {
     // An answer is a few hundred bytes at most, usually: one allocation,
-    // where `to_vec` starts at 128 and grows. (A plain allow does not come
-    // here: `Decision::encoded_plain_allow`.)
+    // where `to_vec` starts at 128 and grows. (An allow does not come here:
+    // `Decision::encoded_allow`.)
     let mut bytes = Vec::with_capacity(512);
     match serde_json::to_writer(&mut bytes, value) {
         Ok(()) => json_bytes(bytes),

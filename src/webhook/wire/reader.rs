@@ -874,6 +874,12 @@ mod blocks {
             }
             scan.in_string = inside >> 63 == 1;
             let (open, close) = (open & !inside, close & !inside);
+            // An empty `{}` or `[]` (most of `managedFields`' leaves) leaves
+            // the depth as it found it, and its closing bracket cannot be
+            // where the depth reaches 0 (it was 1 or more before the
+            // opening one): only the other brackets are counted and walked.
+            let empty = close & (open << 1);
+            let (open, close) = (open & !(empty >> 1), close & !empty);
             // Only a closing bracket lowers the depth: with fewer of them
             // than brackets open, it cannot reach 0 here.
             if scan.depth > u64::from(close.count_ones()) {

@@ -246,6 +246,29 @@ fn delimits_objects_across_chunks() {
     });
 }
 
+/// An empty `{}` or `[]` is passed over as a pair: a value still ends at
+/// its own closing bracket, the pair before it or across a chunk's end.
+#[test]
+fn delimits_values_full_of_empty_objects_and_arrays() {
+    at_both_widths(|| {
+        for pad in 0..70 {
+            let key = "k".repeat(pad);
+            for value in [
+                "{}".to_string(),
+                "[[]]".into(),
+                format!("[{}{{}}]", "{},".repeat(pad % 7)),
+                format!(r#"{{"{key}":{{}},"x":[]}}"#),
+                r#"[{},[],{"a":{}},[[{}]]]"#.into(),
+            ] {
+                let text = format!(r#"{{"{key}":{value}}}"#);
+                assert!(delimits(&text), "{text}");
+                assert!(!delimits(&format!("{text}]")), "{text}]");
+                assert!(!delimits(&text[..text.len() - 1]), "{text} cut");
+            }
+        }
+    });
+}
+
 #[test]
 fn reads_values_as_serde_json_does_or_leaves_them_to_it() {
     for (text, read) in [
