@@ -252,13 +252,21 @@ fn next_token(bytes: &[u8], pos: &mut usize) -> Result<u8> {
 /// following only brackets and strings (their quotes and escapes): 64
 /// bytes at a time where SSE2 is there, the rest byte by byte.
 fn skip_brackets(bytes: &[u8], open: usize) -> Result<usize> {
-    let mut scan = Brackets::default();
+    // The opening bracket is counted here, so the scans start inside the
+    // value, 1 or more deep: an empty pair they pass over is never the
+    // value itself.
+    let mut scan = Brackets {
+        depth: 1,
+        ..Brackets::default()
+    };
     #[cfg(target_arch = "x86_64")]
-    let open = match blocks::brackets(bytes, open, &mut scan) {
+    let from = match blocks::brackets(bytes, open + 1, &mut scan) {
         blocks::Scan::Closed(end) => return Ok(end),
         blocks::Scan::Tail(rest) => rest,
     };
-    scan.rest(bytes, open)
+    #[cfg(not(target_arch = "x86_64"))]
+    let from = open + 1;
+    scan.rest(bytes, from)
 }
 
 /// Where a bracket scan stands between two chunks.
@@ -876,8 +884,9 @@ mod blocks {
             let (open, close) = (open & !inside, close & !inside);
             // An empty `{}` or `[]` (most of `managedFields`' leaves) leaves
             // the depth as it found it, and its closing bracket cannot be
-            // where the depth reaches 0 (it was 1 or more before the
-            // opening one): only the other brackets are counted and walked.
+            // where the depth reaches 0 (the scan starts inside the value,
+            // 1 or more deep): only the other brackets are counted and
+            // walked.
             let empty = close & (open << 1);
             let (open, close) = (open & !(empty >> 1), close & !empty);
             // Only a closing bracket lowers the depth: with fewer of them

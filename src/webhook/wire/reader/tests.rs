@@ -264,6 +264,18 @@ fn delimits_values_full_of_empty_objects_and_arrays() {
                 assert!(delimits(&text), "{text}");
                 assert!(!delimits(&format!("{text}]")), "{text}]");
                 assert!(!delimits(&text[..text.len() - 1]), "{text} cut");
+                // Skipped as a field's value, more of the body after it:
+                // the reader itself reads what follows, as serde_json does.
+                let field = format!(
+                    r#"{{"skipped":{value},"after":"read","padding":"{}"}}"#,
+                    "x".repeat(64 + pad)
+                );
+                let theirs = serde_json::from_str::<AfterSkipped>(&field).unwrap();
+                assert_eq!(
+                    from_str::<AfterSkipped>(&field).ok(),
+                    Some(theirs),
+                    "{field}"
+                );
             }
         }
     });
@@ -305,6 +317,12 @@ fn reads_the_fixture_review_as_serde_json_does() {
             serde_json::to_string(&serde_json::from_str::<Value>(FIXTURE).unwrap()).unwrap();
         assert!(reads_as_serde_json(&compact));
         assert!(delimits(&compact));
+        // The review's own decode, which skips most of it, is the
+        // reader's, not left to serde_json.
+        for text in [FIXTURE, &compact] {
+            assert!(from_str::<ReviewBody>(text).is_ok(), "{text}");
+            decodes_the_review_as_serde_json_does(text);
+        }
     });
 }
 
@@ -394,7 +412,11 @@ proptest! {
     ) {
         let scans = || {
             let string = super::blocks::skip(&bytes, from).map_err(|Unsupported| "refused");
-            let mut state = super::Brackets::default();
+            // As `skip_brackets` starts them: inside a value.
+            let mut state = super::Brackets {
+                depth: 1,
+                ..super::Brackets::default()
+            };
             let brackets = super::blocks::brackets(&bytes, from, &mut state);
             (string, brackets, state)
         };
