@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 
+use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use base64::write::EncoderWriter;
 use json_patch::Patch;
 use kube::core::Status;
 use kube::core::admission::AdmissionResponse;
@@ -102,12 +102,14 @@ impl Decision {
         serde_json::to_writer(&mut bytes, uid).ok()?;
         bytes.extend_from_slice(ALLOWED);
         if let Some(patch) = &self.patch {
+            // Encoded whole, then in base64 at once: base64's writer takes
+            // serde_json's many small writes one by one, at five times the
+            // cost.
+            let json = serde_json::to_vec(patch).ok()?;
             bytes.extend_from_slice(br#","patch":""#);
-            {
-                let mut base64 = EncoderWriter::new(&mut bytes, &STANDARD);
-                serde_json::to_writer(&mut base64, patch).ok()?;
-                base64.finish().ok()?;
-            }
+            let start = bytes.len();
+            bytes.resize(start + base64::encoded_len(json.len(), true)?, 0);
+            STANDARD.encode_slice(&json, &mut bytes[start..]).ok()?;
             bytes.extend_from_slice(br#"","patchType":"JSONPatch""#);
         }
         if !self.warnings.is_empty() {
@@ -359,7 +361,6 @@ impl DecisionLabel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
 
     #[test]
     fn an_allow_is_encoded_as_kube_encodes_it_but_the_patch_in_base64() {

@@ -252,21 +252,13 @@ fn next_token(bytes: &[u8], pos: &mut usize) -> Result<u8> {
 /// following only brackets and strings (their quotes and escapes): 64
 /// bytes at a time where SSE2 is there, the rest byte by byte.
 fn skip_brackets(bytes: &[u8], open: usize) -> Result<usize> {
-    // The opening bracket is counted here, so the scans start inside the
-    // value, 1 or more deep: an empty pair they pass over is never the
-    // value itself.
-    let mut scan = Brackets {
-        depth: 1,
-        ..Brackets::default()
-    };
+    let mut scan = Brackets::default();
     #[cfg(target_arch = "x86_64")]
-    let from = match blocks::brackets(bytes, open + 1, &mut scan) {
+    let open = match blocks::brackets(bytes, open, &mut scan) {
         blocks::Scan::Closed(end) => return Ok(end),
         blocks::Scan::Tail(rest) => rest,
     };
-    #[cfg(not(target_arch = "x86_64"))]
-    let from = open + 1;
-    scan.rest(bytes, from)
+    scan.rest(bytes, open)
 }
 
 /// Where a bracket scan stands between two chunks.
@@ -882,13 +874,6 @@ mod blocks {
             }
             scan.in_string = inside >> 63 == 1;
             let (open, close) = (open & !inside, close & !inside);
-            // An empty `{}` or `[]` (most of `managedFields`' leaves) leaves
-            // the depth as it found it, and its closing bracket cannot be
-            // where the depth reaches 0 (the scan starts inside the value,
-            // 1 or more deep): only the other brackets are counted and
-            // walked.
-            let empty = close & (open << 1);
-            let (open, close) = (open & !(empty >> 1), close & !empty);
             // Only a closing bracket lowers the depth: with fewer of them
             // than brackets open, it cannot reach 0 here.
             if scan.depth > u64::from(close.count_ones()) {

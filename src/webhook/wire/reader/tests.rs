@@ -246,8 +246,9 @@ fn delimits_objects_across_chunks() {
     });
 }
 
-/// An empty `{}` or `[]` is passed over as a pair: a value still ends at
-/// its own closing bracket, the pair before it or across a chunk's end.
+/// Empty `{}` and `[]`, alone or many, end a value at its own closing
+/// bracket, before or across a chunk's end; skipped as a field's value
+/// with more of the body after it, the reader reads on.
 #[test]
 fn delimits_values_full_of_empty_objects_and_arrays() {
     at_both_widths(|| {
@@ -412,7 +413,7 @@ proptest! {
     ) {
         let scans = || {
             let string = super::blocks::skip(&bytes, from).map_err(|Unsupported| "refused");
-            // As `skip_brackets` starts them: inside a value.
+            // As a scan stands inside a value: one bracket open.
             let mut state = super::Brackets {
                 depth: 1,
                 ..super::Brackets::default()
