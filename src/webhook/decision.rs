@@ -86,8 +86,8 @@ impl Decision {
     /// field as encoding [`Decision::into_response`]`(uid).into_review()`
     /// gives it, but the patch in base64, as the API server's own encoding
     /// of a `[]byte` is, where kube's `Vec<u8>` writes a JSON array of
-    /// numbers, one per byte (the API server reads both; the array cost
-    /// about 40,000 instructions for a typical patch). `None` for a denial.
+    /// numbers, one per byte (the API server reads both; the array took a
+    /// fifth of a typical `/mutate`'s instructions). `None` for a denial.
     pub fn encoded_allow(&self, uid: &str) -> Option<Vec<u8>> {
         if self.denial.is_some() {
             return None;
