@@ -503,10 +503,8 @@ fn find_special(bytes: &[u8], mut i: usize) -> usize {
 mod blocks {
     use super::{Brackets, Result, Unsupported, escape_len};
     use std::arch::x86_64::{
-        __m128i, __m256i, _mm_clmulepi64_si128, _mm_cmpeq_epi8, _mm_cvtsi128_si64, _mm_loadu_si128,
-        _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
-        _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
     };
 
     #[cfg(test)]
@@ -660,7 +658,7 @@ mod blocks {
     /// The masks 32 bytes a compare, and the prefix XOR in one
     /// instruction.
     mod wide {
-        use super::{
+        use std::arch::x86_64::{
             __m256i, _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set_epi64x, _mm_set1_epi8,
             _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
             _mm256_or_si256, _mm256_set1_epi8,
