@@ -34,23 +34,27 @@ fn skips_as_serde_json(text: &str) -> bool {
     ours
 }
 
+/// `run` with the SSE2 scans, where the CPU would choose the wide ones.
+#[cfg(target_arch = "x86_64")]
+fn narrow<T>(run: impl FnOnce() -> T) -> T {
+    /// Puts the CPU's choice back, also when `run` panics.
+    struct Wide;
+    impl Drop for Wide {
+        fn drop(&mut self) {
+            super::blocks::NARROW.with(|narrow| narrow.set(false));
+        }
+    }
+    let _wide_again = Wide;
+    super::blocks::NARROW.with(|narrow| narrow.set(true));
+    run()
+}
+
 /// Runs `check` with the 64-byte scans the CPU chooses (32 bytes a compare
 /// where it has AVX2) and again with the SSE2 ones: both answer alike.
 fn at_both_widths(check: impl Fn()) {
     check();
     #[cfg(target_arch = "x86_64")]
-    {
-        /// Puts the CPU's choice back, also when `check` panics.
-        struct Wide;
-        impl Drop for Wide {
-            fn drop(&mut self) {
-                super::blocks::NARROW.with(|narrow| narrow.set(false));
-            }
-        }
-        let _wide_again = Wide;
-        super::blocks::NARROW.with(|narrow| narrow.set(true));
-        check();
-    }
+    narrow(check);
 }
 
 /// A string of `n` bytes of `x` (no hex digit) with `inner` at `at`, quoted.
@@ -421,11 +425,7 @@ proptest! {
             let brackets = super::blocks::brackets(&bytes, from, &mut state);
             (string, brackets, state)
         };
-        let wide = scans();
-        super::blocks::NARROW.with(|narrow| narrow.set(true));
-        let narrow = scans();
-        super::blocks::NARROW.with(|narrow| narrow.set(false));
-        prop_assert_eq!(wide, narrow);
+        prop_assert_eq!(scans(), narrow(scans));
     }
 
     /// Any valid JSON value, skipped as an unknown field, ends where
