@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -57,11 +56,7 @@ async fn the_mutating_endpoint_returns_a_base64_json_patch() {
     assert_eq!(body["response"]["uid"], UID);
     assert_eq!(body["response"]["patchType"], "JSONPatch");
     // The patch's bytes in base64, as the API server encodes a []byte.
-    let base64 = body["response"]["patch"].as_str().expect("a base64 string");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(base64)
-        .unwrap();
-    let patch: Value = serde_json::from_slice(&bytes).unwrap();
+    let patch: Value = serde_json::from_slice(&patch_of(&body["response"])).unwrap();
     assert_eq!(
         patch,
         json!([{"op": "add", "path": "/spec/podManagementPolicy", "value": "Parallel"}])

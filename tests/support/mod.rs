@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use base64::Engine as _;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -41,6 +42,15 @@ use sts_guard::webhook::routes::{App, router};
 
 pub const CREATE_WEB: &str = include_str!("../fixtures/admission/create-web.json");
 pub const UID: &str = "7f0b2a8e-3c1d-4f5e-9a6b-2c3d4e5f6a7b";
+
+/// The JSON patch of an AdmissionReview `response`, from its base64 (as
+/// the API server encodes a `[]byte`).
+pub fn patch_of(response: &Value) -> Vec<u8> {
+    let base64 = response["patch"].as_str().expect("a base64 patch");
+    base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .expect("base64")
+}
 
 /// tests/fixtures/admission/create-web.json: the CREATE of shop/web, which
 /// every rule allows.

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::control_plane::{
@@ -298,7 +300,7 @@ pub fn webhooks_from_yaml(
     if out.code != 0 {
         bail!("kubectl could not read {what}\n{out}");
     }
-    let ca = base64(ca_pem);
+    let ca = STANDARD.encode(ca_pem);
     // kubectl prints one JSON object per document, back to back.
     let mut docs = Vec::new();
     for doc in serde_json::Deserializer::from_str(&out.stdout).into_iter::<Value>() {
@@ -456,26 +458,4 @@ pub fn metric_sum(text: &str, family: &str, labels: &[&str]) -> f64 {
                 .flatten()
         })
         .sum()
-}
-
-/// Standard base64 with padding (caBundle).
-fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
